@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine:
+#   make serve   install culm and start it on the embedded default (SQLite, one process)
+#   make test    install what the tests need, then lint, type-check and run the tests
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q
+
+.PHONY: serve test check bench clean
+
+$(VENV)/.base: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) -e ".[dev,postgres,redis]"
+	touch $@
+
+serve: $(VENV)/.base
+	$(PY) -m culm.examples
+
+check: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+test: check
+	$(VENV)/bin/pytest
+
+bench: $(VENV)/.dev
+	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

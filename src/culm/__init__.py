@@ -1,0 +1,46 @@
+"""culm: run LLM agents in the background, durably, and watch them from anywhere."""
+
+from __future__ import annotations
+
+from culm.agent.app import AgentSpec, App, load_app
+from culm.agent.context import RunContext
+from culm.config import Settings
+from culm.engine import Engine
+from culm.errors import (
+    Conflict,
+    CulmError,
+    InvalidInput,
+    NotFound,
+    RunCancelled,
+    RunFinished,
+    SessionBusy,
+)
+from culm.events import Event
+from culm.models import BusyPolicy, Run, RunState, RunStatus, Session, ToolPhase, Trigger
+from culm.store import RunFilter
+
+__all__ = [
+    "AgentSpec",
+    "App",
+    "BusyPolicy",
+    "Conflict",
+    "CulmError",
+    "Engine",
+    "Event",
+    "InvalidInput",
+    "NotFound",
+    "Run",
+    "RunCancelled",
+    "RunContext",
+    "RunFilter",
+    "RunFinished",
+    "RunState",
+    "RunStatus",
+    "Session",
+    "SessionBusy",
+    "Settings",
+    "ToolPhase",
+    "Trigger",
+    "load_app",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,144 @@
+"""An application: the agents a server can run, declared in a Python module.
+
+Loaded as ``module:app`` the way uvicorn and Celery load theirs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from pydantic import TypeAdapter, ValidationError
+
+from culm.agent.context import RunContext
+from culm.errors import InvalidInput, NotFound
+
+AgentBody = Callable[[RunContext, Any], Awaitable[Any]]
+
+
+@dataclass(slots=True, frozen=True)
+class AgentSpec:
+    """A named agent: how to run it and what input it takes."""
+
+    name: str
+    body: AgentBody
+    description: str = ""
+    input_type: Any = Any
+    _adapter: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_adapter", TypeAdapter(self.input_type))
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return self._adapter.json_schema()
+
+    def validate_input(self, value: Any) -> Any:
+        """The input as the agent will receive it, or ``InvalidInput`` saying what is wrong."""
+        try:
+            return self._adapter.validate_python(value)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()
+            )
+            raise InvalidInput(f"invalid input for agent {self.name!r}: {problems}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+        }
+
+
+class App:
+    """The registry of agents that an engine runs."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, AgentSpec] = {}
+
+    @overload
+    def agent(self, fn: Callable[..., Any], /) -> Callable[..., Any]: ...
+
+    @overload
+    def agent(
+        self, fn: None = None, /, *, name: str | None = None, description: str | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+
+    def agent(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> Any:
+        """Register ``async def agent(run: RunContext, input: T)`` as an agent.
+
+        The function may return its output, or be an async generator that yields events
+        as ``(type, data)`` pairs. ``T`` (from the annotation) validates the input.
+        """
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.add(function_agent(fn, name=name, description=description))
+            return fn
+
+        return register(fn) if fn is not None else register
+
+    def add(self, spec: AgentSpec) -> AgentSpec:
+        if spec.name in self.agents:
+            raise ValueError(f"an agent named {spec.name!r} is already registered")
+        self.agents[spec.name] = spec
+        return spec
+
+    def get(self, name: str) -> AgentSpec:
+        try:
+            return self.agents[name]
+        except KeyError:
+            known = ", ".join(sorted(self.agents)) or "none"
+            raise NotFound(f"no agent named {name!r} (known agents: {known})") from None
+
+
+def function_agent(
+    fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+) -> AgentSpec:
+    """An agent spec for a plain async function or async generator."""
+    if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+        raise TypeError(f"{fn!r} must be an async function or an async generator function")
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) != 2:
+        raise TypeError(f"{fn.__name__} must take exactly (run, input)")
+    hints = typing.get_type_hints(fn)
+    input_type = hints.get(params[1].name, Any)
+    body: AgentBody = _generator_body(fn) if inspect.isasyncgenfunction(fn) else fn
+    return AgentSpec(
+        name=name or fn.__name__,
+        body=body,
+        description=description or inspect.getdoc(fn) or "",
+        input_type=input_type,
+    )
+
+
+def _generator_body(fn: Callable[[RunContext, Any], AsyncIterator[Any]]) -> AgentBody:
+    async def body(run: RunContext, input: Any) -> None:
+        async for item in fn(run, input):
+            if isinstance(item, tuple) and len(item) == 2:
+                await run.emit(item[0], item[1])
+            else:
+                raise TypeError(f"an agent generator must yield (type, data) pairs, got {item!r}")
+
+    return body
+
+
+def load_app(target: str) -> App:
+    """Import ``module:attribute`` and return the App it names."""
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    app = getattr(module, attr or "app", None)
+    if not isinstance(app, App):
+        raise InvalidInput(f"{target!r} does not name a culm.App")
+    return app

@@ -1,0 +1,117 @@
+"""What an agent holds while it runs: a way to emit events, and to notice cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from culm.errors import RunCancelled
+from culm.events import RESERVED_PREFIX
+
+T = TypeVar("T")
+
+
+class CancelToken:
+    """Set once, by whoever cancels; checked by the run at its safe points."""
+
+    __slots__ = ("_event", "by", "reason")
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.by = ""
+        self.reason: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def request(self, by: str, reason: str | None) -> bool:
+        """Ask the run to stop; False if someone already asked (the first ask stands)."""
+        if self._event.is_set():
+            return False
+        self.by, self.reason = by, reason
+        self._event.set()
+        return True
+
+    def raise_if_requested(self) -> None:
+        if self._event.is_set():
+            raise RunCancelled(self.by, self.reason)
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class RunContext:
+    """The handle an agent receives: its run's identity, ``emit`` and safe points.
+
+    Every ``emit`` and ``checkpoint`` is a safe point: when the run has been asked to stop,
+    it raises ``culm.RunCancelled`` there. Catch it only to clean up, then re-raise.
+    """
+
+    __slots__ = ("_emit", "agent", "cancel_token", "run_id", "session_id", "tenant")
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        session_id: str,
+        tenant: str,
+        agent: str,
+        emit: Emit,
+        cancel_token: CancelToken,
+    ) -> None:
+        self.run_id = run_id
+        self.session_id = session_id
+        self.tenant = tenant
+        self.agent = agent
+        self._emit = emit
+        self.cancel_token = cancel_token
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel_token.requested
+
+    async def emit(self, type: str, data: dict[str, Any] | None = None) -> None:
+        """Append an event to this run's stream (a safe point).
+
+        Any type but the engine's own lifecycle types (``run.*``) is allowed; user code
+        should put its own types under a prefix of its own (``myapp.progress``).
+        """
+        if type.startswith(RESERVED_PREFIX):
+            raise ValueError(f"event type {type!r} is reserved for the engine")
+        self.cancel_token.raise_if_requested()
+        await self._emit(type, data if data is not None else {})
+
+    async def checkpoint(self) -> None:
+        """A safe point: raise ``RunCancelled`` if the run was asked to stop.
+
+        Also lets other tasks run, so a busy loop that checkpoints stays cancellable.
+        """
+        self.cancel_token.raise_if_requested()
+        await asyncio.sleep(0)
+        self.cancel_token.raise_if_requested()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, waking at once with ``RunCancelled`` if the run is asked to stop."""
+        await self.until_cancelled(asyncio.sleep(seconds))
+
+    async def until_cancelled(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable``; if the run is asked to stop first, cancel it and raise
+        ``RunCancelled``. Use it around waits that may be long (a network call, a queue)."""
+        self.cancel_token.raise_if_requested()
+        work = asyncio.ensure_future(awaitable)
+        stop = asyncio.ensure_future(self.cancel_token.wait())
+        try:
+            await asyncio.wait((work, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        if work.cancelled() and self.cancel_token.requested:
+            raise RunCancelled(self.cancel_token.by, self.cancel_token.reason)
+        return work.result()

@@ -1,0 +1,406 @@
+"""The one door: every path into a run (HTTP, spawn, schedule, Python) goes through
+``Engine.start_run``; cancel, wait and subscribe are here too."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy.exc import IntegrityError
+
+from culm import events as ev
+from culm.agent.app import App
+from culm.bus import Bus, LocalBus, run_key
+from culm.config import Settings
+from culm.errors import Conflict, RunFinished
+from culm.events import Event
+from culm.ids import new_id
+from culm.models import BusyPolicy, Run, RunState, RunStatus, Session, Trigger
+from culm.projection import advance
+from culm.runtime.follow import follow_run, follow_sessions
+from culm.runtime.log import EventLog
+from culm.runtime.owners import new_worker_id, owner_is_dead
+from culm.runtime.runner import Runner, _cancelled
+from culm.store import RunFilter, Store, open_store
+
+log = logging.getLogger("culm.engine")
+
+_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+_PENDING = frozenset({RunStatus.PENDING})
+
+
+class Engine:
+    """Runs agents in the background, durably. Use as ``async with Engine(app) as engine``."""
+
+    def __init__(
+        self,
+        app: App,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        bus: Bus | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.settings = settings or Settings()
+        self.store = store or open_store(self.settings)
+        self.bus = bus or LocalBus()
+        self.clock = clock
+        self.worker_id = new_worker_id()
+        self.log = EventLog(self.store, self.bus, self.settings.max_batch)
+        self._runners: dict[str, Runner] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stack = AsyncExitStack()
+        self._closing = False
+
+    # lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self.store.open()
+        self._stack.push_async_callback(self.store.close)
+        await self.bus.open()
+        self._stack.push_async_callback(self.bus.close)
+        self._background(self.log.run())
+        await self.recover()
+        self._background(self._every(self.settings.lease_seconds / 3, self._renew_leases))
+        self._background(self._every(self.settings.lease_seconds / 2, self.recover))
+        if self.settings.retention_seconds is not None:
+            period = min(3600.0, self.settings.retention_seconds / 10)
+            self._background(self._every(period, self.purge))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Interrupt the runs still going (each gets its terminal event), then close."""
+        if self._closing:
+            return
+        self._closing = True
+        runners = list(self._runners.values())
+        for runner in runners:
+            if runner.task is not None and not runner.finalized:
+                runner.task.cancel()
+        for runner in runners:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.done.wait(), self.settings.cancel_grace + 1)
+            if not runner.done.is_set():
+                await runner.finish(ev.RUN_INTERRUPTED, {"error": "the server shut down"})
+        await self.log.flush()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stack.aclose()
+
+    def _background(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.exception("background job %s failed", getattr(job, "__name__", job))
+
+    # sessions
+
+    async def create_session(
+        self,
+        *,
+        tenant: str = "default",
+        metadata: Mapping[str, Any] | None = None,
+        parent_id: str | None = None,
+    ) -> Session:
+        session = Session(
+            id=new_id("ses"),
+            tenant=tenant,
+            created_at=self.clock(),
+            metadata=dict(metadata or {}),
+            parent_id=parent_id,
+        )
+        await self.store.create_session(session)
+        return session
+
+    # runs
+
+    async def start_run(
+        self,
+        agent: str,
+        input: Any = None,
+        *,
+        session_id: str | None = None,
+        tenant: str = "default",
+        trigger: Trigger = Trigger.PYTHON,
+        if_busy: BusyPolicy = BusyPolicy.REJECT,
+        parent_run_id: str | None = None,
+        schedule_id: str | None = None,
+        idempotency_key: str | None = None,
+        by: str = "user",
+    ) -> Run:
+        """Create a run and hand it to the executor; returns at once with the pending run.
+
+        Without ``session_id`` the run gets a new session. When the session has an active
+        run, ``if_busy`` decides: ``reject`` raises ``SessionBusy``, ``enqueue`` waits in
+        line, ``interrupt`` cancels what is active (on behalf of ``by``) and then starts.
+        A retried call with the same ``idempotency_key`` returns the same run.
+        """
+        spec = self.app.get(agent)
+        value = spec.validate_input(input)
+        if idempotency_key is not None:
+            existing = await self.store.find_run(tenant, idempotency_key)
+            if existing is not None:
+                return existing
+        if session_id is None:
+            session_id = (await self.create_session(tenant=tenant)).id
+        else:
+            await self.store.get_session(session_id, tenant)
+        run_id = new_id("run")
+        if if_busy is BusyPolicy.INTERRUPT:
+            for active in await self.store.active_runs(session_id):
+                with contextlib.suppress(RunFinished):
+                    await self.cancel(active.id, by=by, reason=f"interrupted by run {run_id}")
+        now = self.clock()
+        queued = Event(
+            1,
+            run_id,
+            session_id,
+            ev.RUN_QUEUED,
+            {
+                "agent": agent,
+                "trigger": trigger.value,
+                "parent_run_id": parent_run_id,
+                "schedule_id": schedule_id,
+            },
+            ts=now,
+        )
+        run = Run(
+            id=run_id,
+            session_id=session_id,
+            tenant=tenant,
+            agent=agent,
+            input=value,
+            trigger=trigger,
+            created_at=now,
+            state=advance(RunState(), queued),
+            parent_run_id=parent_run_id,
+            schedule_id=schedule_id,
+            idempotency_key=idempotency_key,
+        )
+        try:
+            ahead = await self.store.create_run(
+                run,
+                queued,
+                reject_if_busy=if_busy is BusyPolicy.REJECT,
+                owner=self.worker_id,
+                lease_until=now + self.settings.lease_seconds,
+            )
+        except IntegrityError:
+            if idempotency_key is not None:
+                existing = await self.store.find_run(tenant, idempotency_key)
+                if existing is not None:
+                    return existing
+            raise
+        self.bus.publish([queued])
+        if ahead is None:
+            await self._launch(run)
+        return self._runners[run.id].snapshot() if run.id in self._runners else run
+
+    async def _launch(self, run: Run) -> None:
+        if self._closing or run.id in self._runners:
+            return
+        try:
+            spec = self.app.get(run.agent)
+        except Exception as exc:
+            await self._end_elsewhere(run.id, _ACTIVE, ev.RUN_FAILED, {"error": str(exc)})
+            return
+        runner = Runner(run, spec, self.log, self._on_end, self.clock)
+        self._runners[run.id] = runner
+        lease = self.clock() + self.settings.lease_seconds
+        if not await self.store.claim_run(run.id, self.worker_id, lease):
+            self._runners.pop(run.id, None)
+            return
+        runner.task = self._background(runner.execute())
+
+    def _on_end(self, runner: Runner) -> None:
+        self._runners.pop(runner.run.id, None)
+        if not self._closing:
+            self._background(self._start_next(runner.run.session_id))
+
+    async def _start_next(self, session_id: str) -> None:
+        active = await self.store.active_runs(session_id)
+        if active and all(r.status is RunStatus.PENDING for r in active):
+            await self._launch(active[0])
+
+    async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
+        """The run with its live state (from memory while this process runs it)."""
+        run = await self.store.get_run(run_id, tenant)
+        runner = self._runners.get(run_id)
+        return runner.snapshot() if runner is not None else run
+
+    async def list_runs(
+        self, where: RunFilter | None = None, *, limit: int = 50, before: str | None = None
+    ) -> list[Run]:
+        runs = await self.store.list_runs(where or RunFilter(), limit=limit, before=before)
+        return [self._runners[r.id].snapshot() if r.id in self._runners else r for r in runs]
+
+    async def wait(
+        self, run_id: str, timeout: float | None = None, tenant: str | None = None
+    ) -> Run:
+        """The run once it has ended, or as it stands when ``timeout`` seconds pass."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.bus.subscribe((run_key(run_id),), 16) as feed:
+            while True:
+                run = await self.get_run(run_id, tenant)
+                if run.status.terminal:
+                    return run
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return run
+                poll = self.settings.idle_poll_seconds
+                await feed.next(poll if left is None else min(left, poll))
+                feed.resync()
+
+    async def cancel(
+        self,
+        run_id: str,
+        *,
+        by: str = "user",
+        reason: str | None = None,
+        tenant: str | None = None,
+    ) -> Run:
+        """Ask a run to stop; returns the run. Idempotent: asking again changes nothing.
+
+        A running run stops at its next safe point, or is cancelled outright after the
+        grace period; a pending run ends at once. A run that already ended otherwise than
+        by cancellation raises ``RunFinished``.
+        """
+        run = await self.store.get_run(run_id, tenant)
+        runner = self._runners.get(run_id)
+        if runner is not None:
+            if runner.state.status.terminal and not runner.token.requested:
+                raise RunFinished(run_id, runner.state.status.value)
+            if runner.token.request(by, reason):
+                self._background(self._force_cancel(runner))
+            return runner.snapshot()
+        if run.status is RunStatus.PENDING:
+            ended = await self._end_elsewhere(
+                run_id, _PENDING, ev.RUN_CANCELLED, _cancelled(by, reason, forced=False)
+            )
+            if ended is not None:
+                return ended
+            return await self.cancel(run_id, by=by, reason=reason, tenant=tenant)
+        if run.status is RunStatus.CANCELLED:
+            return run
+        if run.status.terminal:
+            raise RunFinished(run_id, run.status.value)
+        raise Conflict(
+            f"run {run_id} is executing in another process; "
+            "cancel it through a server connected to that process's bus"
+        )
+
+    async def _force_cancel(self, runner: Runner) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runner.done.wait(), self.settings.cancel_grace)
+        if runner.done.is_set():
+            return
+        log.warning(
+            "run %s ignored cancellation for %.1fs; cancelling it outright",
+            runner.run.id,
+            self.settings.cancel_grace,
+        )
+        if runner.task is not None:
+            runner.task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runner.done.wait(), 0.5)
+        await runner.finish(
+            ev.RUN_CANCELLED, _cancelled(runner.token.by, runner.token.reason, forced=True)
+        )
+
+    async def _end_elsewhere(
+        self, run_id: str, only_if: frozenset[RunStatus], type: str, data: dict[str, Any]
+    ) -> Run | None:
+        """End a run no runner here holds: terminal event and state in one transaction."""
+        now = self.clock()
+
+        def terminal(run: Run) -> Event:
+            return Event(run.state.last_seq + 1, run_id, run.session_id, type, data, ts=now)
+
+        result = await self.store.end_run(run_id, only_if, terminal)
+        if result is None:
+            return None
+        run, event = result
+        self.bus.publish([event])
+        if not self._closing:
+            self._background(self._start_next(run.session_id))
+        return run
+
+    # events
+
+    def subscribe_batches(self, run_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
+        """The run's events after ``after`` in batches; see ``subscribe``."""
+        return follow_run(
+            self.store,
+            self.bus,
+            run_id,
+            after,
+            buffer=self.settings.subscriber_buffer,
+            idle_poll=self.settings.idle_poll_seconds,
+        )
+
+    async def subscribe(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+        """Every event of the run after sequence number ``after``, each once and in order,
+        then the live tail; ends after the terminal event."""
+        async for batch in self.subscribe_batches(run_id, after):
+            for event in batch:
+                yield event
+
+    def subscribe_session(self, session_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
+        """Batches of every event of a session's runs after log position ``after``."""
+
+        async def ids() -> list[str]:
+            return [session_id]
+
+        return follow_sessions(
+            self.store,
+            self.bus,
+            ids,
+            after,
+            buffer=self.settings.subscriber_buffer,
+            idle_poll=self.settings.idle_poll_seconds,
+        )
+
+    # housekeeping
+
+    async def recover(self) -> None:
+        """Interrupt runs whose process died: at once on this host, by lease elsewhere."""
+        now = self.clock()
+        for owned in await self.store.runs_owned_elsewhere(self.worker_id):
+            expired = owned.lease_expires_at is None or owned.lease_expires_at < now
+            dead = owned.worker_id is not None and owner_is_dead(owned.worker_id, self.worker_id)
+            if dead or expired:
+                why = "the process running it died" if dead else "its process stopped responding"
+                await self._end_elsewhere(owned.run_id, _ACTIVE, ev.RUN_INTERRUPTED, {"error": why})
+
+    async def _renew_leases(self) -> None:
+        await self.store.renew_leases(self.worker_id, self.clock() + self.settings.lease_seconds)
+
+    async def purge(self) -> int:
+        """Delete the events of runs that ended longer ago than the retention age."""
+        if self.settings.retention_seconds is None:
+            return 0
+        return await self.store.purge_events(self.clock() - self.settings.retention_seconds)

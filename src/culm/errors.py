@@ -1,0 +1,69 @@
+"""Every error culm raises on purpose, in one tree.
+
+    CulmError                     code
+    ├── NotFound                  not_found        (404)
+    ├── Conflict                  conflict         (409)
+    │   ├── SessionBusy           session_busy     the session has an active run
+    │   └── RunFinished           run_finished     the run already ended
+    ├── InvalidInput              invalid_input    (400/422)
+    └── RunCancelled              cancelled        raised inside an agent at a safe point
+
+Each error carries a stable ``code``; the HTTP API maps the class to a status.
+``RunCancelled`` is how cancellation reaches agent code: catch it to clean up, then let it
+propagate. It is distinct from ``asyncio.CancelledError``, which is the hard cancel that
+follows when an agent ignores the cooperative one.
+"""
+
+from __future__ import annotations
+
+
+class CulmError(Exception):
+    """Base of every error culm raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(CulmError):
+    code = "not_found"
+
+
+class Conflict(CulmError):
+    code = "conflict"
+
+
+class SessionBusy(Conflict):
+    code = "session_busy"
+
+    def __init__(self, session_id: str, active_run_id: str) -> None:
+        super().__init__(
+            f"session {session_id} already has an active run {active_run_id}; "
+            "wait for it, cancel it, or start with if_busy='enqueue' or 'interrupt'"
+        )
+        self.session_id = session_id
+        self.active_run_id = active_run_id
+
+
+class RunFinished(Conflict):
+    code = "run_finished"
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"run {run_id} already finished with status {status}")
+        self.run_id = run_id
+        self.status = status
+
+
+class InvalidInput(CulmError):
+    code = "invalid_input"
+
+
+class RunCancelled(CulmError):
+    code = "cancelled"
+
+    def __init__(self, by: str, reason: str | None) -> None:
+        super().__init__(f"run cancelled by {by}" + (f": {reason}" if reason else ""))
+        self.by = by
+        self.reason = reason

@@ -1,0 +1,79 @@
+"""Event types: the stable names every stream carries.
+
+An event is appended to the durable log before anyone is shown it; its ``seq`` is its
+position in its run's stream (1, 2, 3, ...) and ``pos`` its position in the whole log.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+RUN_QUEUED: Final = "run.queued"
+RUN_STARTED: Final = "run.started"
+ROUND_STARTED: Final = "round.started"
+ROUND_COMPLETED: Final = "round.completed"
+MESSAGE_DELTA: Final = "message.delta"
+MESSAGE_COMPLETED: Final = "message.completed"
+TOOL_STARTED: Final = "tool.started"
+TOOL_COMPLETED: Final = "tool.completed"
+TOOL_FAILED: Final = "tool.failed"
+BUDGET_UPDATED: Final = "budget.updated"
+CHILD_STARTED: Final = "child.started"
+CHILD_COMPLETED: Final = "child.completed"
+RUN_COMPLETED: Final = "run.completed"
+RUN_FAILED: Final = "run.failed"
+RUN_CANCELLED: Final = "run.cancelled"
+RUN_INTERRUPTED: Final = "run.interrupted"
+
+TERMINAL: Final = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_INTERRUPTED})
+"""Exactly one of these ends every run's stream."""
+
+RESERVED_PREFIX: Final = "run."
+"""Lifecycle events belong to the engine; user code may not emit types under this prefix."""
+
+
+@dataclass(slots=True)
+class Event:
+    """One entry of a run's stream: ``{seq, run_id, session_id, type, ts, data}``."""
+
+    seq: int
+    run_id: str
+    session_id: str
+    type: str
+    data: dict[str, Any]
+    ts: float = field(default_factory=time.time)
+    pos: int = 0
+    """Position in the whole log, assigned when the event is stored (0 until then)."""
+    _json: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "run_id": self.run_id,
+            "session_id": self.session_id,
+            "type": self.type,
+            "ts": iso(self.ts),
+            "data": self.data,
+        }
+
+    def to_json(self) -> bytes:
+        """The event as JSON bytes, encoded once however many subscribers receive it."""
+        if self._json is None:
+            self._json = orjson.dumps(self.to_dict())
+        return self._json
+
+
+def iso(ts: float | None) -> str | None:
+    """An epoch timestamp as an ISO 8601 string in UTC."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")

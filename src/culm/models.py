@@ -1,0 +1,166 @@
+"""Records: sessions, runs and their live state. Plain data, no behaviour beyond shape."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from culm.events import iso
+
+
+class RunStatus(enum.StrEnum):
+    """Where a run is in its life."""
+
+    PENDING = "pending"
+    """Created and durable, not started yet (waiting behind the session's active run)."""
+    RUNNING = "running"
+    """Its agent is executing in some process."""
+    COMPLETED = "completed"
+    """The agent returned; ``output`` holds what it returned."""
+    CANCELLED = "cancelled"
+    """Someone asked it to stop; ``error`` says who and why."""
+    FAILED = "failed"
+    """The agent raised; ``error`` holds the message."""
+    INTERRUPTED = "interrupted"
+    """The process that ran it died or shut down before it ended."""
+
+    @property
+    def terminal(self) -> bool:
+        return self not in _ACTIVE
+
+
+_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+ACTIVE_STATUSES = tuple(s.value for s in _ACTIVE)
+
+
+class Trigger(enum.StrEnum):
+    """What started a run."""
+
+    HTTP = "http"
+    SPAWN = "spawn"
+    SCHEDULE = "schedule"
+    PYTHON = "python"
+    """Started by Python code holding the engine, in process."""
+
+
+class ToolPhase(enum.StrEnum):
+    BEGIN = "begin"
+    FINISHED = "finished"
+    ERROR = "error"
+
+
+class BusyPolicy(enum.StrEnum):
+    """What ``start_run`` does when the session already has an active run."""
+
+    REJECT = "reject"
+    """Refuse with ``SessionBusy`` naming the active run."""
+    ENQUEUE = "enqueue"
+    """Create the run as pending; it starts after the runs ahead of it, in order."""
+    INTERRUPT = "interrupt"
+    """Cancel the active (and queued) runs, then start."""
+
+
+@dataclass(slots=True, frozen=True)
+class RunState:
+    """The part of a run that its events change: a projection of its stream."""
+
+    status: RunStatus = RunStatus.PENDING
+    last_seq: int = 0
+    last_event_at: float | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+    round: int = 0
+    last_tool: str | None = None
+    last_tool_phase: ToolPhase | None = None
+    usage: dict[str, Any] | None = None
+    output: Any = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Session:
+    """A conversation: durable history, owner, metadata; a child session has a parent."""
+
+    id: str
+    tenant: str
+    created_at: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    parent_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "created_at": iso(self.created_at),
+            "metadata": self.metadata,
+            "parent_id": self.parent_id,
+        }
+
+
+@dataclass(slots=True)
+class Run:
+    """One execution of an agent on a session, with its live state."""
+
+    id: str
+    session_id: str
+    tenant: str
+    agent: str
+    input: Any
+    trigger: Trigger
+    created_at: float
+    state: RunState = field(default_factory=RunState)
+    parent_run_id: str | None = None
+    schedule_id: str | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def status(self) -> RunStatus:
+        return self.state.status
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "id": self.id,
+            "session_id": self.session_id,
+            "agent": self.agent,
+            "input": self.input,
+            "status": s.status.value,
+            "trigger": self.trigger.value,
+            "parent_run_id": self.parent_run_id,
+            "schedule_id": self.schedule_id,
+            "created_at": iso(self.created_at),
+            "started_at": iso(s.started_at),
+            "completed_at": iso(s.completed_at),
+            "round": s.round,
+            "last_tool": s.last_tool,
+            "last_tool_phase": s.last_tool_phase.value if s.last_tool_phase else None,
+            "last_event_at": iso(s.last_event_at),
+            "last_seq": s.last_seq,
+            "usage": s.usage,
+            "output": s.output,
+            "error": s.error,
+        }
+
+
+@dataclass(slots=True)
+class Message:
+    """One entry of a session's history, in the OpenAI chat shape (``role``, ``content``,
+    ``tool_calls``, ``tool_call_id``...), which ``data`` holds whole."""
+
+    session_id: str
+    role: str
+    data: dict[str, Any]
+    created_at: float
+    run_id: str | None = None
+    id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "session_id": self.session_id,
+            "run_id": self.run_id,
+            "created_at": iso(self.created_at),
+            **self.data,
+            "role": self.role,
+        }

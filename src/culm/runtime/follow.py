@@ -1,0 +1,90 @@
+"""A subscriber is a cursor into the log: read what it missed, then follow the live tail.
+
+The live feed is subscribed to before the log is read, so every event lands in one or the
+other; duplicates are dropped by position. A feed that lagged, skipped, or stayed quiet
+for a while sends the reader back to the log, which is always complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+from culm.bus import Bus, run_key, session_key
+from culm.events import Event
+from culm.store import Store
+
+PAGE = 1_000
+
+
+async def follow_run(
+    store: Store, bus: Bus, run_id: str, after: int, *, buffer: int, idle_poll: float
+) -> AsyncIterator[list[Event]]:
+    """Batches of the run's events after ``after``, each once, in order; ends after the
+    terminal event."""
+    last = after
+    with bus.subscribe((run_key(run_id),), buffer) as feed:
+        while True:
+            while True:  # catch up from the log
+                page = await store.read_events(run_id, after=last, limit=PAGE)
+                if page:
+                    last = page[-1].seq
+                    yield page
+                    if page[-1].terminal:
+                        return
+                if len(page) < PAGE:
+                    break
+            while True:  # follow the live tail
+                batch = await feed.next(idle_poll)
+                if feed.lagged:
+                    feed.resync()
+                    break
+                fresh = [e for e in batch if e.seq > last]
+                if not fresh or fresh[0].seq != last + 1:
+                    break  # quiet, or a gap: the log has what is missing
+                last = fresh[-1].seq
+                yield fresh
+                if fresh[-1].terminal:
+                    return
+
+
+async def follow_sessions(
+    store: Store,
+    bus: Bus,
+    session_ids: Callable[[], Awaitable[Sequence[str]]],
+    after: int,
+    *,
+    buffer: int,
+    idle_poll: float,
+) -> AsyncIterator[list[Event]]:
+    """Batches of the events of a set of sessions after log position ``after``, in log
+    order, without end. ``session_ids`` is asked again whenever the reader goes back to the
+    log, so a growing tree of sessions is followed as it grows."""
+    last = after
+    ids = list(await session_ids())
+    feed = bus.subscribe(tuple(session_key(s) for s in ids), buffer)
+    try:
+        while True:
+            while True:
+                page = await store.read_session_events(ids, after=last, limit=PAGE)
+                if page:
+                    last = page[-1].pos
+                    yield page
+                if len(page) < PAGE:
+                    break
+            while True:
+                batch = await feed.next(idle_poll)
+                if feed.lagged:
+                    feed.resync()
+                    break
+                fresh = [e for e in batch if e.pos > last]
+                if not fresh:
+                    break
+                last = fresh[-1].pos
+                yield fresh
+            latest = list(await session_ids())
+            if latest != ids:
+                ids = latest
+                feed.close()
+                feed = bus.subscribe(tuple(session_key(s) for s in ids), buffer)
+    finally:
+        feed.close()

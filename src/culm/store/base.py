@@ -1,0 +1,138 @@
+"""The storage interface: everything above it works with any backend that passes
+``tests/store/contract.py``.
+
+A store knows sessions, runs and events. It knows nothing of agents or HTTP, and it never
+delivers events to anyone: callers publish what a store call reports as committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from culm.events import Event
+from culm.models import Message, Run, RunState, RunStatus, Session
+
+
+@dataclass(slots=True, frozen=True)
+class RunFilter:
+    """Which runs a listing returns; None means any."""
+
+    tenant: str | None = None
+    status: RunStatus | None = None
+    agent: str | None = None
+    session_id: str | None = None
+    trigger: str | None = None
+    parent_run_id: str | None = None
+    schedule_id: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Ownership:
+    """Who executes an active run, and until when it has vouched for it."""
+
+    run_id: str
+    worker_id: str | None
+    lease_expires_at: float | None
+
+
+class Store(Protocol):
+    """Durable sessions, runs and the event log."""
+
+    async def open(self) -> None:
+        """Connect and bring the schema to the latest version."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+
+    # sessions
+    async def create_session(self, session: Session) -> None: ...
+
+    async def get_session(self, session_id: str, tenant: str | None = None) -> Session:
+        """The session, or ``NotFound`` (also when it belongs to another tenant)."""
+
+    async def list_sessions(
+        self,
+        tenant: str,
+        *,
+        limit: int = 50,
+        before: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Session]:
+        """Newest first; ``before`` is the id of the last session of the previous page."""
+
+    async def delete_session(self, session_id: str, tenant: str | None = None) -> None:
+        """Delete a session, its child sessions, their runs and events.
+
+        Refused with ``Conflict`` while any of those sessions has an active run.
+        """
+
+    # runs
+    async def create_run(
+        self, run: Run, queued: Event, *, reject_if_busy: bool, owner: str, lease_until: float
+    ) -> str | None:
+        """Store a new pending run with its first event, atomically, owned by ``owner``.
+
+        Returns the id of the session's oldest active run when there is one (the new run
+        then waits behind it), or None. With ``reject_if_busy`` a busy session raises
+        ``SessionBusy`` and nothing is stored.
+        """
+
+    async def get_run(self, run_id: str, tenant: str | None = None) -> Run: ...
+
+    async def find_run(self, tenant: str, idempotency_key: str) -> Run | None: ...
+
+    async def list_runs(
+        self, where: RunFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Run]:
+        """Newest first; ``before`` is the id of the last run of the previous page."""
+
+    async def active_runs(self, session_id: str) -> list[Run]:
+        """The session's pending and running runs, oldest first."""
+
+    async def claim_run(self, run_id: str, worker_id: str, lease_until: float) -> bool:
+        """Take a pending run for execution (status ``running``); False if it is not
+        pending any more or its session already has a running run."""
+
+    async def write_batch(self, events: Sequence[Event], states: Mapping[str, RunState]) -> None:
+        """Append events and the runs' new states in one transaction (group commit).
+
+        Assigns each event its ``pos``.
+        """
+
+    async def end_run(
+        self, run_id: str, only_if: frozenset[RunStatus], terminal: Callable[[Run], Event]
+    ) -> tuple[Run, Event] | None:
+        """End a run that no local runner holds: if its status is in ``only_if``, append
+        ``terminal(run)`` (the next event of the stored run) and its projected state
+        atomically; returns the ended run, or None when its status did not match."""
+
+    # conversation history
+    async def append_messages(self, messages: Sequence[Message]) -> None:
+        """Add messages to their sessions' histories, in order, in one transaction."""
+
+    async def read_messages(
+        self, session_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[Message]:
+        """The session's messages with ``id > after``, oldest first."""
+
+    # the log
+    async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The run's events with ``seq > after``, in order."""
+
+    async def read_session_events(
+        self, session_ids: Sequence[str], after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """Events of these sessions with ``pos > after``, in log order."""
+
+    # ownership and housekeeping
+    async def renew_leases(self, worker_id: str, until: float) -> None: ...
+
+    async def runs_owned_elsewhere(self, worker_id: str) -> list[Ownership]:
+        """Active runs that another process owns, or nobody does."""
+
+    async def purge_events(self, finished_before: float) -> int:
+        """Delete the events of runs that ended before this time; the count deleted."""

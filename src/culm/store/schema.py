@@ -1,0 +1,120 @@
+"""Tables, as SQLAlchemy Core metadata shared by every SQL backend.
+
+Migrations under ``migrations/versions`` create and change these tables; this module is
+the shape the queries are written against and must match the latest migration
+(``tests/store/test_migrations.py`` checks that it does).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("parent_id", sa.String(64), sa.ForeignKey("sessions.id", ondelete="CASCADE")),
+    sa.Column("metadata", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_sessions_tenant_id", "tenant", "id"),
+    sa.Index("ix_sessions_parent", "parent_id"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "session_id",
+        sa.String(64),
+        sa.ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("agent", sa.String(256), nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("parent_run_id", sa.String(64)),
+    sa.Column("schedule_id", sa.String(64)),
+    sa.Column("idempotency_key", sa.String(256)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # live state: a projection of the run's events, written with them
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("last_seq", sa.Integer, nullable=False),
+    sa.Column("last_event_at", sa.Float),
+    sa.Column("started_at", sa.Float),
+    sa.Column("completed_at", sa.Float),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("last_tool", sa.String(256)),
+    sa.Column("last_tool_phase", sa.String(16)),
+    sa.Column("usage", sa.Text),
+    sa.Column("output", sa.Text),
+    sa.Column("error", sa.Text),
+    # ownership: which process executes the run, and until when it has vouched for it
+    sa.Column("worker_id", sa.String(256)),
+    sa.Column("lease_expires_at", sa.Float),
+    sa.Index("ix_runs_session_created", "session_id", "id"),
+    sa.Index("ix_runs_tenant_id", "tenant", "id"),
+    sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_parent", "parent_run_id"),
+    sa.Index(
+        "ux_runs_idempotency",
+        "tenant",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
+    # at most one running run per session, enforced by the database itself
+    sa.Index(
+        "ux_runs_one_running",
+        "session_id",
+        unique=True,
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    ),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column(
+        "pos",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.UniqueConstraint("run_id", "seq", name="ux_events_run_seq"),
+    sa.Index("ix_events_session_pos", "session_id", "pos"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column(
+        "session_id",
+        sa.String(64),
+        sa.ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_messages_session_id", "session_id", "id"),
+)

@@ -1,0 +1,477 @@
+"""The store on SQLAlchemy's async Core: one implementation for every SQL database.
+
+Writes go through one connection, one transaction at a time, so a batch of events from many
+runs costs one commit (group commit) and the log's ``pos`` grows in commit order. Reads use
+their own pool and never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from culm.errors import Conflict, NotFound, SessionBusy
+from culm.events import Event
+from culm.models import (
+    ACTIVE_STATUSES,
+    Message,
+    Run,
+    RunState,
+    RunStatus,
+    Session,
+    ToolPhase,
+    Trigger,
+)
+from culm.projection import advance
+from culm.store.base import Ownership, RunFilter
+from culm.store.migrate import upgrade
+from culm.store.schema import events, messages, runs, sessions
+
+EngineFactory = Callable[[], tuple[AsyncEngine, AsyncEngine]]
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+class SqlStore:
+    """Sessions, runs and events in a SQL database (see ``culm.store.base.Store``)."""
+
+    def __init__(self, engines: EngineFactory) -> None:
+        self._make_engines = engines
+        self._writer: AsyncEngine | None = None
+        self._reader: AsyncEngine | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self._writer, self._reader = self._make_engines()
+        async with self._writer.begin() as conn:
+            await conn.run_sync(upgrade)
+
+    async def close(self) -> None:
+        for engine in (self._writer, self._reader):
+            if engine is not None:
+                await engine.dispose()
+        self._writer = self._reader = None
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        assert self._writer is not None, "store is not open"
+        async with self._write_lock, self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        assert self._reader is not None, "store is not open"
+        async with self._reader.connect() as conn:
+            yield conn
+
+    # sessions
+
+    async def create_session(self, session: Session) -> None:
+        async with self._write() as conn:
+            if session.parent_id is not None:
+                await _require_session(conn, session.parent_id, session.tenant)
+            await conn.execute(
+                sessions.insert().values(
+                    id=session.id,
+                    tenant=session.tenant,
+                    parent_id=session.parent_id,
+                    metadata=dumps(session.metadata),
+                    created_at=session.created_at,
+                )
+            )
+
+    async def get_session(self, session_id: str, tenant: str | None = None) -> Session:
+        async with self._read() as conn:
+            return await _require_session(conn, session_id, tenant)
+
+    async def list_sessions(
+        self,
+        tenant: str,
+        *,
+        limit: int = 50,
+        before: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Session]:
+        query = sessions.select().where(sessions.c.tenant == tenant)
+        if before is not None:
+            query = query.where(sessions.c.id < before)
+        for key, value in (metadata or {}).items():
+            field = self._json_field(sessions.c.metadata, key)
+            query = query.where(field == str(value))
+        query = query.order_by(sessions.c.id.desc()).limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_session(row) for row in rows]
+
+    def _json_field(self, column: sa.Column[Any], key: str) -> sa.ColumnElement[Any]:
+        assert self._reader is not None
+        if self._reader.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            field: sa.ColumnElement[Any] = sa.cast(column, JSONB)[key].astext
+        else:
+            field = sa.type_coerce(column, sa.JSON)[key].as_string()
+        return field
+
+    async def delete_session(self, session_id: str, tenant: str | None = None) -> None:
+        async with self._write() as conn:
+            await _require_session(conn, session_id, tenant)
+            tree = [session_id]
+            frontier = [session_id]
+            while frontier:
+                query = sa.select(sessions.c.id).where(sessions.c.parent_id.in_(frontier))
+                frontier = list((await conn.execute(query)).scalars())
+                tree.extend(frontier)
+            active = (
+                await conn.execute(
+                    sa.select(runs.c.id, runs.c.session_id)
+                    .where(runs.c.session_id.in_(tree), runs.c.status.in_(ACTIVE_STATUSES))
+                    .limit(1)
+                )
+            ).first()
+            if active is not None:
+                raise Conflict(
+                    f"session {active.session_id} has an active run {active.id}; "
+                    "cancel it or wait for it before deleting the session"
+                )
+            await conn.execute(events.delete().where(events.c.session_id.in_(tree)))
+            await conn.execute(messages.delete().where(messages.c.session_id.in_(tree)))
+            await conn.execute(runs.delete().where(runs.c.session_id.in_(tree)))
+            # children first, so the parent reference never dangles even without cascades
+            for sid in reversed(tree):
+                await conn.execute(sessions.delete().where(sessions.c.id == sid))
+
+    # runs
+
+    async def create_run(
+        self, run: Run, queued: Event, *, reject_if_busy: bool, owner: str, lease_until: float
+    ) -> str | None:
+        async with self._write() as conn:
+            await _require_session(conn, run.session_id, run.tenant)
+            ahead = (
+                await conn.execute(
+                    sa.select(runs.c.id)
+                    .where(
+                        runs.c.session_id == run.session_id,
+                        runs.c.status.in_(ACTIVE_STATUSES),
+                    )
+                    .order_by(runs.c.id)
+                    .limit(1)
+                )
+            ).scalar()
+            if ahead is not None and reject_if_busy:
+                raise SessionBusy(run.session_id, ahead)
+            await conn.execute(
+                runs.insert().values(
+                    id=run.id,
+                    session_id=run.session_id,
+                    tenant=run.tenant,
+                    agent=run.agent,
+                    input=dumps(run.input),
+                    trigger=run.trigger.value,
+                    parent_run_id=run.parent_run_id,
+                    schedule_id=run.schedule_id,
+                    idempotency_key=run.idempotency_key,
+                    created_at=run.created_at,
+                    worker_id=owner,
+                    lease_expires_at=lease_until,
+                    **_state_columns(run.state),
+                )
+            )
+            await _insert_events(conn, [queued])
+            return ahead
+
+    async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
+        async with self._read() as conn:
+            return await _require_run(conn, run_id, tenant)
+
+    async def find_run(self, tenant: str, idempotency_key: str) -> Run | None:
+        query = runs.select().where(
+            runs.c.tenant == tenant, runs.c.idempotency_key == idempotency_key
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _run(row)
+
+    async def list_runs(
+        self, where: RunFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[Run]:
+        query = runs.select()
+        for name in ("tenant", "agent", "session_id", "trigger", "parent_run_id", "schedule_id"):
+            value = getattr(where, name)
+            if value is not None:
+                query = query.where(runs.c[name] == value)
+        if where.status is not None:
+            query = query.where(runs.c.status == where.status.value)
+        if before is not None:
+            query = query.where(runs.c.id < before)
+        query = query.order_by(runs.c.id.desc()).limit(limit)
+        async with self._read() as conn:
+            return [_run(row) for row in (await conn.execute(query)).all()]
+
+    async def active_runs(self, session_id: str) -> list[Run]:
+        query = (
+            runs.select()
+            .where(runs.c.session_id == session_id, runs.c.status.in_(ACTIVE_STATUSES))
+            .order_by(runs.c.id)
+        )
+        async with self._read() as conn:
+            return [_run(row) for row in (await conn.execute(query)).all()]
+
+    async def claim_run(self, run_id: str, worker_id: str, lease_until: float) -> bool:
+        query = (
+            runs.update()
+            .where(runs.c.id == run_id, runs.c.status == RunStatus.PENDING.value)
+            .values(
+                status=RunStatus.RUNNING.value, worker_id=worker_id, lease_expires_at=lease_until
+            )
+        )
+        try:
+            async with self._write() as conn:
+                return (await conn.execute(query)).rowcount == 1
+        except IntegrityError:  # another run of the session is running
+            return False
+
+    async def write_batch(self, events: Sequence[Event], states: Mapping[str, RunState]) -> None:
+        async with self._write() as conn:
+            if events:
+                await _insert_events(conn, events)
+            if states:
+                await conn.execute(
+                    runs.update().where(runs.c.id == sa.bindparam("run_id")),
+                    [{"run_id": rid, **_state_columns(s)} for rid, s in states.items()],
+                )
+
+    async def end_run(
+        self, run_id: str, only_if: frozenset[RunStatus], terminal: Callable[[Run], Event]
+    ) -> tuple[Run, Event] | None:
+        async with self._write() as conn:
+            run = await _require_run(conn, run_id, None)
+            if run.status not in only_if:
+                return None
+            event = terminal(run)
+            run.state = advance(run.state, event)
+            await _insert_events(conn, [event])
+            await conn.execute(
+                runs.update().where(runs.c.id == run_id).values(**_state_columns(run.state))
+            )
+            return run, event
+
+    # conversation history
+
+    async def append_messages(self, batch: Sequence[Message]) -> None:
+        if not batch:
+            return
+        async with self._write() as conn:
+            for message in batch:
+                result = await conn.execute(
+                    messages.insert().values(
+                        session_id=message.session_id,
+                        run_id=message.run_id,
+                        role=message.role,
+                        data=dumps(message.data),
+                        created_at=message.created_at,
+                    )
+                )
+                key = result.inserted_primary_key
+                assert key is not None
+                message.id = key[0]
+
+    async def read_messages(
+        self, session_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[Message]:
+        query = (
+            messages.select()
+            .where(messages.c.session_id == session_id, messages.c.id > after)
+            .order_by(messages.c.id)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Message(
+                session_id=r.session_id,
+                role=r.role,
+                data=orjson.loads(r.data),
+                created_at=r.created_at,
+                run_id=r.run_id,
+                id=r.id,
+            )
+            for r in rows
+        ]
+
+    # the log
+
+    async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        query = (
+            events.select()
+            .where(events.c.run_id == run_id, events.c.seq > after)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return [_event(row) for row in (await conn.execute(query)).all()]
+
+    async def read_session_events(
+        self, session_ids: Sequence[str], after: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        query = (
+            events.select()
+            .where(events.c.session_id.in_(session_ids), events.c.pos > after)
+            .order_by(events.c.pos)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return [_event(row) for row in (await conn.execute(query)).all()]
+
+    # ownership and housekeeping
+
+    async def renew_leases(self, worker_id: str, until: float) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                runs.update()
+                .where(runs.c.worker_id == worker_id, runs.c.status.in_(ACTIVE_STATUSES))
+                .values(lease_expires_at=until)
+            )
+
+    async def runs_owned_elsewhere(self, worker_id: str) -> list[Ownership]:
+        query = sa.select(runs.c.id, runs.c.worker_id, runs.c.lease_expires_at).where(
+            runs.c.status.in_(ACTIVE_STATUSES),
+            sa.or_(runs.c.worker_id.is_(None), runs.c.worker_id != worker_id),
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Ownership(r.id, r.worker_id, r.lease_expires_at) for r in rows]
+
+    async def purge_events(self, finished_before: float) -> int:
+        ended = sa.select(runs.c.id).where(
+            runs.c.completed_at < finished_before, runs.c.status.not_in(ACTIVE_STATUSES)
+        )
+        async with self._write() as conn:
+            result = await conn.execute(events.delete().where(events.c.run_id.in_(ended)))
+            return result.rowcount
+
+
+async def _insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
+    # pos follows commit order: only one transaction writes at a time
+    pos = (await conn.execute(sa.select(sa.func.max(events.c.pos)))).scalar() or 0
+    rows = []
+    for event in batch:
+        pos += 1
+        event.pos = pos
+        rows.append(
+            {
+                "pos": pos,
+                "run_id": event.run_id,
+                "seq": event.seq,
+                "session_id": event.session_id,
+                "type": event.type,
+                "ts": event.ts,
+                "data": dumps(event.data),
+            }
+        )
+    await conn.execute(events.insert(), rows)
+
+
+async def _require_session(conn: AsyncConnection, session_id: str, tenant: str | None) -> Session:
+    query = sessions.select().where(sessions.c.id == session_id)
+    if tenant is not None:
+        query = query.where(sessions.c.tenant == tenant)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no session {session_id}")
+    return _session(row)
+
+
+async def _require_run(conn: AsyncConnection, run_id: str, tenant: str | None) -> Run:
+    query = runs.select().where(runs.c.id == run_id)
+    if tenant is not None:
+        query = query.where(runs.c.tenant == tenant)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no run {run_id}")
+    return _run(row)
+
+
+def _state_columns(state: RunState) -> dict[str, Any]:
+    return {
+        "status": state.status.value,
+        "last_seq": state.last_seq,
+        "last_event_at": state.last_event_at,
+        "started_at": state.started_at,
+        "completed_at": state.completed_at,
+        "round": state.round,
+        "last_tool": state.last_tool,
+        "last_tool_phase": state.last_tool_phase.value if state.last_tool_phase else None,
+        "usage": None if state.usage is None else dumps(state.usage),
+        "output": None if state.output is None else dumps(state.output),
+        "error": state.error,
+    }
+
+
+def _session(row: sa.Row[Any]) -> Session:
+    return Session(
+        id=row.id,
+        tenant=row.tenant,
+        created_at=row.created_at,
+        metadata=orjson.loads(row.metadata),
+        parent_id=row.parent_id,
+    )
+
+
+def _run(row: sa.Row[Any]) -> Run:
+    state = RunState(
+        status=RunStatus(row.status),
+        last_seq=row.last_seq,
+        last_event_at=row.last_event_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        round=row.round,
+        last_tool=row.last_tool,
+        last_tool_phase=ToolPhase(row.last_tool_phase) if row.last_tool_phase else None,
+        usage=_loads(row.usage),
+        output=_loads(row.output),
+        error=row.error,
+    )
+    return Run(
+        id=row.id,
+        session_id=row.session_id,
+        tenant=row.tenant,
+        agent=row.agent,
+        input=orjson.loads(row.input),
+        trigger=Trigger(row.trigger),
+        created_at=row.created_at,
+        state=state,
+        parent_run_id=row.parent_run_id,
+        schedule_id=row.schedule_id,
+        idempotency_key=row.idempotency_key,
+    )
+
+
+def _event(row: sa.Row[Any]) -> Event:
+    return Event(
+        seq=row.seq,
+        run_id=row.run_id,
+        session_id=row.session_id,
+        type=row.type,
+        data=orjson.loads(row.data),
+        ts=row.ts,
+        pos=row.pos,
+    )

@@ -1,0 +1,70 @@
+"""Agents the tests run: each shows one behaviour a user relies on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import culm
+
+app = culm.App()
+
+
+@app.agent
+async def count(run: culm.RunContext, input: int) -> int:
+    """Emits ``input`` ticks as fast as it can, then returns how many."""
+    for i in range(input):
+        await run.emit("test.tick", {"i": i})
+    return input
+
+
+@app.agent
+async def ticker(run: culm.RunContext, input: dict[str, float]) -> str:
+    """Emits ``n`` ticks, ``delay`` seconds apart, sleeping at safe points."""
+    for i in range(int(input["n"])):
+        await run.emit("test.tick", {"i": i})
+        await run.sleep(input.get("delay", 0.01))
+    return "done"
+
+
+@app.agent
+async def waiter(run: culm.RunContext, input: None = None) -> str:
+    """Waits at a safe point until cancelled."""
+    await run.sleep(3600)
+    return "woke"
+
+
+@app.agent
+async def stubborn(run: culm.RunContext, input: None = None) -> str:
+    """Ignores cooperative cancellation: sleeps without safe points, swallowing nothing."""
+    await asyncio.sleep(3600)
+    return "woke"
+
+
+@app.agent
+async def deaf(run: culm.RunContext, input: None = None) -> str:
+    """Ignores even the hard cancel: keeps sleeping after CancelledError."""
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            continue
+
+
+@app.agent
+async def crash(run: culm.RunContext, input: str = "boom") -> None:
+    """Raises with ``input`` as the message."""
+    await run.emit("test.before_crash", {})
+    raise RuntimeError(input)
+
+
+@app.agent
+async def echo(run: culm.RunContext, input: str) -> str:
+    """Returns its input."""
+    return input
+
+
+@app.agent
+async def steps(run: culm.RunContext, input: int):  # type: ignore[no-untyped-def]
+    """An async generator agent: yields ``input`` events."""
+    for i in range(input):
+        yield ("test.step", {"i": i})
