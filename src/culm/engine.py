@@ -21,7 +21,7 @@ from culm.config import Settings
 from culm.errors import Conflict, RunFinished
 from culm.events import Event
 from culm.ids import new_id
-from culm.models import BusyPolicy, Run, RunState, RunStatus, Session, Trigger
+from culm.models import BusyPolicy, Message, Run, RunState, RunStatus, Session, Trigger
 from culm.projection import advance
 from culm.runtime.follow import follow_run, follow_sessions
 from culm.runtime.log import EventLog
@@ -135,6 +135,34 @@ class Engine:
         )
         await self.store.create_session(session)
         return session
+
+    async def get_session(self, session_id: str, tenant: str | None = None) -> Session:
+        return await self.store.get_session(session_id, tenant)
+
+    async def list_sessions(
+        self,
+        tenant: str = "default",
+        *,
+        limit: int = 50,
+        before: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Session]:
+        """Newest first; ``before`` is the last id of the previous page."""
+        return await self.store.list_sessions(tenant, limit=limit, before=before, metadata=metadata)
+
+    async def delete_session(self, session_id: str, tenant: str | None = None) -> None:
+        """Delete a session with its child sessions, runs, events and messages.
+
+        Refused with ``Conflict`` while any of them has an active run.
+        """
+        await self.store.delete_session(session_id, tenant)
+
+    async def messages(
+        self, session_id: str, *, tenant: str | None = None, after: int = 0, limit: int = 1000
+    ) -> list[Message]:
+        """The session's conversation history, oldest first."""
+        await self.store.get_session(session_id, tenant)
+        return await self.store.read_messages(session_id, after=after, limit=limit)
 
     # runs
 
@@ -350,6 +378,20 @@ class Engine:
         return run
 
     # events
+
+    async def events(
+        self, run_id: str, *, after: int = 0, limit: int = 1000, tenant: str | None = None
+    ) -> list[Event]:
+        """One page of the run's stored events with ``seq > after`` (for polling clients)."""
+        await self.store.get_run(run_id, tenant)
+        return await self.store.read_events(run_id, after=after, limit=limit)
+
+    async def session_events(
+        self, session_id: str, *, after: int = 0, limit: int = 1000, tenant: str | None = None
+    ) -> list[Event]:
+        """One page of a session's stored events with log position ``pos > after``."""
+        await self.store.get_session(session_id, tenant)
+        return await self.store.read_session_events([session_id], after=after, limit=limit)
 
     def subscribe_batches(self, run_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
         """The run's events after ``after`` in batches; see ``subscribe``."""
