@@ -393,38 +393,52 @@ class Engine:
         await self.store.get_session(session_id, tenant)
         return await self.store.read_session_events([session_id], after=after, limit=limit)
 
-    def subscribe_batches(self, run_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
-        """The run's events after ``after`` in batches; see ``subscribe``."""
-        return follow_run(
+    async def subscribe_batches(
+        self, run_id: str, after: int = 0, *, tenant: str | None = None
+    ) -> AsyncIterator[list[Event]]:
+        """The run's events after ``after`` in batches; see ``subscribe``.
+
+        Raises ``NotFound`` for an unknown run (or another tenant's) before yielding.
+        """
+        await self.store.get_run(run_id, tenant)
+        async for batch in follow_run(
             self.store,
             self.bus,
             run_id,
             after,
             buffer=self.settings.subscriber_buffer,
             idle_poll=self.settings.idle_poll_seconds,
-        )
+        ):
+            yield batch
 
-    async def subscribe(self, run_id: str, after: int = 0) -> AsyncIterator[Event]:
+    async def subscribe(
+        self, run_id: str, after: int = 0, *, tenant: str | None = None
+    ) -> AsyncIterator[Event]:
         """Every event of the run after sequence number ``after``, each once and in order,
         then the live tail; ends after the terminal event."""
-        async for batch in self.subscribe_batches(run_id, after):
+        async for batch in self.subscribe_batches(run_id, after, tenant=tenant):
             for event in batch:
                 yield event
 
-    def subscribe_session(self, session_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
-        """Batches of every event of a session's runs after log position ``after``."""
+    async def subscribe_session(
+        self, session_id: str, after: int = 0, *, tenant: str | None = None
+    ) -> AsyncIterator[list[Event]]:
+        """Batches of every event of a session's runs after log position ``after``, in log
+        order, without end (the session may get more runs)."""
+        await self.store.get_session(session_id, tenant)
 
         async def ids() -> list[str]:
             return [session_id]
 
-        return follow_sessions(
+        async for batch in follow_sessions(
             self.store,
             self.bus,
             ids,
             after,
             buffer=self.settings.subscriber_buffer,
             idle_poll=self.settings.idle_poll_seconds,
-        )
+        ):
+            yield batch
 
     # housekeeping
 
