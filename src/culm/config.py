@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -27,3 +29,29 @@ class Settings(BaseSettings):
     """A quiet subscriber re-checks the log this often (a safety net under the bus)."""
     max_batch: int = Field(default=5_000, ge=1)
     """Most events written in one group commit."""
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
+    """API key -> tenant; from ``CULM_API_KEYS`` as ``key1=tenantA,key2=tenantB``. With none
+    configured every caller is tenant ``default`` and the server binds to loopback only."""
+    heartbeat_seconds: float = Field(default=15.0, gt=0)
+    """An idle event stream sends a comment line this often, so proxies keep it open."""
+    max_request_bytes: int = Field(default=1_048_576, ge=1)
+    """Largest request body the HTTP API accepts; larger ones get 413 and change nothing."""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: Any) -> Any:
+        return parse_api_keys(value) if isinstance(value, str) else value
+
+
+def parse_api_keys(text: str) -> dict[str, str]:
+    """``key1=tenantA,key2=tenantB`` as a dict; an entry without a tenant is an error."""
+    keys: dict[str, str] = {}
+    for entry in text.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        key, sep, tenant = entry.partition("=")
+        if not sep or not key.strip() or not tenant.strip():
+            raise ValueError("CULM_API_KEYS entries look like key=tenant, separated by commas")
+        keys[key.strip()] = tenant.strip()
+    return keys

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from culm.agent.context import RunContext
@@ -40,12 +41,17 @@ class AgentSpec:
     def validate_input(self, value: Any) -> Any:
         """The input as the agent will receive it, or ``InvalidInput`` saying what is wrong."""
         try:
-            return self._adapter.validate_python(value)
+            value = self._adapter.validate_python(value)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()
             )
             raise InvalidInput(f"invalid input for agent {self.name!r}: {problems}") from None
+        try:  # a run's input is stored as JSON: refuse what cannot be, before storing anything
+            orjson.dumps(value)
+        except TypeError as exc:
+            raise InvalidInput(f"input for agent {self.name!r} is not JSON: {exc}") from None
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         return {

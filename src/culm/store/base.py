@@ -90,6 +90,9 @@ class Store(Protocol):
     ) -> list[Run]:
         """Newest first; ``before`` is the id of the last run of the previous page."""
 
+    async def count_runs(self) -> dict[RunStatus, int]:
+        """How many runs are in each status (statuses with none are left out)."""
+
     async def active_runs(self, session_id: str) -> list[Run]:
         """The session's pending and running runs, oldest first."""
 

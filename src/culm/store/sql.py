@@ -226,6 +226,12 @@ class SqlStore:
         async with self._read() as conn:
             return [_run(row) for row in (await conn.execute(query)).all()]
 
+    async def count_runs(self) -> dict[RunStatus, int]:
+        query = sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return {RunStatus(status): count for status, count in rows}
+
     async def active_runs(self, session_id: str) -> list[Run]:
         query = (
             runs.select()

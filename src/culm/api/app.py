@@ -1,0 +1,50 @@
+"""The ASGI application: the engine opened for the server's lifetime, the routes around it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import culm
+from culm.agent.app import App
+from culm.api import errors, routes_events, routes_ops, routes_runs, routes_sessions
+from culm.api.limits import BodyLimit
+from culm.api.metrics import Metrics
+from culm.config import Settings
+from culm.engine import Engine
+
+DESCRIPTION = """\
+Run LLM agents in the background and follow them from anywhere.
+
+Every error is `{"error": {"code", "message"}}`. With API keys configured, send
+`Authorization: Bearer KEY` (or `X-API-Key: KEY`); each key belongs to a tenant, which sees
+only its own sessions and runs.
+"""
+
+
+def create_app(app: App, settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """The HTTP API for ``app``'s agents. The engine opens when the server starts and closes
+    (interrupting what still runs) when it stops; pass ``engine`` to use one built elsewhere,
+    which is still opened and closed here."""
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        async with engine or Engine(app, settings) as opened:
+            api.state.engine = opened
+            yield
+
+    api = FastAPI(
+        title="culm",
+        version=culm.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    api.state.settings = settings
+    api.state.metrics = Metrics()
+    errors.install(api)
+    api.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    for module in (routes_ops, routes_sessions, routes_runs, routes_events):
+        api.include_router(module.router)
+    return api

@@ -1,0 +1,70 @@
+"""API keys: each bound to a tenant; every route works inside the caller's tenant.
+
+With no keys configured there is one tenant, ``default``, and no authentication (the
+server then refuses to listen anywhere but loopback, see ``culm.api.server``).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from culm.config import Settings
+from culm.engine import Engine
+
+DEFAULT_TENANT = "default"
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: KEY`")
+
+
+def tenant_for(keys: Mapping[str, str], presented: str | None) -> str | None:
+    """The tenant a presented key belongs to, or None; compares in constant time per key
+    so response timing does not reveal how much of a key was right."""
+    if presented is None:
+        return None
+    found = None
+    given = presented.encode()
+    for key, tenant in keys.items():
+        if hmac.compare_digest(key.encode(), given):
+            found = tenant
+    return found
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_tenant(
+    settings: Annotated[Settings, Depends(get_settings)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_header)],
+) -> str:
+    """The caller's tenant; 401 when keys are configured and none of them was presented."""
+    if not settings.api_keys:
+        return DEFAULT_TENANT
+    presented = bearer.credentials if bearer is not None else api_key
+    tenant = tenant_for(settings.api_keys, presented)
+    if tenant is None:
+        message = (
+            "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+            if presented is None
+            else "the API key is not valid"
+        )
+        raise HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+    return tenant
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+TenantDep = Annotated[str, Depends(get_tenant)]

@@ -1,0 +1,118 @@
+"""Event streams of a run and of a session: Server-Sent Events, or JSON pages for polling.
+
+A stream is a cursor into the durable log: it sends every event after the client's cursor
+(``Last-Event-ID`` or ``?after=``), then follows the live tail. A run's stream ends after
+its terminal event; a session's stream does not end by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from culm.api import schemas
+from culm.api.auth import EngineDep, TenantDep
+from culm.api.errors import error_docs
+from culm.api.sse import encode_run, encode_session, event_stream, session_event_dict
+from culm.api.wire import JSONResponse, OrjsonRoute
+from culm.events import Event
+
+router = APIRouter(prefix="/v1", tags=["events"], route_class=OrjsonRoute)
+
+After = Annotated[int, Query(ge=0, description="Send only what comes after this cursor.")]
+Limit = Annotated[int, Query(ge=1, le=10_000, description="Most events in a JSON page.")]
+Format = Annotated[
+    Literal["sse", "json"] | None,
+    Query(description="Server-Sent Events (the default) or one JSON page."),
+]
+LastEventId = Annotated[
+    int | None,
+    Header(ge=0, description="Set by EventSource on reconnect; wins over ``after``."),
+]
+
+_DOCS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": schemas.EventPage,
+        "description": "A stream of events (`text/event-stream`), or one page of them.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **error_docs(401, 404, 422),
+}
+
+
+def wants_json(request: Request, format: str | None) -> bool:
+    """JSON when asked by ``?format=json`` or by an Accept header naming JSON but not SSE."""
+    if format is not None:
+        return format == "json"
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/event-stream" not in accept
+
+
+async def _nothing() -> AsyncIterator[list[Event]]:
+    return
+    yield
+
+
+@router.get("/runs/{run_id}/events", response_class=JSONResponse, responses=_DOCS)
+async def run_events(
+    run_id: str,
+    request: Request,
+    engine: EngineDep,
+    tenant: TenantDep,
+    after: After = 0,
+    limit: Limit = 1000,
+    format: Format = None,
+    last_event_id: LastEventId = None,
+) -> Response:
+    """The run's events after sequence number ``after``: everything stored, then live,
+    ending after the terminal event. SSE ``id:`` is the sequence number."""
+    start = last_event_id if last_event_id is not None else after
+    run = await engine.get_run(run_id, tenant)
+    if wants_json(request, format):
+        page = await engine.events(run_id, after=start, limit=limit, tenant=tenant)
+        next_after = page[-1].seq if page else start
+        done = bool(page and page[-1].terminal) or (
+            run.status.terminal and next_after >= run.state.last_seq
+        )
+        data = [e.to_dict() for e in page]
+        return JSONResponse({"data": data, "next_after": next_after, "done": done})
+    state = request.app.state
+    if run.status.terminal and start >= run.state.last_seq:
+        batches = _nothing()  # the client has seen the end already
+    else:
+        batches = engine.subscribe_batches(run_id, start, tenant=tenant)
+    return event_stream(
+        batches, encode_run, heartbeat=state.settings.heartbeat_seconds, metrics=state.metrics
+    )
+
+
+@router.get("/sessions/{session_id}/events", response_class=JSONResponse, responses=_DOCS)
+async def session_events(
+    session_id: str,
+    request: Request,
+    engine: EngineDep,
+    tenant: TenantDep,
+    after: After = 0,
+    limit: Limit = 1000,
+    format: Format = None,
+    last_event_id: LastEventId = None,
+) -> Response:
+    """Events of every run of the session, in log order, after log position ``after``; each
+    carries its ``run_id`` and its ``pos``, which is the SSE ``id:``. Does not end by itself:
+    the session may get more runs."""
+    start = last_event_id if last_event_id is not None else after
+    await engine.get_session(session_id, tenant)
+    if wants_json(request, format):
+        page = await engine.session_events(session_id, after=start, limit=limit, tenant=tenant)
+        next_after = page[-1].pos if page else start
+        data = [session_event_dict(e) for e in page]
+        return JSONResponse({"data": data, "next_after": next_after, "done": False})
+    state = request.app.state
+    return event_stream(
+        engine.subscribe_session(session_id, start, tenant=tenant),
+        encode_session,
+        heartbeat=state.settings.heartbeat_seconds,
+        metrics=state.metrics,
+    )

@@ -1,0 +1,56 @@
+"""What a server offers and how it is doing: the agents, ``/healthz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from culm.api import schemas
+from culm.api.auth import EngineDep, TenantDep
+from culm.api.errors import error_docs, error_response
+from culm.api.metrics import render
+from culm.api.wire import JSONResponse, OrjsonRoute
+
+router = APIRouter(route_class=OrjsonRoute)
+
+
+@router.get(
+    "/v1/agents",
+    tags=["agents"],
+    response_class=JSONResponse,
+    responses={200: {"model": schemas.AgentList}, **error_docs(401)},
+)
+async def list_agents(engine: EngineDep, tenant: TenantDep) -> Response:
+    """The agents this server runs, with their descriptions and input schemas."""
+    agents = sorted(engine.app.agents.values(), key=lambda spec: spec.name)
+    return JSONResponse({"data": [spec.to_dict() for spec in agents]})
+
+
+@router.get(
+    "/healthz",
+    tags=["operations"],
+    response_class=JSONResponse,
+    responses={200: {"model": schemas.Health}, **error_docs(503)},
+)
+async def healthz(engine: EngineDep) -> Response:
+    """200 when the process is serving and its database answers; 503 otherwise. Needs no key,
+    so load balancers can ask."""
+    try:
+        await engine.store.ping()
+    except Exception as exc:
+        return error_response(503, "unavailable", f"the database is not reachable: {exc}")
+    return JSONResponse({"status": "ok"})
+
+
+@router.get(
+    "/metrics",
+    tags=["operations"],
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **error_docs(401)},
+)
+async def metrics(request: Request, engine: EngineDep, tenant: TenantDep) -> Response:
+    """Prometheus text: runs by status, queue depth, events appended, live subscribers, open
+    streams, event delivery delay. Needs a key (any tenant's) when keys are configured."""
+    runs = await engine.store.count_runs()
+    text = render(request.app.state.metrics, engine, runs)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

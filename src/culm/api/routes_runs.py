@@ -1,0 +1,188 @@
+"""Runs: start (on a session or on a new one), get, list, wait, cancel.
+
+Every start goes through ``Engine.start_run`` with trigger ``http``: the same door as spawn
+and schedules.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from culm.api import schemas
+from culm.api.auth import EngineDep, TenantDep
+from culm.api.errors import error_docs
+from culm.api.wire import JSONResponse, OrjsonRoute
+from culm.engine import Engine
+from culm.errors import Conflict
+from culm.models import RunStatus, Trigger
+from culm.store import RunFilter
+
+router = APIRouter(prefix="/v1", tags=["runs"], route_class=OrjsonRoute)
+
+MAX_WAIT = 300.0
+"""Longest a wait request holds its connection; clients wanting longer ask again."""
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=256,
+        description="A retried start with the same key returns the same run (200), "
+        "never a second one.",
+    ),
+]
+
+_START_DOCS = {
+    200: {"model": schemas.Run, "description": "A replay: the run this key already started."},
+    201: {"model": schemas.Run, "description": "The new run (pending or already running)."},
+    **error_docs(400, 401, 404, 409, 413, 422),
+}
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+def actor(tenant: str) -> str:
+    """Who a cancel or interrupt is recorded as having come from."""
+    return f"http:{tenant}"
+
+
+async def _start(
+    engine: Engine,
+    tenant: str,
+    body: schemas.StartRun,
+    session_id: str | None,
+    key: str | None,
+) -> Response:
+    if key is not None:
+        existing = await engine.store.find_run(tenant, key)
+        if existing is not None:
+            if existing.agent != body.agent or session_id not in (None, existing.session_id):
+                raise IdempotencyKeyReused(
+                    f"the Idempotency-Key {key!r} was already used to start run {existing.id} "
+                    f"of agent {existing.agent!r} on session {existing.session_id}"
+                )
+            run = await engine.get_run(existing.id, tenant)
+            return JSONResponse(run.to_dict(), status_code=200)
+    run = await engine.start_run(
+        body.agent,
+        body.input,
+        session_id=session_id,
+        tenant=tenant,
+        trigger=Trigger.HTTP,
+        if_busy=body.if_busy,
+        idempotency_key=key,
+        by=actor(tenant),
+    )
+    return JSONResponse(run.to_dict(), status_code=201)
+
+
+@router.post(
+    "/sessions/{session_id}/runs",
+    status_code=201,
+    response_class=JSONResponse,
+    responses=_START_DOCS,
+    tags=["sessions"],
+)
+async def start_run_on_session(
+    session_id: str,
+    body: schemas.StartRun,
+    engine: EngineDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Start a run of ``agent`` on this session. When the session has an active run,
+    ``if_busy`` decides: ``reject`` (409 ``session_busy`` naming the active run),
+    ``enqueue`` (starts after it), ``interrupt`` (cancels it, then starts)."""
+    return await _start(engine, tenant, body, session_id, idempotency_key)
+
+
+@router.post("/runs", status_code=201, response_class=JSONResponse, responses=_START_DOCS)
+async def start_run(
+    body: schemas.StartRunAnywhere,
+    engine: EngineDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Start a run on ``session_id``, or on a new session when it is left out."""
+    return await _start(engine, tenant, body, body.session_id, idempotency_key)
+
+
+@router.get(
+    "/runs",
+    response_class=JSONResponse,
+    responses={200: {"model": schemas.RunPage}, **error_docs(401, 422)},
+)
+async def list_runs(
+    engine: EngineDep,
+    tenant: TenantDep,
+    status: RunStatus | None = None,
+    agent: Annotated[str | None, Query(max_length=256)] = None,
+    session_id: Annotated[str | None, Query(max_length=64)] = None,
+    trigger: Trigger | None = None,
+    parent_run_id: Annotated[str | None, Query(max_length=64)] = None,
+    schedule_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """The tenant's runs, newest first, with their live state; ``cursor`` is the previous
+    page's ``next_cursor``."""
+    where = RunFilter(
+        tenant=tenant,
+        status=status,
+        agent=agent,
+        session_id=session_id,
+        trigger=trigger.value if trigger is not None else None,
+        parent_run_id=parent_run_id,
+        schedule_id=schedule_id,
+    )
+    runs = await engine.list_runs(where, limit=limit, before=cursor)
+    next_cursor = runs[-1].id if len(runs) == limit else None
+    return JSONResponse({"data": [r.to_dict() for r in runs], "next_cursor": next_cursor})
+
+
+@router.get(
+    "/runs/{run_id}",
+    response_class=JSONResponse,
+    responses={200: {"model": schemas.Run}, **error_docs(401, 404)},
+)
+async def get_run(run_id: str, engine: EngineDep, tenant: TenantDep) -> Response:
+    """The run with its live state: status, round, last tool and phase, usage, output."""
+    return JSONResponse((await engine.get_run(run_id, tenant)).to_dict())
+
+
+@router.post(
+    "/runs/{run_id}/wait",
+    response_class=JSONResponse,
+    responses={200: {"model": schemas.Run}, **error_docs(401, 404, 422)},
+)
+async def wait_run(
+    run_id: str,
+    engine: EngineDep,
+    tenant: TenantDep,
+    timeout: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 30.0,
+) -> Response:
+    """The run once it has ended, or as it stands after ``timeout`` seconds (at most 300);
+    check ``status`` to tell which."""
+    run = await engine.wait(run_id, min(timeout, MAX_WAIT), tenant)
+    return JSONResponse(run.to_dict())
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    status_code=202,
+    response_class=JSONResponse,
+    responses={202: {"model": schemas.Run}, **error_docs(400, 401, 404, 409, 413, 422)},
+)
+async def cancel_run(
+    run_id: str, engine: EngineDep, tenant: TenantDep, body: schemas.CancelRun | None = None
+) -> Response:
+    """Ask the run to stop (and its children); idempotent. The run stops at its next safe
+    point, or is cancelled outright after the grace period; 409 ``run_finished`` when it had
+    already ended otherwise."""
+    reason = body.reason if body is not None else None
+    run = await engine.cancel(run_id, by=actor(tenant), reason=reason, tenant=tenant)
+    return JSONResponse(run.to_dict(), status_code=202)

@@ -1,0 +1,94 @@
+"""Sessions: create, get, list by newest first (filtered by metadata), delete, messages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from culm.api import schemas
+from culm.api.auth import EngineDep, TenantDep
+from culm.api.errors import error_docs
+from culm.api.wire import JSONResponse, OrjsonRoute
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=OrjsonRoute)
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+METADATA_PREFIX = "metadata."
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_class=JSONResponse,
+    responses={201: {"model": schemas.Session}, **error_docs(400, 401, 404, 413, 422)},
+)
+async def create_session(
+    engine: EngineDep, tenant: TenantDep, body: schemas.CreateSession | None = None
+) -> Response:
+    """Create a session; with ``parent_id`` it is a child of that session."""
+    body = body or schemas.CreateSession()
+    session = await engine.create_session(
+        tenant=tenant, metadata=body.metadata, parent_id=body.parent_id
+    )
+    return JSONResponse(session.to_dict(), status_code=201)
+
+
+@router.get(
+    "",
+    response_class=JSONResponse,
+    responses={200: {"model": schemas.SessionPage}, **error_docs(401, 422)},
+)
+async def list_sessions(
+    request: Request,
+    engine: EngineDep,
+    tenant: TenantDep,
+    limit: Limit = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """The tenant's sessions, newest first. Filter by metadata with ``?metadata.KEY=VALUE``
+    (repeatable; values compare as strings); ``cursor`` is the previous page's
+    ``next_cursor``."""
+    metadata = {
+        key.removeprefix(METADATA_PREFIX): value
+        for key, value in request.query_params.items()
+        if key.startswith(METADATA_PREFIX) and len(key) > len(METADATA_PREFIX)
+    }
+    sessions = await engine.list_sessions(tenant, limit=limit, before=cursor, metadata=metadata)
+    next_cursor = sessions[-1].id if len(sessions) == limit else None
+    return JSONResponse({"data": [s.to_dict() for s in sessions], "next_cursor": next_cursor})
+
+
+@router.get(
+    "/{session_id}",
+    response_class=JSONResponse,
+    responses={200: {"model": schemas.Session}, **error_docs(401, 404)},
+)
+async def get_session(session_id: str, engine: EngineDep, tenant: TenantDep) -> Response:
+    """One session."""
+    return JSONResponse((await engine.get_session(session_id, tenant)).to_dict())
+
+
+@router.delete("/{session_id}", status_code=204, responses=error_docs(401, 404, 409))
+async def delete_session(session_id: str, engine: EngineDep, tenant: TenantDep) -> Response:
+    """Delete a session with its child sessions, runs, events and messages; refused with 409
+    while any of them has an active run."""
+    await engine.delete_session(session_id, tenant)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{session_id}/messages",
+    response_class=JSONResponse,
+    responses={200: {"model": schemas.MessageList}, **error_docs(401, 404, 422)},
+)
+async def list_messages(
+    session_id: str,
+    engine: EngineDep,
+    tenant: TenantDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 1000,
+) -> Response:
+    """The session's conversation history, oldest first; ``after`` is a message id."""
+    messages = await engine.messages(session_id, tenant=tenant, after=after, limit=limit)
+    return JSONResponse({"data": [m.to_dict() for m in messages]})

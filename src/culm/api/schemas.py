@@ -1,0 +1,148 @@
+"""Request and response shapes of the HTTP API, for validation and for the OpenAPI document.
+
+Request models validate what callers send. Response models only describe what the routes
+write: the routes encode the engine's records (``to_dict()``) straight to JSON, so these
+must follow those dictionaries field for field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from culm.models import BusyPolicy, RunStatus, ToolPhase, Trigger
+
+# requests
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateSession(_Request):
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Free-form labels; sessions can be listed by them (``?metadata.KEY=VALUE``)."""
+    parent_id: str | None = Field(default=None, max_length=64)
+
+
+class StartRun(_Request):
+    agent: str = Field(max_length=256)
+    input: Any = None
+    """Validated against the agent's input schema (see ``GET /v1/agents``)."""
+    if_busy: BusyPolicy = BusyPolicy.REJECT
+    """What to do when the session already has an active run."""
+
+
+class StartRunAnywhere(StartRun):
+    session_id: str | None = Field(default=None, max_length=64)
+    """The session to run on; without it the run gets a new session."""
+
+
+class CancelRun(_Request):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+# responses
+
+
+class Agent(BaseModel):
+    model_config = ConfigDict(extra="allow")  # model agents add their model and tools
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+class AgentList(BaseModel):
+    data: list[Agent]
+
+
+class Session(BaseModel):
+    id: str
+    tenant: str
+    created_at: str
+    metadata: dict[str, Any]
+    parent_id: str | None
+
+
+class SessionPage(BaseModel):
+    data: list[Session]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next page; null on the last page."""
+
+
+class Run(BaseModel):
+    id: str
+    session_id: str
+    agent: str
+    input: Any
+    status: RunStatus
+    trigger: Trigger
+    parent_run_id: str | None
+    schedule_id: str | None
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    round: int
+    last_tool: str | None
+    last_tool_phase: ToolPhase | None
+    last_event_at: str | None
+    last_seq: int
+    usage: dict[str, Any] | None
+    output: Any
+    error: str | None
+
+
+class RunPage(BaseModel):
+    data: list[Run]
+    next_cursor: str | None
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    session_id: str
+    run_id: str | None
+    created_at: str
+    role: str
+
+
+class MessageList(BaseModel):
+    data: list[Message]
+
+
+class Event(BaseModel):
+    seq: int
+    run_id: str
+    session_id: str
+    type: str
+    ts: str
+    data: dict[str, Any]
+    pos: int | None = None
+    """Position in the whole log; present in session streams, where it is the cursor."""
+
+
+class EventPage(BaseModel):
+    data: list[Event]
+    next_after: int
+    """Pass as ``after`` for the next page."""
+    done: bool
+    """True once the run's terminal event has been returned: nothing more will come."""
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    """Stable and machine-readable: ``not_found``, ``session_busy``, ``run_finished``..."""
+    message: str
+
+
+class Error(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,67 @@
+"""Running the HTTP API: ``serve`` is what ``culm serve`` calls.
+
+With no API keys configured anyone who can reach the port could run agents as the single
+``default`` tenant, so the server then listens on loopback only and says why otherwise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import uvicorn
+
+from culm.agent.app import App
+from culm.api.app import create_app
+from culm.config import Settings
+from culm.errors import InvalidInput
+
+__all__ = ["check_bind", "create_app", "is_loopback", "serve"]
+
+SHUTDOWN_GRACE = 3
+"""Seconds open connections (event streams never end by themselves) get at shutdown."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Raise ``InvalidInput`` when listening on ``host`` would expose an unauthenticated API."""
+    if settings.api_keys or is_loopback(host):
+        return
+    raise InvalidInput(
+        f"refusing to listen on {host}: no API keys are configured, so anyone who can reach "
+        "the server could run agents. Configure keys (CULM_API_KEYS=key=tenant,...) or "
+        "listen on 127.0.0.1."
+    )
+
+
+def serve(
+    app: App,
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> None:
+    """Serve ``app``'s agents over HTTP until interrupted (Ctrl-C or SIGTERM).
+
+    Runs still going at shutdown are interrupted, each with its terminal event. The access
+    log is off by default: at thousands of requests per second it costs more than the rest.
+    """
+    check_bind(host, settings)
+    uvicorn.run(
+        create_app(app, settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+    )

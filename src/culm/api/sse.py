@@ -1,0 +1,117 @@
+"""Server-Sent Events: batches of events from the engine become chunks of a streaming response.
+
+One chunk per batch, joined into one bytes object: a subscriber catching up on thousands of
+events costs one write, not thousands. Each event's JSON is encoded once however many
+clients receive it (``Event.to_json``). While nothing happens the stream sends a comment
+line every ``heartbeat`` seconds, so proxies keep it open and a vanished client is noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from starlette.responses import StreamingResponse
+
+from culm.api.metrics import Metrics
+from culm.events import Event
+
+Encoder = Callable[[Sequence[Event]], bytes]
+
+PING = b": ping\n\n"
+RETRY = b"retry: 1000\n\n"
+"""Tells an ``EventSource`` to reconnect after a second; it resumes by ``Last-Event-ID``."""
+
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+_types: dict[str, bytes] = {}
+
+
+def _type(name: str) -> bytes:
+    # a line break inside a user-chosen type would end the field early: flatten it
+    encoded = _types.get(name)
+    if encoded is None:
+        encoded = name.replace("\r", " ").replace("\n", " ").encode()
+        if len(_types) < 10_000:
+            _types[name] = encoded
+    return encoded
+
+
+def encode_run(events: Sequence[Event]) -> bytes:
+    """A run's events, ``id:`` being the sequence number."""
+    return b"".join(
+        [b"id: %d\nevent: %b\ndata: %b\n\n" % (e.seq, _type(e.type), e.to_json()) for e in events]
+    )
+
+
+def encode_session(events: Sequence[Event]) -> bytes:
+    """A session's events, ``id:`` being the log position, which the data carries as ``pos``."""
+    return b"".join(
+        [
+            b'id: %d\nevent: %b\ndata: %b,"pos":%d}\n\n'
+            % (e.pos, _type(e.type), e.to_json()[:-1], e.pos)
+            for e in events
+        ]
+    )
+
+
+def session_event_dict(event: Event) -> dict[str, Any]:
+    return {**event.to_dict(), "pos": event.pos}
+
+
+async def _chunks(
+    batches: AsyncIterator[list[Event]], encode: Encoder, heartbeat: float, metrics: Metrics
+) -> AsyncIterator[bytes]:
+    since = time.time()
+    metrics.streams += 1
+    pending: asyncio.Future[list[Event]] | None = None
+    try:
+        yield RETRY
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(batches))
+            done, _ = await asyncio.wait((pending,), timeout=heartbeat)
+            if not done:
+                yield PING
+                continue
+            future, pending = pending, None
+            try:
+                batch = future.result()
+            except StopAsyncIteration:
+                return
+            _observe(metrics, batch, since)
+            yield encode(batch)
+    finally:
+        metrics.streams -= 1
+        if pending is not None:
+            # cancelling the pending read throws into the generator, which closes it (and
+            # its subscription); awaiting here could itself be cancelled by the disconnect
+            pending.cancel()
+        else:
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _observe(metrics: Metrics, batch: Sequence[Event], since: float) -> None:
+    # only events emitted while this client was connected: older ones are a replay, and
+    # how old they are says nothing about delivery. A chunk's events count with the delay
+    # of its oldest live event, an upper bound that costs one sample per chunk.
+    if not batch or batch[-1].ts < since:
+        return
+    oldest = batch[0] if batch[0].ts >= since else batch[-1]
+    metrics.delivery.observe(max(0.0, time.time() - oldest.ts), len(batch))
+
+
+def event_stream(
+    batches: AsyncIterator[list[Event]], encode: Encoder, *, heartbeat: float, metrics: Metrics
+) -> StreamingResponse:
+    """A ``text/event-stream`` response; Starlette ends it (and closes ``batches``) when the
+    client disconnects."""
+    return StreamingResponse(
+        _chunks(batches, encode, heartbeat, metrics),
+        media_type="text/event-stream",
+        headers=HEADERS,
+    )

@@ -1,0 +1,54 @@
+"""The JSON wire format at the HTTP edge: request bodies parsed and responses written by orjson.
+
+Parsing with orjson rather than the standard library is a correctness choice as much as a
+speed one: it refuses ``NaN``, lone surrogates and numbers that overflow a double, so every
+body that gets past the parser can be stored and sent back as JSON unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+
+def dumps(content: Any) -> bytes:
+    """``content`` as JSON bytes; falls back to the standard encoder for what orjson refuses
+    (integers past 64 bits), so an error response can always be written."""
+    try:
+        return orjson.dumps(content)
+    except TypeError:
+        return json.dumps(content, ensure_ascii=True, default=str).encode()
+
+
+class JSONResponse(Response):
+    """A JSON response encoded once by orjson, with no validation pass in between."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+class _OrjsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class OrjsonRoute(APIRoute):
+    """A route whose JSON body is parsed by orjson (``orjson.JSONDecodeError`` is a
+    ``json.JSONDecodeError``, so FastAPI still reports malformed bodies as such)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(_OrjsonRequest(request.scope, request.receive))
+
+        return route

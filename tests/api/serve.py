@@ -1,0 +1,33 @@
+"""Serve the test agents on a free loopback port: ``python -m tests.api.serve``.
+
+Settings come from ``CULM_*`` environment variables. The socket is bound here, before the
+server starts, and its port printed on the first line of stdout, so the parent never races
+another process for a port.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+import culm
+from culm.api import create_app
+from tests.agents import app
+
+
+def main() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    print(sock.getsockname()[1], flush=True)
+    config = uvicorn.Config(
+        create_app(app, culm.Settings()),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""What operators and tools read: agents, health, metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.api.helpers import finished, start
+from tests.api.sse import events
+
+
+class TestOps:
+    """The server describes itself and reports its state."""
+
+    async def test_agents(self, client: httpx.AsyncClient) -> None:
+        agents = (await client.get("/v1/agents")).json()["data"]
+        by_name = {a["name"]: a for a in agents}
+        assert by_name["count"] == {
+            "name": "count",
+            "description": "Emits ``input`` ticks as fast as it can, then returns how many.",
+            "input_schema": {"type": "integer"},
+        }
+        assert [a["name"] for a in agents] == sorted(by_name)
+
+    async def test_healthz(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/healthz")
+        assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+    async def test_metrics(self, client: httpx.AsyncClient) -> None:
+        run = await start(client, "count", 10)
+        await events(client, f"/v1/runs/{run['id']}/events")
+        await finished(client, run["id"])
+        response = await client.get("/metrics")
+        assert response.headers["content-type"].startswith("text/plain")
+        text = response.text
+        samples = dict(
+            (m.group(1), float(m.group(2)))
+            for m in re.finditer(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", text, re.MULTILINE)
+        )
+        assert samples['culm_runs{status="completed"}'] >= 1
+        assert samples["culm_events_appended_total"] >= 12
+        assert samples["culm_queue_depth"] == samples['culm_runs{status="pending"}']
+        assert "culm_live_subscribers" in samples
+        assert "culm_sse_streams" in samples
+        assert (
+            samples['culm_event_delivery_seconds_bucket{le="+Inf"}']
+            == samples["culm_event_delivery_seconds_count"]
+        )
+        for family in ("culm_runs", "culm_event_delivery_seconds"):
+            assert f"# TYPE {family} " in text
+
+    async def test_openapi(self, client: httpx.AsyncClient) -> None:
+        schema = (await client.get("/openapi.json")).json()
+        paths = schema["paths"]
+        for path in (
+            "/v1/agents",
+            "/v1/sessions",
+            "/v1/sessions/{session_id}",
+            "/v1/sessions/{session_id}/messages",
+            "/v1/sessions/{session_id}/runs",
+            "/v1/sessions/{session_id}/events",
+            "/v1/runs",
+            "/v1/runs/{run_id}",
+            "/v1/runs/{run_id}/wait",
+            "/v1/runs/{run_id}/cancel",
+            "/v1/runs/{run_id}/events",
+            "/healthz",
+            "/metrics",
+        ):
+            assert path in paths, path
+        assert (await client.get("/docs")).status_code == 200
