@@ -18,7 +18,7 @@ $(VENV)/.dev: $(VENV)/.base
 	touch $@
 
 serve: $(VENV)/.base
-	$(PY) -m culm.examples
+	$(VENV)/bin/culm serve
 
 check: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests bench

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from culm.agent.app import AgentSpec, App, load_app
 from culm.agent.context import RunContext
+from culm.client import AsyncClient, Client
 from culm.config import Settings
 from culm.engine import Engine
 from culm.errors import (
@@ -22,7 +23,9 @@ from culm.store import RunFilter
 __all__ = [
     "AgentSpec",
     "App",
+    "AsyncClient",
     "BusyPolicy",
+    "Client",
     "Conflict",
     "CulmError",
     "Engine",

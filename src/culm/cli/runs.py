@@ -1,0 +1,305 @@
+"""Commands that talk to a server: agents, run, runs, status, events, cancel."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import sys
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from culm.cli.app import (
+    RUN_EXIT_CODES,
+    ApiKey,
+    ExitCode,
+    Json,
+    Url,
+    command,
+    connect,
+    stderr,
+    stdout,
+)
+from culm.cli.view import RunView, compact, event_line, since, status_text, when
+from culm.client import Client, RunFinishedError, RunInfo
+
+RunId = Annotated[str, typer.Argument(metavar="RUN", help="The run's id.")]
+
+
+class IfBusy(enum.StrEnum):
+    reject = "reject"
+    enqueue = "enqueue"
+    interrupt = "interrupt"
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def parse_input(text: str | None) -> Any:
+    """INPUT as JSON when it parses (``5``, ``{"n": 3}``, ``"5"``), else the string."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+@command()
+def agents(url: Url = None, api_key: ApiKey = None, json: Json = False) -> None:
+    """List the agents the server can run."""
+    with connect(url, api_key) as client:
+        found = client.agents()
+    if json:
+        print_json(found)
+        return
+    table = Table(box=None)
+    table.add_column("AGENT", no_wrap=True)
+    table.add_column("DESCRIPTION")
+    table.add_column("INPUT", no_wrap=True)
+    for agent in found:
+        description = (agent["description"] or "").strip().splitlines()
+        schema = agent["input_schema"]
+        table.add_row(agent["name"], description[0] if description else "", compact(schema, 40))
+    stdout().print(table)
+
+
+@command()
+def run(
+    agent: Annotated[str, typer.Argument(help="The agent to run (see `culm agents`).")],
+    input: Annotated[
+        str | None, typer.Argument(help="Its input: JSON when it parses, else a string.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Stream the run until it ends.")
+    ] = False,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Run on this session (default: a new one).")
+    ] = None,
+    if_busy: Annotated[
+        IfBusy | None, typer.Option("--if-busy", help="When the session has an active run.")
+    ] = None,
+    url: Url = None,
+    api_key: ApiKey = None,
+    json: Json = False,
+) -> None:
+    """Start a run; prints its id, or with --follow streams it and exits with its outcome
+    (0 completed, 3 failed, 4 cancelled, 5 interrupted)."""
+    with connect(url, api_key) as client:
+        started = client.start_run(
+            agent,
+            parse_input(input),
+            session_id=session,
+            if_busy=if_busy.value if if_busy else None,
+        )
+        if follow and json:
+            raise typer.Exit(follow_json(client, started["id"]))
+        if not follow:
+            if json:
+                print_json(started)
+            else:
+                sys.stdout.write(started["id"] + "\n")
+                stderr().print(
+                    f"started {started['id']} ({agent}) on session {started['session_id']}; "
+                    f"follow it with: culm events {started['id']} --follow",
+                    style="dim",
+                )
+            return
+        raise typer.Exit(follow_run(client, started))
+
+
+def follow_json(client: Client, run_id: str) -> int:
+    """Print every event as a line of JSON until the run ends; exit with its outcome."""
+    outcome = ""
+    for event in client.follow(run_id):
+        sys.stdout.write(orjson.dumps(event).decode() + "\n")
+        sys.stdout.flush()
+        outcome = event["type"].removeprefix("run.")
+    return RUN_EXIT_CODES.get(outcome, ExitCode.ERROR)
+
+
+def follow_run(client: Client, run: RunInfo) -> int:
+    """Stream ``run`` until it ends; Ctrl-C asks whether to cancel it or to detach."""
+    view = RunView(run, stdout(), stderr())
+    announce = f"following {run['id']} ({run['agent']}) on session {run['session_id']}"
+    with view:
+        while True:
+            try:
+                if announce:  # inside the try: from here on Ctrl-C asks
+                    view.info.print(announce, style="dim")
+                    announce = ""
+                for event in client.follow(run["id"], after=view.last_seq):
+                    view.show(event)
+                return RUN_EXIT_CODES.get(view.status, ExitCode.ERROR)
+            except KeyboardInterrupt:
+                view.pause()
+                if not _ask_cancel(run["id"]):
+                    stderr().print(
+                        f"detached; {run['id']} goes on. Follow it again with: "
+                        f"culm events {run['id']} --follow --after {view.last_seq}"
+                    )
+                    return ExitCode.DETACHED
+                with contextlib.suppress(RunFinishedError):  # it ended meanwhile: shown next
+                    client.cancel(run["id"], reason="cancelled from the command line")
+                view.resume()
+
+
+def _ask_cancel(run_id: str) -> bool:
+    """Ask on the terminal; no answer (end of input, a second Ctrl-C) means detach."""
+    err = stderr()
+    while True:
+        err.print(f"\n[c]ancel {run_id}, or [d]etach and leave it running? ", end="", markup=False)
+        try:
+            answer = sys.stdin.readline()
+        except KeyboardInterrupt:
+            return False
+        if not answer:
+            return False
+        choice = answer.strip().lower()
+        if choice in ("c", "cancel"):
+            return True
+        if choice in ("d", "detach"):
+            return False
+
+
+@command()
+def runs(
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only runs in this status.")
+    ] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="Only runs of this agent.")] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Only runs on this session.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 20,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="Continue a listing.")] = None,
+    url: Url = None,
+    api_key: ApiKey = None,
+    json: Json = False,
+) -> None:
+    """List runs, newest first."""
+    with connect(url, api_key) as client:
+        page = client.list_runs(
+            status=status, agent=agent, session_id=session, limit=limit, cursor=cursor
+        )
+    if json:
+        print_json(page.data)
+        return
+    table = Table(box=None)
+    table.add_column("RUN", no_wrap=True)
+    for name in ("AGENT", "STATUS", "ROUND", "LAST TOOL", "CREATED", "TRIGGER"):
+        table.add_column(name)
+    for r in page.data:
+        tool = f"{r['last_tool']} ({r['last_tool_phase']})" if r["last_tool"] else ""
+        table.add_row(
+            r["id"],
+            r["agent"],
+            status_text(r["status"]),
+            str(r["round"] or ""),
+            tool,
+            since(r["created_at"]),
+            r["trigger"],
+        )
+    stdout().print(table)
+    if page.next_cursor:
+        stderr().print(f"more: culm runs --cursor {page.next_cursor}", style="dim")
+
+
+@command()
+def status(run_id: RunId, url: Url = None, api_key: ApiKey = None, json: Json = False) -> None:
+    """Show a run's live state: status, round, last tool, usage, output or error."""
+    with connect(url, api_key) as client:
+        found = client.get_run(run_id)
+    if json:
+        print_json(found)
+        return
+    grid = Table.grid(padding=(0, 2))
+    rows: list[tuple[str, str | Text]] = [
+        ("run", found["id"]),
+        ("agent", found["agent"]),
+        ("status", status_text(found["status"])),
+        ("session", found["session_id"]),
+        ("trigger", found["trigger"]),
+        ("created", when(found["created_at"])),
+        ("started", when(found["started_at"])),
+        ("completed", when(found["completed_at"])),
+        ("round", str(found["round"])),
+        ("last event", f"#{found['last_seq']} at {when(found['last_event_at'])}"),
+    ]
+    if found["parent_run_id"]:
+        rows.append(("parent", found["parent_run_id"]))
+    if found["last_tool"]:
+        rows.append(("last tool", f"{found['last_tool']} ({found['last_tool_phase']})"))
+    if found["usage"]:
+        rows.append(("usage", compact(found["usage"])))
+    rows.append(("input", compact(found["input"], 200)))
+    if found["output"] is not None:
+        rows.append(("output", compact(found["output"], 500)))
+    if found["error"]:
+        rows.append(("error", Text(found["error"], style="red")))
+    for name, value in rows:
+        grid.add_row(Text(name, style="dim"), value)
+    stdout().print(grid)
+
+
+@command()
+def events(
+    run_id: RunId,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep following until the run ends.")
+    ] = False,
+    after: Annotated[int, typer.Option("--after", help="Only events after this seq.")] = 0,
+    url: Url = None,
+    api_key: ApiKey = None,
+    json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
+) -> None:
+    """Print a run's events (those stored so far, or with --follow all of them live)."""
+    out = stdout()
+
+    def emit(event: Any) -> None:
+        if json:
+            sys.stdout.write(orjson.dumps(event).decode() + "\n")
+            sys.stdout.flush()
+        else:
+            out.print(event_line(event))
+
+    with connect(url, api_key) as client:
+        if follow:
+            try:
+                for event in client.follow(run_id, after=after):
+                    emit(event)
+            except KeyboardInterrupt:
+                raise typer.Exit(ExitCode.DETACHED) from None
+            return
+        while True:
+            page = client.events(run_id, after=after, limit=1000)
+            for event in page.data:
+                emit(event)
+            if page.done or not page.data:
+                return
+            after = page.next_after
+
+
+@command()
+def cancel(
+    run_id: RunId,
+    reason: Annotated[str | None, typer.Option("--reason", help="Recorded with the run.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the run has ended.")] = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Ask a run to stop (at its next safe point); cancelling twice is harmless."""
+    with connect(url, api_key) as client:
+        found = client.cancel(run_id, reason=reason)
+        if wait:
+            found = client.wait(run_id)
+    if found["status"] == "cancelled":
+        stdout().print(f"{run_id} cancelled")
+    else:
+        stdout().print(
+            Text.assemble(f"{run_id} asked to stop; it is ", status_text(found["status"]))
+        )

@@ -1,0 +1,340 @@
+"""``AsyncClient``: every call of culm's HTTP API, and streams that survive dropped
+connections. The blocking ``Client`` wraps this one, so each call is written once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import orjson
+
+from culm.client.errors import APIError, ClientError, ServerUnreachable, error_from_response
+from culm.client.sse import SSEDecoder
+from culm.client.types import (
+    AgentInfo,
+    EventInfo,
+    EventPage,
+    Message,
+    Page,
+    RunInfo,
+    SessionEventInfo,
+    SessionInfo,
+)
+from culm.events import TERMINAL
+from culm.models import RunStatus
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+WAIT_CHUNK = 30.0
+"""Longest single wait request; ``wait`` repeats it, so proxies never see a long request."""
+
+_TERMINAL_STATUSES = frozenset(s.value for s in RunStatus if s.terminal)
+
+
+class AsyncClient:
+    """A connection to a culm server. Use as ``async with AsyncClient() as client``.
+
+    ``url`` and ``api_key`` default to ``$CULM_URL`` (else ``http://127.0.0.1:8000``) and
+    ``$CULM_API_KEY``. ``retries`` and ``backoff`` bound how ``follow`` reconnects: after
+    ``retries`` failed attempts in a row it gives up with the last error.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        stream_timeout: float = 60.0,
+        retries: int = 8,
+        backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("CULM_URL") or DEFAULT_URL).rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("CULM_API_KEY")
+        self.timeout = timeout
+        # A stream is idle between events; the server's heartbeats keep it under this.
+        self.stream_timeout = stream_timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections; the client cannot be used again."""
+        await self._http.aclose()
+
+    # agents
+
+    async def agents(self) -> list[AgentInfo]:
+        """The agents the server can run, with their descriptions and input schemas."""
+        result: list[AgentInfo] = (await self._call("GET", "/v1/agents"))["data"]
+        return result
+
+    # sessions
+
+    async def create_session(
+        self, *, metadata: Mapping[str, Any] | None = None, parent_id: str | None = None
+    ) -> SessionInfo:
+        """A new, empty session."""
+        body = _drop_none(
+            {"metadata": dict(metadata) if metadata else None, "parent_id": parent_id}
+        )
+        result: SessionInfo = await self._call("POST", "/v1/sessions", json=body)
+        return result
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        result: SessionInfo = await self._call("GET", f"/v1/sessions/{session_id}")
+        return result
+
+    async def list_sessions(
+        self,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[SessionInfo]:
+        """Newest first; only sessions whose metadata has every given key and value."""
+        params: dict[str, Any] = {"limit": limit, "cursor": cursor}
+        params.update({f"metadata.{k}": v for k, v in (metadata or {}).items()})
+        body = await self._call("GET", "/v1/sessions", params=params)
+        return Page(body["data"], body.get("next_cursor"))
+
+    async def delete_session(self, session_id: str) -> None:
+        """Delete the session with its runs, events and messages (refused while active)."""
+        await self._call("DELETE", f"/v1/sessions/{session_id}")
+
+    async def messages(
+        self, session_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[Message]:
+        """The session's conversation history, oldest first."""
+        params = {"after": after, "limit": limit}
+        result: list[Message] = (
+            await self._call("GET", f"/v1/sessions/{session_id}/messages", params=params)
+        )["data"]
+        return result
+
+    # runs
+
+    async def start_run(
+        self,
+        agent: str,
+        input: Any = None,
+        *,
+        session_id: str | None = None,
+        if_busy: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunInfo:
+        """Start ``agent`` on a session (a new one unless ``session_id``); returns at once.
+
+        ``if_busy`` is ``reject`` (the default: ``SessionBusyError``), ``enqueue`` or
+        ``interrupt``. Retrying with the same ``idempotency_key`` returns the same run.
+        """
+        body = _drop_none({"agent": agent, "input": input, "if_busy": if_busy})
+        path = "/v1/runs" if session_id is None else f"/v1/sessions/{session_id}/runs"
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        result: RunInfo = await self._call("POST", path, json=body, headers=headers)
+        return result
+
+    async def get_run(self, run_id: str) -> RunInfo:
+        """The run with its live state: status, round, last tool and phase, usage..."""
+        result: RunInfo = await self._call("GET", f"/v1/runs/{run_id}")
+        return result
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        session_id: str | None = None,
+        trigger: str | None = None,
+        parent_run_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[RunInfo]:
+        """Newest first, filtered by every argument given."""
+        params = {
+            "status": status,
+            "agent": agent,
+            "session_id": session_id,
+            "trigger": trigger,
+            "parent_run_id": parent_run_id,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        body = await self._call("GET", "/v1/runs", params=params)
+        return Page(body["data"], body.get("next_cursor"))
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunInfo:
+        """The run once it has ended, or as it stands after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = WAIT_CHUNK if deadline is None else max(0.0, deadline - time.monotonic())
+            chunk = min(left, WAIT_CHUNK)
+            run: RunInfo = await self._call(
+                "POST",
+                f"/v1/runs/{run_id}/wait",
+                params={"timeout": chunk},
+                timeout=chunk + self.timeout,
+            )
+            if run["status"] in _TERMINAL_STATUSES or (deadline and time.monotonic() >= deadline):
+                return run
+
+    async def cancel(self, run_id: str, *, reason: str | None = None) -> RunInfo:
+        """Ask the run to stop; returns it at once (it ends at its next safe point).
+
+        Idempotent; ``RunFinishedError`` when it had already ended another way.
+        """
+        body = _drop_none({"reason": reason})
+        result: RunInfo = await self._call("POST", f"/v1/runs/{run_id}/cancel", json=body)
+        return result
+
+    # events
+
+    async def events(
+        self, run_id: str, *, after: int = 0, limit: int | None = None
+    ) -> EventPage[EventInfo]:
+        """One page of the run's stored events with ``seq > after``."""
+        return await self._event_page(f"/v1/runs/{run_id}/events", after, limit)
+
+    async def session_events(
+        self, session_id: str, *, after: int = 0, limit: int | None = None
+    ) -> EventPage[SessionEventInfo]:
+        """One page of the events of a session's runs after log position ``after``."""
+        return await self._event_page(f"/v1/sessions/{session_id}/events", after, limit)
+
+    async def follow(self, run_id: str, after: int = 0) -> AsyncIterator[EventInfo]:
+        """Every event of the run with ``seq > after``, each once and in order, then the
+        live tail; ends after the terminal event.
+
+        A dropped connection is resumed from the last event received, up to ``retries``
+        failed attempts in a row with exponential backoff (a server restart is survived);
+        when the very first connection fails, that error is raised at once.
+        """
+        async for event in self._follow(f"/v1/runs/{run_id}/events", after, ends=True):
+            yield event
+
+    async def follow_session(
+        self, session_id: str, after: int = 0
+    ) -> AsyncIterator[SessionEventInfo]:
+        """Every event of the session's runs after log position ``after``, in log order,
+        without end; each carries its ``pos``, to resume from later as ``after``."""
+        async for event in self._follow(f"/v1/sessions/{session_id}/events", after, ends=False):
+            yield event
+
+    # plumbing
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send one request; the decoded JSON body (None when empty) or an ``APIError``."""
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                json=json,
+                params=_drop_none(params or {}),
+                headers=headers,
+                timeout=timeout if timeout is not None else self.timeout,
+            )
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from exc
+        if response.is_error:
+            raise error_from_response(response)
+        return response.json() if response.content else None
+
+    async def _event_page(self, path: str, after: int, limit: int | None) -> EventPage[Any]:
+        params = {"format": "json", "after": after, "limit": limit}
+        body = await self._call("GET", path, params=params)
+        return EventPage(body["data"], body["next_after"], body["done"])
+
+    async def _follow(self, path: str, after: int, *, ends: bool) -> AsyncIterator[Any]:
+        last = after
+        failures = 0
+        connected = False
+        while True:
+            error: ClientError | None = None
+            try:
+                async for item in self._stream(path, last):
+                    connected = True
+                    if item is None:
+                        continue
+                    failures = 0
+                    position, event = item
+                    if position <= last:
+                        continue  # already seen before a reconnect
+                    last = position
+                    yield event
+                    if ends and event["type"] in TERMINAL:
+                        return
+            except ServerUnreachable as exc:
+                if not connected:
+                    raise  # a wrong URL should fail now, not after a minute of retries
+                error = exc
+            except APIError as exc:
+                if exc.status_code < 500:
+                    raise
+                error = exc
+            failures += 1
+            if failures > self.retries:
+                raise error or ServerUnreachable(f"the stream {path} kept ending early")
+            await asyncio.sleep(min(self.max_backoff, self.backoff * 2 ** (failures - 1)))
+
+    async def _stream(self, path: str, after: int) -> AsyncIterator[tuple[int, EventInfo] | None]:
+        """One connection to an SSE stream: None once connected, then ``(id, event)`` pairs
+        until it ends or breaks."""
+        headers = {"Accept": "text/event-stream"}
+        if after:
+            headers["Last-Event-ID"] = str(after)
+        timeout = httpx.Timeout(self.timeout, read=self.stream_timeout)
+        try:
+            async with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise error_from_response(response)
+                yield None
+                decoder = SSEDecoder()
+                async for line in response.aiter_lines():
+                    message = decoder.feed(line)
+                    if message is None or not message.data:
+                        continue
+                    event: EventInfo = orjson.loads(message.data)
+                    yield (int(message.id) if message.id else event["seq"]), event
+        except httpx.TransportError as exc:
+            raise _unreachable(self.url, exc) from exc
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _unreachable(url: str, exc: httpx.TransportError) -> ServerUnreachable:
+    return ServerUnreachable(f"cannot reach the culm server at {url}: {exc or type(exc).__name__}")

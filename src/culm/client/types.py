@@ -1,0 +1,95 @@
+"""The shapes the client returns: the server's JSON as typed dicts, pages as dataclasses.
+
+Typed dicts rather than classes so a result is exactly what the API sent: it prints,
+compares and serialises as JSON with no conversion, and mypy still checks its keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypedDict, TypeVar
+
+T = TypeVar("T")
+E = TypeVar("E", bound="EventInfo")
+
+
+class AgentInfo(TypedDict):
+    """An agent the server can run."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+class SessionInfo(TypedDict):
+    """A conversation; its runs take turns on it."""
+
+    id: str
+    tenant: str
+    created_at: str
+    metadata: dict[str, Any]
+    parent_id: str | None
+
+
+class RunInfo(TypedDict):
+    """A run with its live state, as ``culm.Run.to_dict()`` gives it (times in ISO 8601)."""
+
+    id: str
+    session_id: str
+    agent: str
+    input: Any
+    status: str
+    trigger: str
+    parent_run_id: str | None
+    schedule_id: str | None
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    round: int
+    last_tool: str | None
+    last_tool_phase: str | None
+    last_event_at: str | None
+    last_seq: int
+    usage: dict[str, Any] | None
+    output: Any
+    error: str | None
+
+
+class EventInfo(TypedDict):
+    """One entry of a run's stream; ``seq`` is its position in that run (1, 2, 3...)."""
+
+    seq: int
+    run_id: str
+    session_id: str
+    type: str
+    ts: str
+    data: dict[str, Any]
+
+
+class SessionEventInfo(EventInfo):
+    """An event of a session's stream: ``pos`` is its position in the session's log, the
+    ``after`` to resume from."""
+
+    pos: int
+
+
+Message = dict[str, Any]
+"""One entry of a session's history in the OpenAI chat shape, plus id, run_id, created_at."""
+
+
+@dataclass(slots=True, frozen=True)
+class Page(Generic[T]):
+    """One page of a listing; pass ``next_cursor`` as ``cursor`` for the next (None: last)."""
+
+    data: list[T]
+    next_cursor: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class EventPage(Generic[E]):
+    """One page of stored events; ask again with ``after=next_after`` until ``done``."""
+
+    data: list[E]
+    next_after: int
+    done: bool
+    """The stream has ended (a run's terminal event is in the log) and nothing is left."""
