@@ -9,7 +9,7 @@ from collections.abc import Callable
 import culm
 from culm.cli import ExitCode
 from tests.cli.conftest import Invoke, Process
-from tests.client.serving import free_port
+from tests.client.serving import free_port, wait_until
 
 
 def run_id_of(line: str) -> str:
@@ -100,6 +100,29 @@ class TestCtrlC:
         assert f"culm events {run_id} --follow" in follower.err
         assert client.get_run(run_id)["status"] == "running"
         client.cancel(run_id)
+
+    def test_a_second_ctrl_c_detaches(
+        self, spawn: Callable[..., Process], client: culm.Client
+    ) -> None:
+        follower = spawn("run", "waiter", "--follow")
+        run_id = run_id_of(follower.wait_for("following"))
+        follower.proc.send_signal(signal.SIGINT)
+        follower.wait_for("[c]ancel")
+        follower.proc.send_signal(signal.SIGINT)
+        assert follower.finish() == ExitCode.DETACHED
+        assert client.get_run(run_id)["status"] == "running"
+        client.cancel(run_id)
+
+    def test_events_follow_stops_quietly(
+        self, spawn: Callable[..., Process], client: culm.Client
+    ) -> None:
+        run = client.start_run("waiter")
+        follower = spawn("events", run["id"], "--follow")
+        wait_until(lambda: "run.started" in follower.out, 10, "the events to be printed")
+        follower.proc.send_signal(signal.SIGINT)
+        assert follower.finish() == ExitCode.DETACHED
+        assert follower.err == ""
+        client.cancel(run["id"])
 
 
 class TestInspecting:

@@ -45,21 +45,23 @@ class Server:
     def __init__(
         self,
         db_path: Path,
-        app: str = "tests.agents:app",
+        app: str | None = "tests.agents:app",
         *,
         keys: Sequence[str] = (),
         port: int | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.db_url = f"sqlite:///{db_path}"
         self.log_path = db_path.with_suffix(".log")
         self.app = app
         self.keys = keys
         self.port = port or free_port()
+        self.cwd = cwd
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Server:
-        args = [sys.executable, "-m", "culm.cli", "serve", self.app]
+        args = [sys.executable, "-m", "culm.cli", "serve", *([self.app] if self.app else [])]
         args += ["--port", str(self.port), "--database-url", self.db_url]
         for key in self.keys:
             args += ["--api-key", key]
@@ -69,6 +71,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=child_env(CULM_CANCEL_GRACE="1"),
+                cwd=self.cwd,
             )
         wait_until(self._healthy, timeout, f"the server at {self.url}\n{self.log()}")
         return self

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from culm.client import Client, ClientError, ServerUnreachable
+from culm.client import AuthError, Client, ClientError, ServerUnreachable
 from culm.errors import CulmError
 
 P = ParamSpec("P")
@@ -93,6 +93,8 @@ def expected_errors() -> Iterator[None]:
     except ServerUnreachable as exc:
         hint = "is `culm serve` running there? (set --url or CULM_URL)"
         raise fail(f"{exc.message}\n       {hint}") from None
+    except AuthError as exc:
+        raise fail(f"{exc.message}\n       (pass --api-key or set CULM_API_KEY)") from None
     except (ClientError, CulmError) as exc:
         raise fail(exc.message) from None
 

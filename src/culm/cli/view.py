@@ -158,6 +158,9 @@ class RunView:
         kind, data = event["type"], event["data"]
         self.last_seq = event["seq"]
         if kind == ev.MESSAGE_DELTA:
+            if data.get("reset"):  # a retried model call: what streamed so far is void
+                self._end_line()
+                self.info.print("  ↻ model call retried; its answer starts over", style="dim")
             self._text(delta_text(data))
             return
         self._end_line()
