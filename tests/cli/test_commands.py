@@ -206,11 +206,11 @@ class TestErrors:
             assert result.stderr.startswith("error: ")
             assert "Traceback" not in result.output
 
-    def test_nobody_listening(self, spawn: Callable[..., Process]) -> None:
-        process = spawn("runs", "--url", f"http://127.0.0.1:{free_port()}")
-        assert process.finish() == ExitCode.ERROR
-        assert "cannot reach the culm server" in process.err
-        assert "Traceback" not in process.err
+    def test_nobody_listening(self, culm_cli: Invoke) -> None:
+        result = culm_cli("runs", "--url", f"http://127.0.0.1:{free_port()}")
+        assert result.exit_code == ExitCode.ERROR
+        assert "cannot reach the culm server" in result.stderr
+        assert "Traceback" not in result.output
 
     def test_serve_refuses_what_it_cannot_serve(self, culm_cli: Invoke) -> None:
         missing = culm_cli("serve", "no_such_module:app")

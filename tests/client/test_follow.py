@@ -11,7 +11,7 @@ import culm
 from culm.client import EventInfo, ServerUnreachable
 from tests.client.serving import Proxy, Server, free_port
 
-SLOW_TICKS = {"n": 10, "delay": 0.1}
+SLOW_TICKS = {"n": 10, "delay": 0.05}
 """Slow enough that a drop after the first ticks always lands mid-run."""
 
 
