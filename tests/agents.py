@@ -42,12 +42,13 @@ async def stubborn(run: culm.RunContext, input: None = None) -> str:
 
 @app.agent
 async def deaf(run: culm.RunContext, input: None = None) -> str:
-    """Ignores even the hard cancel: keeps sleeping after CancelledError."""
-    while True:
+    """Ignores even the hard cancel: keeps sleeping after the first CancelledErrors."""
+    for _ in range(3):
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
             continue
+    return "gave in"
 
 
 @app.agent

@@ -98,9 +98,14 @@ class Engine:
             if not runner.done.is_set():
                 await runner.finish(ev.RUN_INTERRUPTED, {"error": "the server shut down"})
         await self.log.flush()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for _ in range(3):  # a task may swallow a cancel; ask again, but never wait forever
+            if not self._tasks:
+                break
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.wait(self._tasks, timeout=1.0)
+        if self._tasks:
+            log.warning("%d tasks ignored cancellation at shutdown", len(self._tasks))
         await self._stack.aclose()
 
     def _background(self, coro: Any) -> asyncio.Task[Any]:
@@ -289,19 +294,25 @@ class Engine:
     async def wait(
         self, run_id: str, timeout: float | None = None, tenant: str | None = None
     ) -> Run:
-        """The run once it has ended, or as it stands when ``timeout`` seconds pass."""
+        """The run once its end is durable, or as it stands when ``timeout`` seconds pass."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.bus.subscribe((run_key(run_id),), 16) as feed:
             while True:
-                run = await self.get_run(run_id, tenant)
+                run = await self.store.get_run(run_id, tenant)
                 if run.status.terminal:
                     return run
+                runner = self._runners.get(run_id)
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    return run
-                poll = self.settings.idle_poll_seconds
-                await feed.next(poll if left is None else min(left, poll))
-                feed.resync()
+                    return runner.snapshot() if runner is not None else run
+                if runner is not None:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(left):
+                            await runner.done.wait()
+                else:
+                    poll = self.settings.idle_poll_seconds
+                    await feed.next(poll if left is None else min(left, poll))
+                    feed.resync()
 
     async def cancel(
         self,
