@@ -1,19 +1,20 @@
 """Serve the test agents on a free loopback port: ``python -m tests.api.serve``.
 
-Settings come from ``CULM_*`` environment variables. The socket is bound here, before the
+Settings come from ``CULM_*`` environment variables; ``CULM_TEST_APP`` names the agents
+(``tests.agents:app`` by default). The socket is bound here, before the
 server starts, and its port printed on the first line of stdout, so the parent never races
 another process for a port.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 
 import uvicorn
 
 import culm
 from culm.api import create_app
-from tests.agents import app
 
 
 def main() -> None:
@@ -21,7 +22,9 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
     config = uvicorn.Config(
-        create_app(app, culm.Settings()),
+        create_app(
+            culm.load_app(os.environ.get("CULM_TEST_APP", "tests.agents:app")), culm.Settings()
+        ),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -40,6 +41,8 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
         version=culm.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # operation ids are the route functions' names: stable, and what OpenAPI links name
+        generate_unique_id_function=lambda route: route.name,
     )
     api.state.settings = settings
     api.state.metrics = Metrics()
@@ -47,4 +50,23 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
     api.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     for module in (routes_ops, routes_sessions, routes_runs, routes_events):
         api.include_router(module.router)
+    _document_agents(api, app)
     return api
+
+
+def _document_agents(api: FastAPI, app: App) -> None:
+    """Name this server's agents as examples of the ``agent`` field of run starts, so the
+    documentation (and tools that read it) show values that work."""
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = api.openapi_schema is None
+        schema = build()  # FastAPI builds it once and keeps it
+        if fresh:
+            for name in ("StartRun", "StartRunAnywhere"):
+                model = schema.get("components", {}).get("schemas", {}).get(name)
+                if model is not None:
+                    model["properties"]["agent"]["examples"] = sorted(app.agents)
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

@@ -16,12 +16,14 @@ from culm.api import schemas
 from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs
 from culm.api.sse import encode_run, encode_session, event_stream, session_event_dict
-from culm.api.wire import JSONResponse, OrjsonRoute
+from culm.api.wire import MAX_CURSOR, JSONResponse, OrjsonRoute
 from culm.events import Event
 
 router = APIRouter(prefix="/v1", tags=["events"], route_class=OrjsonRoute)
 
-After = Annotated[int, Query(ge=0, description="Send only what comes after this cursor.")]
+After = Annotated[
+    int, Query(ge=0, le=MAX_CURSOR, description="Send only what comes after this cursor.")
+]
 Limit = Annotated[int, Query(ge=1, le=10_000, description="Most events in a JSON page.")]
 Format = Annotated[
     Literal["sse", "json"] | None,
@@ -29,14 +31,31 @@ Format = Annotated[
 ]
 LastEventId = Annotated[
     int | None,
-    Header(ge=0, description="Set by EventSource on reconnect; wins over ``after``."),
+    Header(
+        ge=0, le=MAX_CURSOR, description="Set by EventSource on reconnect; wins over ``after``."
+    ),
 ]
+
+_SSE_EVENT = {
+    "type": "object",
+    "description": "One Server-Sent Event; comment lines (`: ping`) keep an idle stream open.",
+    "properties": {
+        "id": {"type": "string", "description": "The cursor: seq in a run, pos in a session."},
+        "event": {"type": "string", "description": "The event type."},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/Event"},
+        },
+    },
+    "required": ["id", "event", "data"],
+}
 
 _DOCS: dict[int | str, dict[str, Any]] = {
     200: {
         "model": schemas.EventPage,
         "description": "A stream of events (`text/event-stream`), or one page of them.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"itemSchema": _SSE_EVENT}},
     },
     **error_docs(401, 404, 422),
 }

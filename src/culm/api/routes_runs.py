@@ -6,7 +6,7 @@ and schedules.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
@@ -34,9 +34,21 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-_START_DOCS = {
-    200: {"model": schemas.Run, "description": "A replay: the run this key already started."},
-    201: {"model": schemas.Run, "description": "The new run (pending or already running)."},
+_RUN_LINKS = {
+    name: {"operationId": name, "parameters": {"run_id": "$response.body#/id"}}
+    for name in ("get_run", "wait_run", "cancel_run", "run_events")
+}
+_START_DOCS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": schemas.Run,
+        "description": "A replay: the run this key already started.",
+        "links": _RUN_LINKS,
+    },
+    201: {
+        "model": schemas.Run,
+        "description": "The new run (pending or already running).",
+        "links": _RUN_LINKS,
+    },
     **error_docs(400, 401, 404, 409, 413, 422),
 }
 

@@ -9,19 +9,27 @@ from fastapi import APIRouter, Query, Request, Response
 from culm.api import schemas
 from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs
-from culm.api.wire import JSONResponse, OrjsonRoute
+from culm.api.wire import MAX_CURSOR, JSONResponse, OrjsonRoute
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=OrjsonRoute)
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 METADATA_PREFIX = "metadata."
 
+_SESSION_LINKS = {
+    name: {"operationId": name, "parameters": {"session_id": "$response.body#/id"}}
+    for name in ("get_session", "list_messages", "start_run_on_session", "delete_session")
+}
+
 
 @router.post(
     "",
     status_code=201,
     response_class=JSONResponse,
-    responses={201: {"model": schemas.Session}, **error_docs(400, 401, 404, 413, 422)},
+    responses={
+        201: {"model": schemas.Session, "links": _SESSION_LINKS},
+        **error_docs(400, 401, 404, 413, 422),
+    },
 )
 async def create_session(
     engine: EngineDep, tenant: TenantDep, body: schemas.CreateSession | None = None
@@ -86,7 +94,7 @@ async def list_messages(
     session_id: str,
     engine: EngineDep,
     tenant: TenantDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
     limit: Limit = 1000,
 ) -> Response:
     """The session's conversation history, oldest first; ``after`` is a message id."""

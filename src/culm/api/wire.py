@@ -14,6 +14,11 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette import responses
+
+MAX_CURSOR = 2**62
+"""Largest ``after`` cursor accepted: sequence numbers and positions are 64-bit in the
+database, and a bigger number could only be a mistake."""
 
 
 def dumps(content: Any) -> bytes:
@@ -25,10 +30,8 @@ def dumps(content: Any) -> bytes:
         return json.dumps(content, ensure_ascii=True, default=str).encode()
 
 
-class JSONResponse(Response):
+class JSONResponse(responses.JSONResponse):
     """A JSON response encoded once by orjson, with no validation pass in between."""
-
-    media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         return dumps(content)
