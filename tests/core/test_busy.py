@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 import culm
+from tests.waiting import until_running
 
 
 class TestBusySession:
@@ -40,9 +39,7 @@ class TestBusySession:
 
     async def test_interrupt_cancels_the_active_run_then_starts(self, engine: culm.Engine) -> None:
         first = await engine.start_run("waiter")
-        async with asyncio.timeout(10):
-            while (await engine.get_run(first.id)).status is not culm.RunStatus.RUNNING:
-                await asyncio.sleep(0.005)
+        await until_running(engine, first.id)
         second = await engine.start_run(
             "echo",
             "now",

@@ -8,16 +8,11 @@ import pytest
 
 import culm
 from tests.conftest import EngineFactory
+from tests.waiting import until_running
 
 
 async def types_of(engine: culm.Engine, run_id: str) -> list[str]:
     return [e.type for e in await engine.events(run_id)]
-
-
-async def until_running(engine: culm.Engine, run_id: str) -> None:
-    async with asyncio.timeout(10):
-        while (await engine.get_run(run_id)).status is not culm.RunStatus.RUNNING:
-            await asyncio.sleep(0.005)
 
 
 class TestCancel:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import culm
 from tests.agents import app
 from tests.conftest import EngineFactory
+from tests.waiting import until_event
 
 Row = tuple[int, str, object]
 
@@ -55,8 +56,7 @@ async def scenario(db: Path, drops: list[int], n: int) -> None:
         early = asyncio.create_task(collect(engine, run.id))
         slow = asyncio.create_task(collect(engine, run.id, pause=0.003))
         flaky = asyncio.create_task(reconnecting(engine, run.id, drops))
-        while (await engine.get_run(run.id)).state.last_seq < n // 2:
-            await asyncio.sleep(0.001)
+        await until_event(engine, run.id, seq=n // 2)
         mid = asyncio.create_task(collect(engine, run.id))
         await engine.wait(run.id, timeout=30)
         late = await collect(engine, run.id)
