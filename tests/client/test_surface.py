@@ -49,3 +49,4 @@ def test_every_async_call_has_a_blocking_twin() -> None:
         blocking = inspect.signature(getattr(culm.Client, name))
         awaited = inspect.signature(getattr(culm.AsyncClient, name))
         assert blocking == awaited, name
+    assert inspect.signature(culm.Client) == inspect.signature(culm.AsyncClient)

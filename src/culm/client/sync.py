@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
+import httpx
+
 from culm.client.aio import AsyncClient
 from culm.client.portal import Portal
 
@@ -51,8 +53,28 @@ class Client:
     ``follow`` and ``follow_session`` are plain iterators.
     """
 
-    def __init__(self, url: str | None = None, **options: Any) -> None:
-        self._async = AsyncClient(url, **options)
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        stream_timeout: float = 60.0,
+        retries: int = 8,
+        backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._async = AsyncClient(
+            url,
+            api_key=api_key,
+            timeout=timeout,
+            stream_timeout=stream_timeout,
+            retries=retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            transport=transport,
+        )
         self._portal = Portal()
         self._closed = False
         weakref.finalize(self, self._portal.stop)
