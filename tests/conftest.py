@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 import culm
+import culm.testing
 from tests.agents import app as test_app
+
+# No test reaches a real model by accident: those that mean to opt in with
+# culm.testing.allow_model_requests() (the fake OpenAI server's fixture does).
+culm.testing.block_model_requests()
 
 EngineFactory = Callable[..., AbstractAsyncContextManager[culm.Engine]]
 

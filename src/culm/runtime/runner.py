@@ -19,6 +19,7 @@ from culm.errors import RunCancelled
 from culm.events import Event
 from culm.models import Run, RunState
 from culm.projection import advance
+from culm.runtime.history import SessionHistory
 from culm.runtime.log import EventLog
 
 log = logging.getLogger("culm.runner")
@@ -112,6 +113,7 @@ class Runner:
             agent=self.run.agent,
             emit=self.emit,
             cancel_token=self.token,
+            history=SessionHistory(self._log.store, self.run.session_id, self.run.id, self._clock),
         )
         try:
             self.token.raise_if_requested()

@@ -1,0 +1,174 @@
+"""The agent loop: rounds of one model call and the tool calls it asked for.
+
+Each round emits ``round.started``, ``message.delta`` as text streams,
+``message.completed``, ``budget.updated``, the tool events, then ``round.completed``, and
+adds the assistant message and the tool results to the session's history together (so a
+history never holds a tool call without its result). Every emit is a safe point; the
+model call and the tool calls are also abandoned at once when the run is cancelled.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from culm import events as ev
+from culm.agent.budget import TokenBudget
+from culm.agent.context import RunContext
+from culm.agent.tool_calls import run_tool_calls
+from culm.agent.tools import Tool
+from culm.llm.base import ChatMessage, Connection, ModelRequest, ModelResponse, TextDelta, Usage
+from culm.llm.errors import ModelError, TransientModelError
+from culm.llm.retry import RetryPolicy
+
+log = logging.getLogger("culm.agent")
+
+
+class StopReason(enum.StrEnum):
+    """Why a model agent's run ended; carried in its output."""
+
+    ANSWERED = "answered"
+    """The model answered without asking for tools."""
+    MAX_ROUNDS = "max_rounds"
+    """The round limit was reached; the model answered in one last round without tools."""
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """The next call would have gone past the token budget, so it was not made."""
+
+
+@dataclass(slots=True, frozen=True)
+class LoopSettings:
+    """What shapes the rounds of one agent."""
+
+    instructions: str
+    tools: Mapping[str, Tool]
+    max_rounds: int
+    token_budget: int | None
+    tool_timeout: float
+    tool_choice: str
+    retry: RetryPolicy
+
+
+@dataclass(slots=True, frozen=True)
+class Outcome:
+    """How the loop ended."""
+
+    text: str
+    stop_reason: StopReason
+    rounds: int
+    usage: Usage
+
+    def to_output(self) -> dict[str, Any]:
+        """The run's output."""
+        return {
+            "text": self.text,
+            "stop_reason": self.stop_reason.value,
+            "rounds": self.rounds,
+            "usage": self.usage.to_dict(),
+        }
+
+
+async def run_rounds(
+    run: RunContext, settings: LoopSettings, model: Connection, messages: list[ChatMessage]
+) -> Outcome:
+    """Run rounds on ``messages`` (the conversation so far) until the model answers or a
+    limit stops it; ``messages`` grows with what each round adds."""
+    budget = TokenBudget(settings.token_budget)
+    tools = [tool.spec for tool in settings.tools.values()]
+    system = [{"role": "system", "content": settings.instructions}] if settings.instructions else []
+    text = ""
+    number = 0
+    while True:
+        final = number >= settings.max_rounds
+        sent = [*system, *messages]
+        prompt = budget.next_prompt(sent, tools)
+        if not budget.allows(prompt):
+            return Outcome(text, StopReason.BUDGET_EXHAUSTED, number, budget.used)
+        number += 1
+        await run.emit(ev.ROUND_STARTED, {"round": number})
+        choice = "none" if final else settings.tool_choice
+        request = ModelRequest(sent, tools, choice, budget.completion_cap(prompt))
+        response = await call_model(run, model, request, settings.retry)
+        budget.record(response.usage, len(sent))
+        await run.emit(ev.MESSAGE_COMPLETED, _completed(response))
+        await run.emit(
+            ev.BUDGET_UPDATED, {"usage": budget.used.to_dict(), "budget_left": budget.left}
+        )
+        calls = () if final else response.tool_calls  # a last round's calls are not run
+        added = [ModelResponse(response.text, calls).to_message()]
+        if calls:
+            added += await run_tool_calls(run, settings.tools, calls, settings.tool_timeout)
+        await run.history.append(added)
+        messages.extend(added)
+        await run.emit(ev.ROUND_COMPLETED, {"round": number})
+        text = response.text
+        if final:
+            return Outcome(text, StopReason.MAX_ROUNDS, number, budget.used)
+        if not calls:
+            return Outcome(text, StopReason.ANSWERED, number, budget.used)
+
+
+async def call_model(
+    run: RunContext, model: Connection, request: ModelRequest, retry: RetryPolicy
+) -> ModelResponse:
+    """One model call, streamed as ``message.delta`` events, retried when it fails
+    transiently; other failures raise ``ModelError`` at once."""
+    failures = 0
+    while True:
+        attempt = _Attempt()
+        try:
+            return await run.until_cancelled(attempt.stream(run, model, request))
+        except TransientModelError as exc:
+            failures += 1
+            if failures > retry.attempts:
+                raise TransientModelError(
+                    f"{exc.message} (gave up after {retry.attempts} retries)"
+                ) from None
+            delay = retry.delay(failures, exc.retry_after)
+            log.warning(
+                "run %s: %s; retry %d of %d in %.2fs",
+                run.run_id,
+                exc.message,
+                failures,
+                retry.attempts,
+                delay,
+            )
+            if attempt.streamed:  # what streamed so far is void: the retry starts over
+                await run.emit(ev.MESSAGE_DELTA, {"text": "", "reset": True})
+            await run.sleep(delay)
+
+
+class _Attempt:
+    __slots__ = ("streamed",)
+
+    def __init__(self) -> None:
+        self.streamed = False
+
+    async def stream(
+        self, run: RunContext, model: Connection, request: ModelRequest
+    ) -> ModelResponse:
+        response: ModelResponse | None = None
+        # aclosing: however this ends (cancelled mid-stream included), the provider's
+        # generator is closed, and with it the HTTP response or the local generation
+        async with aclosing(model.stream(request)) as items:
+            async for item in items:
+                if isinstance(item, TextDelta):
+                    self.streamed = True
+                    await run.emit(ev.MESSAGE_DELTA, {"text": item.text})
+                else:
+                    response = item
+        if response is None:
+            raise ModelError("the model's stream ended without a response")
+        return response
+
+
+def _completed(response: ModelResponse) -> dict[str, Any]:
+    data: dict[str, Any] = {"text": response.text}
+    if response.tool_calls:
+        data["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls
+        ]
+    return data

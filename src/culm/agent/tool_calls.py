@@ -1,0 +1,82 @@
+"""Running the tool calls of one round: concurrently, each bracketed by its events.
+
+Every call gets ``tool.started`` and then ``tool.completed`` or ``tool.failed``. A failure
+(unknown tool, invalid arguments, an exception, a timeout) becomes an error result that
+the model reads in the next round; it never ends the run. Cancellation does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from culm import events as ev
+from culm.agent.context import RunContext
+from culm.agent.tools import Tool, ToolArgumentsError, result_data, result_text
+from culm.errors import RunCancelled
+from culm.llm.base import ChatMessage, ToolCall
+
+log = logging.getLogger("culm.tools")
+
+
+async def run_tool_calls(
+    run: RunContext, tools: Mapping[str, Tool], calls: Sequence[ToolCall], timeout: float
+) -> list[ChatMessage]:
+    """Run ``calls`` at once; their ``tool`` messages, in the order of ``calls``.
+
+    ``timeout`` is the per-call limit in seconds for tools that set none of their own.
+    """
+
+    async def all_calls() -> list[ChatMessage]:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_call(run, tools, c, timeout)) for c in calls]
+        return [task.result() for task in tasks]
+
+    try:
+        return await run.until_cancelled(all_calls())
+    except BaseExceptionGroup as group:  # a call met cancellation at one of its safe points
+        run.cancel_token.raise_if_requested()
+        raise group.exceptions[0] from None
+
+
+async def _call(
+    run: RunContext, tools: Mapping[str, Tool], call: ToolCall, default_timeout: float
+) -> ChatMessage:
+    about = {"name": call.name, "call_id": call.id}
+    await run.emit(ev.TOOL_STARTED, {**about, "arguments": _shown(call.arguments)})
+    tool = tools.get(call.name)
+    deadline: asyncio.Timeout | None = None
+    limit = (tool.timeout if tool is not None else None) or default_timeout
+    try:
+        if tool is None:
+            known = ", ".join(sorted(tools)) or "none"
+            raise ToolArgumentsError(f"there is no tool named {call.name!r} (tools: {known})")
+        arguments = tool.validate(call.arguments)
+        async with asyncio.timeout(limit) as deadline:
+            value = await tool.invoke(arguments, run)
+    except RunCancelled:
+        raise
+    except ToolArgumentsError as exc:
+        error = str(exc)
+    except Exception as exc:
+        if deadline is not None and deadline.expired():
+            error = f"{call.name} did not finish within {limit:g}s"
+        else:
+            log.info("tool %s failed in run %s", call.name, run.run_id, exc_info=True)
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    else:
+        await run.emit(ev.TOOL_COMPLETED, {**about, "result": result_data(value)})
+        return {"role": "tool", "tool_call_id": call.id, "content": result_text(value)}
+    await run.emit(ev.TOOL_FAILED, {**about, "error": error})
+    return {"role": "tool", "tool_call_id": call.id, "content": f"Error: {error}"}
+
+
+def _shown(arguments: str) -> Any:
+    """The arguments as data when they are JSON, else the text the model wrote."""
+    try:
+        return json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments

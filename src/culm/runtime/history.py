@@ -1,0 +1,50 @@
+"""A session's conversation backed by the store: what a run's ``RunContext.history`` is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from culm.models import Message
+from culm.store import Store
+
+_PAGE = 1000
+
+
+class SessionHistory:
+    """Reads a session's stored messages and appends a run's new ones, tagged with the run."""
+
+    __slots__ = ("_clock", "_run_id", "_session_id", "_store")
+
+    def __init__(
+        self, store: Store, session_id: str, run_id: str, clock: Callable[[], float]
+    ) -> None:
+        self._store = store
+        self._session_id = session_id
+        self._run_id = run_id
+        self._clock = clock
+
+    async def read(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = await self._store.read_messages(self._session_id, after=after, limit=_PAGE)
+            out.extend({**m.data, "role": m.role} for m in page)
+            if len(page) < _PAGE:
+                return out
+            after = page[-1].id
+
+    async def append(self, messages: Sequence[dict[str, Any]]) -> None:
+        now = self._clock()
+        await self._store.append_messages(
+            [
+                Message(
+                    session_id=self._session_id,
+                    role=str(m["role"]),
+                    data={k: v for k, v in m.items() if k != "role"},
+                    created_at=now,
+                    run_id=self._run_id,
+                )
+                for m in messages
+            ]
+        )
