@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import culm
 from culm.events import Event
@@ -345,12 +344,12 @@ class TestLimits:
         self, make_engine: EngineFactory, openai_server: FakeOpenAI
     ) -> None:
         openai_server.reset(Stall("Thinking"))
-        async with make_engine(weather_app(openai_server, timeout=0.3)) as engine:
+        async with make_engine(weather_app(openai_server, timeout=1.0)) as engine:
             run = await engine.start_run("helper", "Hi")
             events = await all_events(engine, run.id)
             assert await wait_for_thread_event(openai_server.disconnected, 10)
         assert events[-1].type == "run.failed"
-        assert events[-1].data["error"] == "TimeoutError: the agent ran past its timeout of 0.3s"
+        assert events[-1].data["error"] == "TimeoutError: the agent ran past its timeout of 1s"
 
 
 class TestCancellation:
@@ -363,13 +362,12 @@ class TestCancellation:
         async with make_engine(weather_app(openai_server)) as engine:
             run = await engine.start_run("helper", "Hi")
             await events_until(engine, run.id, "message.delta")
-            started = time.monotonic()
             await engine.cancel(run.id, by="tester", reason="enough")
             events = await all_events(engine, run.id)
             assert await wait_for_thread_event(openai_server.disconnected, 10)
         assert events[-1].type == "run.cancelled"
-        assert events[-1].data["forced"] is False  # it stopped at a safe point
-        assert time.monotonic() - started < 1.0  # not after the grace period
+        assert events[-1].data["forced"] is False  # at a safe point, not after the grace
+        assert events[-1].data["by"] == "tester"
         assert types(events)[-2:] == ["round.started", "run.cancelled"]
 
     async def test_cancel_mid_tool(

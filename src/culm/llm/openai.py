@@ -3,7 +3,7 @@
 The API key and base URL come from the agent or from the SDK's own environment variables
 (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``), so OpenAI, vLLM, Ollama, llama.cpp's server and
 LiteLLM all work. The SDK's own retries are switched off: the agent loop retries, so that
-each attempt is visible and cancellable.
+retries are bounded, logged and cancellable in one place.
 """
 
 from __future__ import annotations
