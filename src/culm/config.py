@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     """An idle event stream sends a comment line this often, so proxies keep it open."""
     max_request_bytes: int = Field(default=1_048_576, ge=1)
     """Largest request body the HTTP API accepts; larger ones get 413 and change nothing."""
+    recent_events: int = Field(default=50_000, ge=0)
+    """Committed events the HTTP server keeps in memory, so clients catching up on the
+    same recent runs share them instead of each reading the database."""
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ its terminal event; a session's stream does not end by itself.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
@@ -18,6 +18,8 @@ from culm.api.errors import error_docs
 from culm.api.sse import encode_run, encode_session, event_stream, session_event_dict
 from culm.api.wire import MAX_CURSOR, JSONResponse, OrjsonRoute
 from culm.events import Event
+from culm.runtime.follow import follow_run
+from culm.store import Store
 
 router = APIRouter(prefix="/v1", tags=["events"], route_class=OrjsonRoute)
 
@@ -90,7 +92,8 @@ async def run_events(
     start = last_event_id if last_event_id is not None else after
     run = await engine.get_run(run_id, tenant)
     if wants_json(request, format):
-        page = await engine.events(run_id, after=start, limit=limit, tenant=tenant)
+        reads = request.app.state.recent or engine.store
+        page = await reads.read_events(run_id, after=start, limit=limit)
         next_after = page[-1].seq if page else start
         done = bool(page and page[-1].terminal) or (
             run.status.terminal and next_after >= run.state.last_seq
@@ -100,6 +103,16 @@ async def run_events(
     state = request.app.state
     if run.status.terminal and start >= run.state.last_seq:
         batches = _nothing()  # the client has seen the end already
+    elif state.recent is not None:
+        # the run was checked above; read through the shared recent events
+        batches = follow_run(
+            cast(Store, state.recent),  # follow_run only reads events
+            engine.bus,
+            run_id,
+            start,
+            buffer=engine.settings.subscriber_buffer,
+            idle_poll=engine.settings.idle_poll_seconds,
+        )
     else:
         batches = engine.subscribe_batches(run_id, start, tenant=tenant)
     return event_stream(

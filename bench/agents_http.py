@@ -1,0 +1,38 @@
+"""Agents for bench_http.py: each isolates one cost of the HTTP path."""
+
+from __future__ import annotations
+
+import time
+
+import culm
+
+app = culm.App()
+
+
+@app.agent
+async def noop(run: culm.RunContext, input: None = None) -> None:
+    """Returns at once: what a run costs when the agent costs nothing."""
+
+
+@app.agent
+async def burst(run: culm.RunContext, input: int) -> int:
+    """Emits ``input`` small events as fast as it can."""
+    for i in range(input):
+        await run.emit("bench.tick", {"i": i})
+    return input
+
+
+@app.agent
+async def paced(run: culm.RunContext, input: dict[str, float]) -> int:
+    """Emits ``n`` events ``interval`` seconds apart, each stamped with its emit time."""
+    n = int(input["n"])
+    for i in range(n):
+        await run.emit("bench.tick", {"i": i, "t": time.time()})
+        await run.sleep(input["interval"])
+    return n
+
+
+@app.agent
+async def waiter(run: culm.RunContext, input: None = None) -> None:
+    """Waits at a safe point until cancelled."""
+    await run.sleep(3600)

@@ -1,0 +1,97 @@
+"""The latest committed events of recent runs, kept in memory for the event streams.
+
+When a hundred clients open a run's stream just after it started, each would otherwise
+read the same rows from the database and decode them into its own copies, encoding each
+event's JSON a hundred times. Here they share one copy of each event (``Event.to_json``
+is then computed once), and the database is read only for what is not in memory.
+
+Events are recorded as the bus publishes them, inside ``publish`` itself, so everything a
+subscriber could have missed on its live feed is already here when it reads: a stream
+reading from this cache never waits for a live event that was published before it
+subscribed. Only what the store has committed is ever published, so nothing here is ahead
+of the log; for each run it holds one gap-free range of sequence numbers, and a read
+outside that range goes to the store.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+
+from culm.bus import Bus, Subscription
+from culm.events import Event
+from culm.store import Store
+
+
+class RecentEvents:
+    """Gap-free tails of recent runs' streams, at most ``limit`` events in all; the runs
+    read or written least recently are forgotten first."""
+
+    def __init__(self, store: Store, limit: int = 50_000) -> None:
+        self._store = store
+        self._limit = limit
+        self._runs: OrderedDict[str, list[Event]] = OrderedDict()
+        self._size = 0
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Remember committed events (in the order they were committed)."""
+        for event in events:
+            tail = self._runs.get(event.run_id)
+            if tail is None or tail[-1].seq + 1 != event.seq:
+                # a run first seen mid-stream, or a gap: start its range here
+                if tail is not None:
+                    self._size -= len(tail)
+                tail = self._runs[event.run_id] = []
+            tail.append(event)
+            self._size += 1
+            self._runs.move_to_end(event.run_id)
+        if self._size > self._limit:
+            self._shrink(self._limit * 9 // 10)  # some room, so trimming is not per event
+
+    def _shrink(self, target: int) -> None:
+        while self._size > target:
+            run_id, tail = next(iter(self._runs.items()))
+            excess = self._size - target
+            if excess >= len(tail):
+                del self._runs[run_id]
+                self._size -= len(tail)
+            else:  # keep the newest part of the least recent run's range
+                del tail[:excess]
+                self._size -= excess
+
+    async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The run's events with ``seq > after``, from memory when it holds ``after + 1``."""
+        tail = self._runs.get(run_id)
+        if tail is not None and tail[0].seq <= after + 1 <= tail[-1].seq:
+            self._runs.move_to_end(run_id)
+            start = after + 1 - tail[0].seq
+            return tail[start : start + limit]
+        return await self._store.read_events(run_id, after=after, limit=limit)
+
+    def __len__(self) -> int:
+        return self._size
+
+
+class RecordingBus:
+    """A bus that records what it publishes in ``recent`` before delivering it."""
+
+    def __init__(self, inner: Bus, recent: RecentEvents) -> None:
+        self._inner = inner
+        self.recent = recent
+
+    async def open(self) -> None:
+        await self._inner.open()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def publish(self, events: Sequence[Event]) -> None:
+        self.recent.record(events)
+        self._inner.publish(events)
+
+    def subscribe(self, keys: tuple[Hashable, ...], limit: int) -> Subscription:
+        return self._inner.subscribe(keys, limit)
+
+    @property
+    def subscriber_count(self) -> int:
+        return self._inner.subscriber_count

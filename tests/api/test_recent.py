@@ -1,0 +1,108 @@
+"""The recent-events cache behind the streams: gap-free ranges, bounded, never wrong."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from culm.api.recent import RecentEvents, RecordingBus
+from culm.bus import LocalBus
+from culm.events import Event
+from culm.store import Store
+
+
+class FakeStore:
+    """Answers reads from a dict and counts them, to see when the cache falls back."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.reads = 0
+
+    async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        self.reads += 1
+        found = [e for e in self.events if e.run_id == run_id and e.seq > after]
+        return found[:limit]
+
+
+def events(run_id: str, first: int, last: int) -> list[Event]:
+    return [Event(seq, run_id, "ses", "t", {}) for seq in range(first, last + 1)]
+
+
+def cache(stored: list[Event], limit: int = 100) -> tuple[RecentEvents, FakeStore]:
+    store = FakeStore(stored)
+    return RecentEvents(cast(Store, store), limit), store
+
+
+def seqs(page: list[Event]) -> list[int]:
+    return [e.seq for e in page]
+
+
+class TestRecentEvents:
+    """Reads inside the remembered range come from memory; every other read from the store."""
+
+    async def test_reads_inside_the_range(self) -> None:
+        recent, store = cache(events("r", 1, 10))
+        recent.record(events("r", 1, 10))
+        assert seqs(await recent.read_events("r", 0, 1000)) == list(range(1, 11))
+        assert seqs(await recent.read_events("r", 4, 3)) == [5, 6, 7]
+        assert seqs(await recent.read_events("r", 9)) == [10]
+        assert store.reads == 0
+        assert await recent.read_events("r", 10) == []  # nothing newer known here: ask
+        assert store.reads == 1
+
+    async def test_a_range_that_starts_mid_stream(self) -> None:
+        recent, store = cache(events("r", 1, 10))
+        recent.record(events("r", 6, 10))
+        assert seqs(await recent.read_events("r", 5)) == [6, 7, 8, 9, 10]
+        assert store.reads == 0
+        assert seqs(await recent.read_events("r", 2)) == list(range(3, 11))
+        assert store.reads == 1
+
+    async def test_a_gap_restarts_the_range(self) -> None:
+        recent, store = cache(events("r", 1, 12))
+        recent.record(events("r", 1, 5))
+        recent.record(events("r", 8, 12))  # 6 and 7 went elsewhere
+        assert seqs(await recent.read_events("r", 7)) == [8, 9, 10, 11, 12]
+        assert store.reads == 0
+        assert seqs(await recent.read_events("r", 3)) == list(range(4, 13))
+        assert store.reads == 1
+        assert len(recent) == 5
+
+    async def test_bounded_dropping_the_least_recent(self) -> None:
+        recent, store = cache(events("a", 1, 60) + events("b", 1, 60), limit=100)
+        recent.record(events("a", 1, 60))
+        recent.record(events("b", 1, 60))
+        assert len(recent) <= 100
+        assert seqs(await recent.read_events("b", 0)) == list(range(1, 61))
+        assert store.reads == 0
+        assert seqs(await recent.read_events("a", 0)) == list(range(1, 61))
+        assert store.reads == 1  # a's oldest events were dropped
+
+    async def test_one_huge_run_keeps_its_newest_events(self) -> None:
+        recent, _ = cache([], limit=100)
+        for first in range(1, 1001, 50):
+            recent.record(events("big", first, first + 49))
+        assert len(recent) <= 100
+        assert seqs(await recent.read_events("big", 990)) == list(range(991, 1001))
+
+    async def test_disabled(self) -> None:
+        recent, store = cache(events("r", 1, 3), limit=0)
+        recent.record(events("r", 1, 3))
+        assert len(recent) == 0
+        assert seqs(await recent.read_events("r", 0)) == [1, 2, 3]
+        assert store.reads == 1
+
+
+class TestRecordingBus:
+    """The bus records a batch before any subscriber hears of it."""
+
+    async def test_recorded_before_delivery(self) -> None:
+        recent, store = cache([])
+        bus = RecordingBus(LocalBus(), recent)
+        seen: list[Any] = []
+        with bus.subscribe((("run", "r"),), 10) as feed:
+            bus.publish(events("r", 1, 3))
+            seen = await feed.next(1)
+            assert seqs(await recent.read_events("r", 0)) == [1, 2, 3]
+        assert seqs(seen) == [1, 2, 3]
+        assert store.reads == 0
+        assert bus.subscriber_count == 0
