@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from culm.cli import runs, serve
+# isort: off
+# Commands are listed in the order they register: serving comes first.
+from culm.cli import serve, runs
+
+# isort: on
 from culm.cli.app import ExitCode, app, main
 
 __all__ = ["ExitCode", "app", "main", "runs", "serve"]

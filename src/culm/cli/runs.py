@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import sys
 from typing import Annotated, Any
@@ -13,7 +12,6 @@ from rich.table import Table
 from rich.text import Text
 
 from culm.cli.app import (
-    RUN_EXIT_CODES,
     ApiKey,
     ExitCode,
     Json,
@@ -23,8 +21,8 @@ from culm.cli.app import (
     stderr,
     stdout,
 )
-from culm.cli.view import RunView, compact, event_line, since, status_text, when
-from culm.client import Client, RunFinishedError, RunInfo
+from culm.cli.follow import follow_json, follow_run
+from culm.cli.view import compact, event_line, since, status_text, when
 
 RunId = Annotated[str, typer.Argument(metavar="RUN", help="The run's id.")]
 
@@ -81,7 +79,12 @@ def run(
         str | None, typer.Option("--session", help="Run on this session (default: a new one).")
     ] = None,
     if_busy: Annotated[
-        IfBusy | None, typer.Option("--if-busy", help="When the session has an active run.")
+        IfBusy | None,
+        typer.Option(
+            "--if-busy",
+            help="When the session has an active run: reject (the default), enqueue behind "
+            "it, or interrupt it.",
+        ),
     ] = None,
     url: Url = None,
     api_key: ApiKey = None,
@@ -110,60 +113,6 @@ def run(
                 )
             return
         raise typer.Exit(follow_run(client, started))
-
-
-def follow_json(client: Client, run_id: str) -> int:
-    """Print every event as a line of JSON until the run ends; exit with its outcome."""
-    outcome = ""
-    for event in client.follow(run_id):
-        sys.stdout.write(orjson.dumps(event).decode() + "\n")
-        sys.stdout.flush()
-        outcome = event["type"].removeprefix("run.")
-    return RUN_EXIT_CODES.get(outcome, ExitCode.ERROR)
-
-
-def follow_run(client: Client, run: RunInfo) -> int:
-    """Stream ``run`` until it ends; Ctrl-C asks whether to cancel it or to detach."""
-    view = RunView(run, stdout(), stderr())
-    announce = f"following {run['id']} ({run['agent']}) on session {run['session_id']}"
-    with view:
-        while True:
-            try:
-                if announce:  # inside the try: from here on Ctrl-C asks
-                    view.info.print(announce, style="dim")
-                    announce = ""
-                for event in client.follow(run["id"], after=view.last_seq):
-                    view.show(event)
-                return RUN_EXIT_CODES.get(view.status, ExitCode.ERROR)
-            except KeyboardInterrupt:
-                view.pause()
-                if not _ask_cancel(run["id"]):
-                    stderr().print(
-                        f"detached; {run['id']} goes on. Follow it again with: "
-                        f"culm events {run['id']} --follow --after {view.last_seq}"
-                    )
-                    return ExitCode.DETACHED
-                with contextlib.suppress(RunFinishedError):  # it ended meanwhile: shown next
-                    client.cancel(run["id"], reason="cancelled from the command line")
-                view.resume()
-
-
-def _ask_cancel(run_id: str) -> bool:
-    """Ask on the terminal; no answer (end of input, a second Ctrl-C) means detach."""
-    err = stderr()
-    while True:
-        err.print(f"\n[c]ancel {run_id}, or [d]etach and leave it running? ", end="", markup=False)
-        try:
-            answer = sys.stdin.readline()
-        except KeyboardInterrupt:
-            return False
-        if not answer:
-            return False
-        choice = answer.strip().lower()
-        if choice in ("c", "cancel"):
-            return True
-        if choice in ("d", "detach"):
-            return False
 
 
 @command()
