@@ -21,12 +21,24 @@ from culm.config import Settings
 from culm.errors import Conflict, RunFinished
 from culm.events import Event
 from culm.ids import new_id
-from culm.models import BusyPolicy, Message, Run, RunState, RunStatus, Session, Trigger
+from culm.models import (
+    BusyPolicy,
+    Firing,
+    Message,
+    Run,
+    RunState,
+    RunStatus,
+    Schedule,
+    ScheduleSpec,
+    Session,
+    Trigger,
+)
 from culm.projection import advance
 from culm.runtime.follow import follow_run, follow_sessions
 from culm.runtime.log import EventLog
 from culm.runtime.owners import new_worker_id, owner_is_dead
 from culm.runtime.runner import Runner, _cancelled
+from culm.schedule import ScheduleBook, Scheduler
 from culm.store import RunFilter, Store, open_store
 
 log = logging.getLogger("culm.engine")
@@ -58,6 +70,8 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stack = AsyncExitStack()
         self._closing = False
+        self.scheduler = Scheduler(self, self.store, clock, worker_id=self.worker_id)
+        self.schedules = ScheduleBook(app, self.store, self, self.scheduler, clock)
 
     # lifecycle
 
@@ -70,6 +84,7 @@ class Engine:
         await self.recover()
         self._background(self._every(self.settings.lease_seconds / 3, self._renew_leases))
         self._background(self._every(self.settings.lease_seconds / 2, self.recover))
+        self._background(self.scheduler.run())
         if self.settings.retention_seconds is not None:
             period = min(3600.0, self.settings.retention_seconds / 10)
             self._background(self._every(period, self.purge))
@@ -88,6 +103,7 @@ class Engine:
         if self._closing:
             return
         self._closing = True
+        await self.scheduler.stop()
         runners = list(self._runners.values())
         for runner in runners:
             if runner.task is not None and not runner.finalized:
@@ -450,6 +466,60 @@ class Engine:
             idle_poll=self.settings.idle_poll_seconds,
         ):
             yield batch
+
+    # schedules
+
+    async def create_schedule(self, spec: ScheduleSpec, *, tenant: str = "default") -> Schedule:
+        """Store a schedule (see ``ScheduleSpec``); it fires from its first fire time after now.
+
+        Bad input raises ``InvalidInput`` (an unknown agent ``NotFound``) and stores nothing.
+        """
+        return await self.schedules.create(spec, tenant)
+
+    async def get_schedule(self, schedule_id: str, tenant: str | None = None) -> Schedule:
+        """The schedule with its next fire time and counters."""
+        return await self.schedules.get(schedule_id, tenant)
+
+    async def list_schedules(
+        self, tenant: str = "default", *, limit: int = 50, before: str | None = None
+    ) -> list[Schedule]:
+        """Newest first; ``before`` is the last id of the previous page."""
+        return await self.schedules.page(tenant, limit=limit, before=before)
+
+    async def update_schedule(
+        self, schedule_id: str, *, tenant: str | None = None, **changes: Any
+    ) -> Schedule:
+        """Change fields of the schedule's ``ScheduleSpec``; a new cadence fires from its
+        first fire time after now, other changes keep the next fire time."""
+        return await self.schedules.update(schedule_id, changes, tenant)
+
+    async def delete_schedule(self, schedule_id: str, tenant: str | None = None) -> None:
+        """Delete the schedule and its ledger of firings; the runs it started stay."""
+        await self.schedules.delete(schedule_id, tenant)
+
+    async def pause_schedule(self, schedule_id: str, tenant: str | None = None) -> Schedule:
+        """Stop firing until resumed; fire times meanwhile are not run and not missed."""
+        return await self.schedules.pause(schedule_id, tenant)
+
+    async def resume_schedule(self, schedule_id: str, tenant: str | None = None) -> Schedule:
+        """Fire again, from the first fire time after now."""
+        return await self.schedules.resume(schedule_id, tenant)
+
+    async def trigger_schedule(self, schedule_id: str, tenant: str | None = None) -> Firing:
+        """Fire now without moving the cadence (also when paused); the overlap policy
+        applies. The returned ledger entry says whether a run started, and which."""
+        return await self.schedules.trigger(schedule_id, tenant)
+
+    async def schedule_firings(
+        self,
+        schedule_id: str,
+        tenant: str | None = None,
+        *,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[Firing]:
+        """The schedule's ledger: each fire time and what became of it, newest first."""
+        return await self.schedules.firings(schedule_id, tenant, limit=limit, before=before)
 
     # housekeeping
 

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from culm.events import Event
-from culm.models import Message, Run, RunState, RunStatus, Session
+from culm.models import (
+    Firing,
+    FiringOutcome,
+    Message,
+    Run,
+    RunState,
+    RunStatus,
+    Schedule,
+    Session,
+)
 
 
 @dataclass(slots=True, frozen=True)
@@ -139,3 +148,55 @@ class Store(Protocol):
 
     async def purge_events(self, finished_before: float) -> int:
         """Delete the events of runs that ended before this time; the count deleted."""
+
+    # schedules and their ledger of firings
+    async def create_schedule(self, schedule: Schedule) -> None: ...
+
+    async def get_schedule(self, schedule_id: str, tenant: str | None = None) -> Schedule:
+        """The schedule, or ``NotFound`` (also when it belongs to another tenant)."""
+
+    async def list_schedules(
+        self, tenant: str, *, limit: int = 50, before: str | None = None
+    ) -> list[Schedule]:
+        """Newest first; ``before`` is the id of the last schedule of the previous page."""
+
+    async def update_schedule(self, schedule: Schedule) -> bool:
+        """Write the spec, paused flag, session and next fire time (never the counters) if
+        the stored version is still ``schedule.version``, bumping it; False if it changed."""
+
+    async def delete_schedule(self, schedule_id: str, tenant: str | None = None) -> None:
+        """Delete a schedule and its ledger (its runs stay); ``NotFound`` if unknown."""
+
+    async def due_schedules(self, now: float, limit: int = 100) -> list[Schedule]:
+        """Unpaused schedules whose next fire time is at or before ``now``, earliest first."""
+
+    async def claim_firings(
+        self, schedule: Schedule, next_fire_at: float | None, firings: Sequence[Firing]
+    ) -> bool:
+        """Atomically advance the schedule to ``next_fire_at`` and add ``firings`` to its
+        ledger, if its version is still ``schedule.version`` and none of those fire times is
+        in the ledger yet; False (and nothing written) otherwise. Assigns the firings' ids."""
+
+    async def add_firing(self, firing: Firing) -> None:
+        """Add a firing that does not move the cadence ("trigger now"); assigns its id."""
+
+    async def resolve_firing(self, firing: Firing, was: FiringOutcome) -> bool:
+        """Store the firing's new outcome, run, run status and ``settled``, and move the
+        schedule's counters with it, if it still has outcome ``was`` and is not settled;
+        else False."""
+
+    async def unsettled_firings(
+        self, schedule_id: str | None = None, limit: int = 1000
+    ) -> list[tuple[Firing, RunStatus | None]]:
+        """Firings (of one schedule, or of all) still claimed, waiting, or whose run's end
+        is not counted yet, oldest first, each with its run's current status (None without
+        a run)."""
+
+    async def list_firings(
+        self, schedule_id: str, *, limit: int = 50, before: int | None = None
+    ) -> list[Firing]:
+        """The schedule's ledger, newest first; ``before`` is the last id of the previous
+        page."""
+
+    async def schedule_active_runs(self, schedule_id: str) -> list[str]:
+        """Ids of the schedule's pending and running runs, oldest first."""

@@ -118,3 +118,92 @@ messages = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_messages_session_id", "session_id", "id"),
 )
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(256)),
+    sa.Column("agent", sa.String(256), nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    # when: exactly one of cron, every, at
+    sa.Column("cron", sa.String(256)),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("every", sa.Float),
+    sa.Column("anchor", sa.Float),
+    sa.Column("at", sa.Float),
+    sa.Column("start_at", sa.Float),
+    sa.Column("end_at", sa.Float),
+    # how
+    sa.Column("session_mode", sa.String(16), nullable=False),
+    sa.Column("session_id", sa.String(64)),
+    sa.Column("overlap", sa.String(16), nullable=False),
+    sa.Column("misfire", sa.String(16), nullable=False),
+    sa.Column("misfire_grace", sa.Float, nullable=False),
+    sa.Column("max_catch_up", sa.Integer, nullable=False),
+    sa.Column("max_lateness", sa.Float, nullable=False),
+    # where it stands; version grows with every change and is what claims compare
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("next_fire_at", sa.Float),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("last_fired_at", sa.Float),
+    sa.Column("last_run_id", sa.String(64)),
+    sa.Column("n_started", sa.Integer, nullable=False),
+    sa.Column("n_skipped_overlap", sa.Integer, nullable=False),
+    sa.Column("n_missed", sa.Integer, nullable=False),
+    sa.Column("n_failed_to_start", sa.Integer, nullable=False),
+    sa.Column("n_completed", sa.Integer, nullable=False),
+    sa.Column("n_failed", sa.Integer, nullable=False),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Index("ix_schedules_tenant_id", "tenant", "id"),
+    sa.Index("ix_schedules_next_fire", "next_fire_at"),
+)
+
+schedule_firings = sa.Table(
+    "schedule_firings",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column(
+        "schedule_id",
+        sa.String(64),
+        sa.ForeignKey("schedules.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("scheduled_at", sa.Float, nullable=False),
+    sa.Column("fired_at", sa.Float, nullable=False),
+    sa.Column("manual", sa.Boolean, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("run_status", sa.String(16)),
+    sa.Column("detail", sa.Text),
+    sa.Column("settled", sa.Boolean, nullable=False),
+    sa.Column("claimed_by", sa.String(256)),
+    sa.Index("ix_schedule_firings_schedule_id", "schedule_id", "id"),
+    # each fire time fires at most once, whichever process gets to it
+    sa.Index(
+        "ux_schedule_firings_once",
+        "schedule_id",
+        "scheduled_at",
+        unique=True,
+        sqlite_where=sa.text("NOT manual"),
+        postgresql_where=sa.text("NOT manual"),
+    ),
+    sa.Index(
+        "ix_schedule_firings_unsettled",
+        "schedule_id",
+        sqlite_where=sa.text("NOT settled"),
+        postgresql_where=sa.text("NOT settled"),
+    ),
+)
+
+# a schedule's runs: for its overlap check and for listing runs by schedule
+sa.Index("ix_runs_schedule", runs.c.schedule_id, runs.c.id)

@@ -32,6 +32,7 @@ from culm.models import (
 from culm.projection import advance
 from culm.store.base import Ownership, RunFilter
 from culm.store.migrate import upgrade
+from culm.store.schedules import ScheduleQueries
 from culm.store.schema import events, messages, runs, sessions
 
 EngineFactory = Callable[[], tuple[AsyncEngine, AsyncEngine]]
@@ -45,7 +46,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
-class SqlStore:
+class SqlStore(ScheduleQueries):
     """Sessions, runs and events in a SQL database (see ``culm.store.base.Store``)."""
 
     def __init__(self, engines: EngineFactory) -> None:
