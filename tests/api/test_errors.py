@@ -78,9 +78,9 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     (
         "POST",
         "/v1/sessions",
-        {"content": b'{"metadata":{}}', "headers": {"Content-Type": "text/plain"}},
-        422,
-        "invalid_request",
+        {"content": b'{"metadata":', "headers": {"Content-Type": "text/plain"}},
+        400,
+        "malformed_json",
     ),
     ("POST", "/v1/sessions", {"json": {"parent_id": "ses_no"}}, 404, "not_found"),
     ("GET", "/v1/nope", {}, 404, "not_found"),
@@ -149,3 +149,13 @@ async def test_odd_metadata_filters(client: httpx.AsyncClient) -> None:
     for key in ('a"b', "a'b", "a.b", "$", "[0]"):
         response = await client.get("/v1/sessions", params={f"metadata.{key}": "1"})
         assert response.status_code == 200, (key, response.text)
+
+
+async def test_json_whatever_the_content_type(client: httpx.AsyncClient) -> None:
+    """``curl -d`` sends a form content type; the body is read as JSON all the same."""
+    for content_type in ("application/x-www-form-urlencoded", "text/plain", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        body = b'{"agent": "echo", "input": "hi"}'
+        response = await client.post("/v1/runs", content=body, headers=headers)
+        assert response.status_code == 201, response.text
+        assert response.json()["input"] == "hi"

@@ -15,6 +15,7 @@ import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette import responses
+from starlette.types import Scope
 
 MAX_CURSOR = 2**62
 """Largest ``after`` cursor accepted: sequence numbers and positions are 64-bit in the
@@ -44,14 +45,31 @@ class _OrjsonRequest(Request):
         return self._json
 
 
+def _as_json(scope: Scope) -> Scope:
+    # Every body here is JSON, whatever Content-Type says: ``curl -d`` sends
+    # application/x-www-form-urlencoded, and refusing that helps nobody.
+    headers = scope["headers"]
+    for name, value in headers:
+        if name == b"content-type":
+            if b"json" in value:
+                return scope
+            break
+    kept = [(n, v) for n, v in headers if n != b"content-type"]
+    return {**scope, "headers": [*kept, (b"content-type", b"application/json")]}
+
+
 class OrjsonRoute(APIRoute):
-    """A route whose JSON body is parsed by orjson (``orjson.JSONDecodeError`` is a
-    ``json.JSONDecodeError``, so FastAPI still reports malformed bodies as such)."""
+    """A route whose body is parsed as JSON by orjson, whatever its Content-Type says
+    (``orjson.JSONDecodeError`` is a ``json.JSONDecodeError``, so FastAPI still reports
+    malformed bodies as such)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
-            return await handler(_OrjsonRequest(request.scope, request.receive))
+            scope = request.scope
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                scope = _as_json(scope)
+            return await handler(_OrjsonRequest(scope, request.receive))
 
         return route
