@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 
 import culm
 from culm.cli import app
-from tests.client.serving import Server, child_env, wait_until
+from tests.client.serving import DEADLINE, Server, child_env, wait_until
 
 Invoke = Callable[..., Result]
 
@@ -68,7 +68,7 @@ class Process:
     def err(self) -> str:
         return b"".join(self.chunks["err"]).decode()
 
-    def wait_for(self, text: str, timeout: float = 10.0) -> str:
+    def wait_for(self, text: str, timeout: float = DEADLINE) -> str:
         """The first stderr line containing ``text``, once it has been printed."""
         wait_until(lambda: text in self.err, timeout, f"{text!r} on stderr; got {self.err!r}")
         return next(line for line in self.err.splitlines() if text in line)
@@ -78,7 +78,7 @@ class Process:
         self.proc.stdin.write(text.encode())
         self.proc.stdin.flush()
 
-    def finish(self, timeout: float = 15.0) -> int:
+    def finish(self, timeout: float = DEADLINE) -> int:
         """Wait for the process to exit and its output to be read; its exit code."""
         code = self.proc.wait(timeout)
         for reader in self.readers:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import culm
 from culm.cli import ExitCode
 from tests.cli.conftest import Invoke, Process
-from tests.client.serving import free_port, wait_until
+from tests.client.serving import DEADLINE, free_port, wait_until
 
 
 def run_id_of(line: str) -> str:
@@ -62,7 +62,7 @@ class TestRunFollow:
         result = culm_cli("run", "echo", "x")
         assert result.exit_code == 0
         run_id = result.stdout.strip()
-        assert client.wait(run_id, timeout=10)["output"] == "x"
+        assert client.wait(run_id, timeout=DEADLINE)["output"] == "x"
         started = json.loads(culm_cli("run", "echo", "y", "--json").stdout)
         assert (started["agent"], started["input"]) == ("echo", "y")
 
@@ -74,7 +74,7 @@ class TestRunFollow:
         assert f"already has an active run {active['id']}" in busy.stderr
         queued = culm_cli("run", "echo", "x", "--session", session, "--if-busy", "interrupt")
         assert queued.exit_code == 0
-        assert client.wait(queued.stdout.strip(), timeout=10)["status"] == "completed"
+        assert client.wait(queued.stdout.strip(), timeout=DEADLINE)["status"] == "completed"
         assert client.get_run(active["id"])["status"] == "cancelled"
 
 
@@ -118,7 +118,7 @@ class TestCtrlC:
     ) -> None:
         run = client.start_run("waiter")
         follower = spawn("events", run["id"], "--follow")
-        wait_until(lambda: "run.started" in follower.out, 10, "the events to be printed")
+        wait_until(lambda: "run.started" in follower.out, DEADLINE, "the events to be printed")
         follower.proc.send_signal(signal.SIGINT)
         assert follower.finish() == ExitCode.DETACHED
         assert follower.err == ""
@@ -130,7 +130,7 @@ class TestInspecting:
 
     def test_runs_json_and_table(self, culm_cli: Invoke, client: culm.Client) -> None:
         run = client.start_run("count", 2)
-        client.wait(run["id"], timeout=10)
+        client.wait(run["id"], timeout=DEADLINE)
         listed = culm_cli("runs", "--json", "--session", run["session_id"])
         assert listed.exit_code == 0
         assert json.loads(listed.stdout) == [client.get_run(run["id"])]
@@ -142,7 +142,7 @@ class TestInspecting:
 
     def test_status(self, culm_cli: Invoke, client: culm.Client) -> None:
         run = client.start_run("echo", "hi")
-        client.wait(run["id"], timeout=10)
+        client.wait(run["id"], timeout=DEADLINE)
         shown = culm_cli("status", run["id"])
         assert shown.exit_code == 0
         for text in (run["id"], "echo", "completed", run["session_id"], "hi"):
@@ -153,7 +153,7 @@ class TestInspecting:
 
     def test_events_after(self, culm_cli: Invoke, client: culm.Client) -> None:
         run = client.start_run("count", 3)
-        client.wait(run["id"], timeout=10)
+        client.wait(run["id"], timeout=DEADLINE)
         lines = culm_cli("events", run["id"], "--after", "2", "--json").stdout.splitlines()
         assert [json.loads(line)["seq"] for line in lines] == [3, 4, 5, 6]
         table = culm_cli("events", run["id"], "--after", "5").stdout.splitlines()
@@ -190,7 +190,7 @@ class TestCancel:
 
     def test_a_finished_run(self, culm_cli: Invoke, client: culm.Client) -> None:
         run = client.start_run("echo", "x")
-        client.wait(run["id"], timeout=10)
+        client.wait(run["id"], timeout=DEADLINE)
         result = culm_cli("cancel", run["id"])
         assert result.exit_code == ExitCode.ERROR
         assert result.stderr == (f"error: run {run['id']} already finished with status completed\n")

@@ -15,6 +15,10 @@ from pathlib import Path
 
 import httpx
 
+DEADLINE = 30.0
+"""The longest any test waits for a condition: generous, since a machine under load is
+slow, and free otherwise, since every wait ends as soon as its condition holds."""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -23,7 +27,7 @@ def free_port() -> int:
         return port
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+def wait_until(condition: Callable[[], object], timeout: float = DEADLINE, what: str = "") -> None:
     """Poll ``condition`` until it is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import culm
 from culm.cli import ExitCode, app
 from culm.client import AuthError
-from tests.client.serving import Server
+from tests.client.serving import DEADLINE, Server
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ class TestKeys:
     def test_a_tenant_sees_only_its_own(self, keyed: Server) -> None:
         with culm.Client(keyed.url, api_key="ka") as alpha:
             run = alpha.start_run("echo", "mine")
-            assert alpha.wait(run["id"], timeout=10)["output"] == "mine"
+            assert alpha.wait(run["id"], timeout=DEADLINE)["output"] == "mine"
         with culm.Client(keyed.url, api_key="kb") as beta, pytest.raises(culm.NotFound):
             beta.get_run(run["id"])
 

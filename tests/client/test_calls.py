@@ -16,7 +16,7 @@ from culm.client import (
     ServerUnreachable,
     SessionBusyError,
 )
-from tests.client.serving import Server, free_port
+from tests.client.serving import DEADLINE, Server, free_port
 
 
 def tag() -> dict[str, str]:
@@ -76,7 +76,7 @@ class TestSessions:
         with pytest.raises(ConflictError):
             client.delete_session(run["session_id"])
         client.cancel(run["id"])
-        client.wait(run["id"], timeout=10)
+        client.wait(run["id"], timeout=DEADLINE)
         client.delete_session(run["session_id"])
 
 
@@ -90,7 +90,7 @@ class TestRuns:
         assert run["input"] == "hi"
         assert run["trigger"] == "http"
         assert run["status"] in ("pending", "running", "completed")
-        done = client.wait(run["id"], timeout=10)
+        done = client.wait(run["id"], timeout=DEADLINE)
         assert (done["status"], done["output"], done["error"]) == ("completed", "hi", None)
         assert client.get_run(run["id"]) == done
 
@@ -104,15 +104,15 @@ class TestRuns:
         queued = client.start_run("echo", "next", session_id=session, if_busy="enqueue")
         assert queued["status"] == "pending"
         client.cancel(first["id"])
-        assert client.wait(queued["id"], timeout=10)["output"] == "next"
+        assert client.wait(queued["id"], timeout=DEADLINE)["output"] == "next"
 
     def test_interrupt_cancels_the_active_run(self, client: culm.Client) -> None:
         first = client.start_run("waiter")
         second = client.start_run(
             "echo", "now", session_id=first["session_id"], if_busy="interrupt"
         )
-        assert client.wait(first["id"], timeout=10)["status"] == "cancelled"
-        assert client.wait(second["id"], timeout=10)["output"] == "now"
+        assert client.wait(first["id"], timeout=DEADLINE)["status"] == "cancelled"
+        assert client.wait(second["id"], timeout=DEADLINE)["output"] == "now"
 
     def test_idempotency_key_returns_the_same_run(self, client: culm.Client) -> None:
         key = uuid.uuid4().hex
@@ -126,7 +126,7 @@ class TestRuns:
         for word in ("a", "b", "c"):
             run = client.start_run("echo", word, session_id=session, if_busy="enqueue")
             ids.append(run["id"])
-        client.wait(ids[-1], timeout=10)
+        client.wait(ids[-1], timeout=DEADLINE)
         first = client.list_runs(session_id=session, limit=2)
         assert [r["id"] for r in first.data] == ids[::-1][:2]
         rest = client.list_runs(session_id=session, limit=2, cursor=first.next_cursor)
@@ -146,13 +146,13 @@ class TestRuns:
         run = client.start_run("waiter")
         client.cancel(run["id"], reason="enough")
         client.cancel(run["id"])
-        done = client.wait(run["id"], timeout=10)
+        done = client.wait(run["id"], timeout=DEADLINE)
         assert done["status"] == "cancelled"
         assert "enough" in (done["error"] or "")
 
     def test_cancel_of_a_finished_run(self, client: culm.Client) -> None:
         run = client.start_run("echo", "x")
-        client.wait(run["id"], timeout=10)
+        client.wait(run["id"], timeout=DEADLINE)
         with pytest.raises(RunFinishedError) as caught:
             client.cancel(run["id"])
         assert isinstance(caught.value, culm.RunFinished)
@@ -165,7 +165,7 @@ class TestRuns:
             client.start_run("count", "not a number")
         with pytest.raises(culm.NotFound):
             client.get_run("run_missing")
-        failed = client.wait(client.start_run("crash", "bang")["id"], timeout=10)
+        failed = client.wait(client.start_run("crash", "bang")["id"], timeout=DEADLINE)
         assert failed["status"] == "failed"
         assert "bang" in (failed["error"] or "")
 
@@ -175,7 +175,7 @@ class TestEvents:
 
     def test_pages(self, client: culm.Client) -> None:
         run = client.start_run("count", 5)
-        client.wait(run["id"], timeout=10)
+        client.wait(run["id"], timeout=DEADLINE)
         first = client.events(run["id"], limit=3)
         assert [e["seq"] for e in first.data] == [1, 2, 3]
         assert (first.next_after, first.done) == (3, False)
@@ -194,9 +194,9 @@ class TestEvents:
     def test_session_events(self, client: culm.Client) -> None:
         session = client.create_session()["id"]
         one = client.start_run("count", 1, session_id=session)
-        client.wait(one["id"], timeout=10)
+        client.wait(one["id"], timeout=DEADLINE)
         two = client.start_run("count", 1, session_id=session)
-        client.wait(two["id"], timeout=10)
+        client.wait(two["id"], timeout=DEADLINE)
         page = client.session_events(session)
         assert [(e["run_id"], e["seq"]) for e in page.data] == [
             *[(one["id"], seq) for seq in (1, 2, 3, 4)],

@@ -3,65 +3,70 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 
 import pytest
 
 import culm
-from culm.client import EventInfo, ServerUnreachable
+from culm.client import ServerUnreachable
 from tests.client.serving import Proxy, Server, free_port
 
-SLOW_TICKS = {"n": 10, "delay": 0.05}
-"""Slow enough that a drop after the first ticks always lands mid-run."""
-
-
-def dropping(events: Iterator[EventInfo], proxy: Proxy, at: set[int]) -> list[EventInfo]:
-    """Collect ``events``, cutting every connection right after the given seqs arrive."""
-    seen = []
-    for event in events:
-        seen.append(event)
-        if event["seq"] in at:
-            proxy.drop()
-    return seen
+ENDLESS_TICKS = {"n": 100_000, "delay": 0.005}
+"""Ticks until cancelled, so every drop lands mid-run however slow the machine is."""
+DROPS = (5, 30)
+"""Seqs after which the proxy cuts every connection."""
+STOP = 60
+"""Seq after which the run is cancelled: its terminal event can only arrive on a
+connection made after the last drop."""
 
 
 class TestDroppedConnections:
     """A connection cut mid-stream is resumed from the last seq: no gap, no duplicate."""
 
-    def test_blocking(self, server: Server, proxy: Proxy) -> None:
-        with culm.Client(proxy.url, backoff=0.02) as client:
-            run = client.start_run("ticker", SLOW_TICKS)
-            seen = dropping(client.follow(run["id"]), proxy, at={3, 7})
-        assert [e["seq"] for e in seen] == list(range(1, 14))
-        assert seen[-1]["type"] == "run.completed"
-        assert proxy.accepted >= 3
-
-    async def test_async(self, server: Server, proxy: Proxy) -> None:
-        async with culm.AsyncClient(proxy.url, backoff=0.02) as client:
-            run = await client.start_run("ticker", SLOW_TICKS)
+    def test_blocking(self, server: Server, proxy: Proxy, client: culm.Client) -> None:
+        with culm.Client(proxy.url, backoff=0.02) as flaky:
+            run = flaky.start_run("ticker", ENDLESS_TICKS)
             seen = []
-            async for event in client.follow(run["id"]):
+            for event in flaky.follow(run["id"]):
                 seen.append(event)
-                if event["seq"] in (3, 7):
+                if event["seq"] in DROPS:
                     proxy.drop()
-        assert [e["seq"] for e in seen] == list(range(1, 14))
-        assert seen[-1]["type"] == "run.completed"
-        assert proxy.accepted >= 3
+                if event["seq"] == STOP:
+                    client.cancel(run["id"])
+        assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+        assert seen[-1]["type"] == "run.cancelled"
+        assert proxy.accepted >= 2
 
-    def test_session_stream(self, server: Server, proxy: Proxy) -> None:
-        with culm.Client(proxy.url, backoff=0.02) as client:
-            run = client.start_run("ticker", SLOW_TICKS)
-            stream = client.follow_session(run["session_id"])
+    async def test_async(self, server: Server, proxy: Proxy, aclient: culm.AsyncClient) -> None:
+        async with culm.AsyncClient(proxy.url, backoff=0.02) as flaky:
+            run = await flaky.start_run("ticker", ENDLESS_TICKS)
+            seen = []
+            async for event in flaky.follow(run["id"]):
+                seen.append(event)
+                if event["seq"] in DROPS:
+                    proxy.drop()
+                if event["seq"] == STOP:
+                    await aclient.cancel(run["id"])
+        assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+        assert seen[-1]["type"] == "run.cancelled"
+        assert proxy.accepted >= 2
+
+    def test_session_stream(self, server: Server, proxy: Proxy, client: culm.Client) -> None:
+        with culm.Client(proxy.url, backoff=0.02) as flaky:
+            run = flaky.start_run("ticker", ENDLESS_TICKS)
+            stream = flaky.follow_session(run["session_id"])
             seen = []
             for event in stream:
                 seen.append(event)
-                if event["seq"] in (3, 7):
+                if event["seq"] in DROPS:
                     proxy.drop()
-                if event["type"] == "run.completed":
+                if event["seq"] == STOP:
+                    client.cancel(run["id"])
+                if event["type"] == "run.cancelled":
                     break
             stream.close()
-        assert [e["seq"] for e in seen] == list(range(1, 14))
+        assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
         assert [e["pos"] for e in seen] == sorted({e["pos"] for e in seen})
+        assert proxy.accepted >= 2
 
     def test_gives_up_after_bounded_retries(self, server: Server) -> None:
         proxy = Proxy(server.port)
