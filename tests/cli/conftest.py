@@ -97,16 +97,17 @@ def _collect(stream: IO[bytes] | None, chunks: list[bytes]) -> None:
 
 @pytest.fixture
 def spawn(server: Server) -> Iterator[Callable[..., Process]]:
-    """Start ``culm ARGS...`` as a real process (``python -m culm.cli``)."""
+    """Start ``culm ARGS...`` as a real process (``python -m culm.cli``), talking to the
+    shared server unless given another ``url``."""
     started: list[Process] = []
 
-    def start(*args: str) -> Process:
+    def start(*args: str, url: str | None = None) -> Process:
         proc = subprocess.Popen(
             [sys.executable, "-m", "culm.cli", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=child_env(CULM_URL=server.url),
+            env=child_env(CULM_URL=url or server.url),
         )
         started.append(Process(proc))
         return started[-1]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import culm
 from culm.cli import ExitCode
 from tests.cli.conftest import Invoke, Process
-from tests.client.serving import DEADLINE, free_port, wait_until
+from tests.client.serving import DEADLINE, Server, free_port, wait_until
 
 
 def run_id_of(line: str) -> str:
@@ -46,6 +47,20 @@ class TestRunFollow:
         assert follower.finish() == ExitCode.RUN_CANCELLED
         assert "cancelled by" in follower.err
         assert "enough" in follower.err
+
+    def test_interrupted_by_a_server_crash(
+        self, spawn: Callable[..., Process], tmp_path: Path
+    ) -> None:
+        server = Server(tmp_path / "culm.db").start()
+        try:
+            follower = spawn("run", "waiter", "--follow", url=server.url)
+            follower.wait_for("following")
+            server.stop(signal.SIGKILL)
+            server.start()  # finds the run orphaned and ends it; the follower reconnects
+            assert follower.finish() == ExitCode.RUN_INTERRUPTED, follower.err
+            assert "interrupted: the process running it died" in follower.err
+        finally:
+            server.stop()
 
     def test_json_lines(self, culm_cli: Invoke) -> None:
         result = culm_cli("run", "count", "1", "--follow", "--json")

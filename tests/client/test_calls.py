@@ -165,6 +165,8 @@ class TestRuns:
             client.start_run("count", "not a number")
         with pytest.raises(culm.NotFound):
             client.get_run("run_missing")
+        with pytest.raises(NotFoundError):
+            next(client.follow("run_missing"))
         failed = client.wait(client.start_run("crash", "bang")["id"], timeout=DEADLINE)
         assert failed["status"] == "failed"
         assert "bang" in (failed["error"] or "")

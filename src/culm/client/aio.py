@@ -63,6 +63,9 @@ class AsyncClient:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        # Until the server has answered once, a failure means a wrong URL or a server
+        # that is not up: ``follow`` reports it at once instead of retrying.
+        self._answered = False
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers={"Authorization": f"Bearer {key}"} if key else {},
@@ -229,8 +232,8 @@ class AsyncClient:
         live tail; ends after the terminal event.
 
         A dropped connection is resumed from the last event received, up to ``retries``
-        failed attempts in a row with exponential backoff (a server restart is survived);
-        when the very first connection fails, that error is raised at once.
+        failed attempts in a row with exponential backoff (a server restart is survived).
+        While the server has never answered this client, a failure is raised at once.
         """
         async for event in self._follow(f"/v1/runs/{run_id}/events", after, ends=True):
             yield event
@@ -267,6 +270,7 @@ class AsyncClient:
             )
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from exc
+        self._answered = True
         if response.is_error:
             raise error_from_response(response)
         return response.json() if response.content else None
@@ -279,16 +283,11 @@ class AsyncClient:
     async def _follow(self, path: str, after: int, *, ends: bool) -> AsyncIterator[Any]:
         last = after
         failures = 0
-        connected = False
         while True:
             error: ClientError | None = None
             try:
-                async for item in self._stream(path, last):
-                    connected = True
-                    if item is None:
-                        continue
+                async for position, event in self._stream(path, last):
                     failures = 0
-                    position, event = item
                     if position <= last:
                         continue  # already seen before a reconnect
                     last = position
@@ -296,7 +295,7 @@ class AsyncClient:
                     if ends and event["type"] in TERMINAL:
                         return
             except ServerUnreachable as exc:
-                if not connected:
+                if not self._answered:
                     raise  # a wrong URL should fail now, not after a minute of retries
                 error = exc
             except APIError as exc:
@@ -308,19 +307,18 @@ class AsyncClient:
                 raise error or ServerUnreachable(f"the stream {path} kept ending early")
             await asyncio.sleep(min(self.max_backoff, self.backoff * 2 ** (failures - 1)))
 
-    async def _stream(self, path: str, after: int) -> AsyncIterator[tuple[int, EventInfo] | None]:
-        """One connection to an SSE stream: None once connected, then ``(id, event)`` pairs
-        until it ends or breaks."""
+    async def _stream(self, path: str, after: int) -> AsyncIterator[tuple[int, EventInfo]]:
+        """One connection to an SSE stream: ``(id, event)`` pairs until it ends or breaks."""
         headers = {"Accept": "text/event-stream"}
         if after:
             headers["Last-Event-ID"] = str(after)
         timeout = httpx.Timeout(self.timeout, read=self.stream_timeout)
         try:
             async with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+                self._answered = True
                 if response.is_error:
                     await response.aread()
                     raise error_from_response(response)
-                yield None
                 decoder = SSEDecoder()
                 async for line in response.aiter_lines():
                     message = decoder.feed(line)
