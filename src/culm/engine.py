@@ -70,6 +70,8 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stack = AsyncExitStack()
         self._closing = False
+        self._waiting: set[str] = set()
+        """Sessions with runs queued here: their next run starts when the active one ends."""
         self.scheduler = Scheduler(self, self.store, clock, worker_id=self.worker_id)
         self.schedules = ScheduleBook(app, self.store, self, self.scheduler, clock)
 
@@ -84,6 +86,7 @@ class Engine:
         await self.recover()
         self._background(self._every(self.settings.lease_seconds / 3, self._renew_leases))
         self._background(self._every(self.settings.lease_seconds / 2, self.recover))
+        self._background(self._every(self.settings.idle_poll_seconds, self.start_waiting))
         self._background(self.scheduler.run())
         if self.settings.retention_seconds is not None:
             period = min(3600.0, self.settings.retention_seconds / 10)
@@ -214,8 +217,10 @@ class Engine:
             existing = await self.store.find_run(tenant, idempotency_key)
             if existing is not None:
                 return existing
-        if session_id is None:
-            session_id = (await self.create_session(tenant=tenant)).id
+        new_session = None
+        if session_id is None:  # created with the run, in one transaction
+            new_session = Session(id=new_id("ses"), tenant=tenant, created_at=self.clock())
+            session_id = new_session.id
         else:
             await self.store.get_session(session_id, tenant)
         run_id = new_id("run")
@@ -257,6 +262,8 @@ class Engine:
                 reject_if_busy=if_busy is BusyPolicy.REJECT,
                 owner=self.worker_id,
                 lease_until=now + self.settings.lease_seconds,
+                claim=True,
+                new_session=new_session,
             )
         except IntegrityError:
             if idempotency_key is not None:
@@ -265,12 +272,21 @@ class Engine:
                     return existing
             raise
         self.bus.publish([queued])
+        if ahead is not None:
+            self._waiting.add(session_id)
         if ahead is None:
-            await self._launch(run)
+            await self._launch(run, claimed=True)
         return self._runners[run.id].snapshot() if run.id in self._runners else run
 
-    async def _launch(self, run: Run) -> None:
-        if self._closing or run.id in self._runners:
+    async def _launch(self, run: Run, *, claimed: bool = False) -> None:
+        """Execute a run here: claimed already by ``create_run``, or claimed now."""
+        if run.id in self._runners:
+            return
+        if self._closing:
+            if claimed:
+                await self._end_elsewhere(
+                    run.id, _ACTIVE, ev.RUN_INTERRUPTED, {"error": "the server shut down"}
+                )
             return
         try:
             spec = self.app.get(run.agent)
@@ -280,20 +296,30 @@ class Engine:
         runner = Runner(run, spec, self.log, self._on_end, self.clock)
         self._runners[run.id] = runner
         lease = self.clock() + self.settings.lease_seconds
-        if not await self.store.claim_run(run.id, self.worker_id, lease):
+        if not claimed and not await self.store.claim_run(run.id, self.worker_id, lease):
             self._runners.pop(run.id, None)
             return
         runner.task = self._background(runner.execute())
 
     def _on_end(self, runner: Runner) -> None:
         self._runners.pop(runner.run.id, None)
-        if not self._closing:
-            self._background(self._start_next(runner.run.session_id))
+        session_id = runner.run.session_id
+        if not self._closing and session_id in self._waiting:
+            self._background(self._start_next(session_id))
 
     async def _start_next(self, session_id: str) -> None:
         active = await self.store.active_runs(session_id)
+        if not any(r.status is RunStatus.PENDING for r in active):
+            self._waiting.discard(session_id)
         if active and all(r.status is RunStatus.PENDING for r in active):
             await self._launch(active[0])
+
+    async def start_waiting(self) -> None:
+        """Start pending runs whose session became free without this process noticing
+        (their turn came in another process, or a process died)."""
+        for run in await self.store.startable_runs():
+            if run.agent in self.app.agents:
+                await self._launch(run)
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
         """The run with its live state (from memory while this process runs it)."""
@@ -325,6 +351,8 @@ class Engine:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(left):
                             await runner.done.wait()
+                    if runner.done.is_set() and runner.finalized:
+                        return runner.snapshot()  # done means durable: no need to re-read
                 else:
                     poll = self.settings.idle_poll_seconds
                     await feed.next(poll if left is None else min(left, poll))

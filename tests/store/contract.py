@@ -256,3 +256,31 @@ class StoreContract:
         assert await store.read_events(old.id) == []
         assert (await store.get_run(old.id)).status is RunStatus.COMPLETED
         assert len(await store.read_events(live.id)) == 1
+
+    async def test_create_with_claim_and_new_session(self, store: Store) -> None:
+        s = session()
+        run, queued = pending(s)
+        ahead = await store.create_run(
+            run, queued, reject_if_busy=True, owner="w1", lease_until=9.0, claim=True, new_session=s
+        )
+        assert ahead is None
+        assert await store.get_session(s.id) == s
+        assert (await store.get_run(run.id)).status is RunStatus.RUNNING
+        second, queued2 = pending(s)
+        ahead = await store.create_run(
+            second, queued2, reject_if_busy=False, owner="w1", lease_until=9.0, claim=True
+        )
+        assert ahead == run.id
+        assert (await store.get_run(second.id)).status is RunStatus.PENDING
+
+    async def test_startable_runs_are_first_in_line_on_a_free_session(self, store: Store) -> None:
+        busy, free, fresh = session(), session(), session()
+        for s in (busy, free, fresh):
+            await store.create_session(s)
+        running = await add_run(store, busy)
+        assert await store.claim_run(running.id, "w1", 9.0)
+        await add_run(store, busy)  # behind a running run
+        first = await add_run(store, free)
+        await add_run(store, free)  # behind a pending run
+        only = await add_run(store, fresh)
+        assert [r.id for r in await store.startable_runs()] == [first.id, only.id]

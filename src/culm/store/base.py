@@ -81,13 +81,23 @@ class Store(Protocol):
 
     # runs
     async def create_run(
-        self, run: Run, queued: Event, *, reject_if_busy: bool, owner: str, lease_until: float
+        self,
+        run: Run,
+        queued: Event,
+        *,
+        reject_if_busy: bool,
+        owner: str,
+        lease_until: float,
+        claim: bool = False,
+        new_session: Session | None = None,
     ) -> str | None:
         """Store a new pending run with its first event, atomically, owned by ``owner``.
 
         Returns the id of the session's oldest active run when there is one (the new run
         then waits behind it), or None. With ``reject_if_busy`` a busy session raises
-        ``SessionBusy`` and nothing is stored.
+        ``SessionBusy`` and nothing is stored. With ``claim`` a run with nothing ahead is
+        stored already claimed (status ``running``), saving a ``claim_run``. With
+        ``new_session`` that session is created in the same transaction.
         """
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run: ...
@@ -104,6 +114,9 @@ class Store(Protocol):
 
     async def active_runs(self, session_id: str) -> list[Run]:
         """The session's pending and running runs, oldest first."""
+
+    async def startable_runs(self, limit: int = 100) -> list[Run]:
+        """Pending runs first in line on a session with no running run, oldest first."""
 
     async def claim_run(self, run_id: str, worker_id: str, lease_until: float) -> bool:
         """Take a pending run for execution (status ``running``); False if it is not

@@ -85,7 +85,7 @@ events = sa.Table(
         "pos",
         sa.BigInteger().with_variant(sa.Integer, "sqlite"),
         primary_key=True,
-        autoincrement=False,
+        autoincrement=True,
     ),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
@@ -95,6 +95,7 @@ events = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.UniqueConstraint("run_id", "seq", name="ux_events_run_seq"),
     sa.Index("ix_events_session_pos", "session_id", "pos"),
+    sqlite_autoincrement=True,
 )
 
 messages = sa.Table(

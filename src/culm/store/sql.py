@@ -88,15 +88,7 @@ class SqlStore(ScheduleQueries):
         async with self._write() as conn:
             if session.parent_id is not None:
                 await _require_session(conn, session.parent_id, session.tenant)
-            await conn.execute(
-                sessions.insert().values(
-                    id=session.id,
-                    tenant=session.tenant,
-                    parent_id=session.parent_id,
-                    metadata=dumps(session.metadata),
-                    created_at=session.created_at,
-                )
-            )
+            await conn.execute(sessions.insert().values(**_session_columns(session)))
 
     async def get_session(self, session_id: str, tenant: str | None = None) -> Session:
         async with self._read() as conn:
@@ -162,23 +154,28 @@ class SqlStore(ScheduleQueries):
     # runs
 
     async def create_run(
-        self, run: Run, queued: Event, *, reject_if_busy: bool, owner: str, lease_until: float
+        self,
+        run: Run,
+        queued: Event,
+        *,
+        reject_if_busy: bool,
+        owner: str,
+        lease_until: float,
+        claim: bool = False,
+        new_session: Session | None = None,
     ) -> str | None:
         async with self._write() as conn:
-            await _require_session(conn, run.session_id, run.tenant)
-            ahead = (
-                await conn.execute(
-                    sa.select(runs.c.id)
-                    .where(
-                        runs.c.session_id == run.session_id,
-                        runs.c.status.in_(ACTIVE_STATUSES),
-                    )
-                    .order_by(runs.c.id)
-                    .limit(1)
-                )
-            ).scalar()
+            ahead = None
+            if new_session is not None:
+                await conn.execute(sessions.insert().values(**_session_columns(new_session)))
+            else:
+                await _require_session(conn, run.session_id, run.tenant)
+                ahead = await _oldest_active(conn, run.session_id)
             if ahead is not None and reject_if_busy:
                 raise SessionBusy(run.session_id, ahead)
+            columns = _state_columns(run.state)
+            if claim and ahead is None:
+                columns["status"] = RunStatus.RUNNING.value
             await conn.execute(
                 runs.insert().values(
                     id=run.id,
@@ -193,7 +190,7 @@ class SqlStore(ScheduleQueries):
                     created_at=run.created_at,
                     worker_id=owner,
                     lease_expires_at=lease_until,
-                    **_state_columns(run.state),
+                    **columns,
                 )
             )
             await _insert_events(conn, [queued])
@@ -238,6 +235,24 @@ class SqlStore(ScheduleQueries):
             runs.select()
             .where(runs.c.session_id == session_id, runs.c.status.in_(ACTIVE_STATUSES))
             .order_by(runs.c.id)
+        )
+        async with self._read() as conn:
+            return [_run(row) for row in (await conn.execute(query)).all()]
+
+    async def startable_runs(self, limit: int = 100) -> list[Run]:
+        other = runs.alias("other")
+        earlier_or_running = sa.exists().where(
+            other.c.session_id == runs.c.session_id,
+            sa.or_(
+                other.c.status == RunStatus.RUNNING.value,
+                sa.and_(other.c.status == RunStatus.PENDING.value, other.c.id < runs.c.id),
+            ),
+        )
+        query = (
+            runs.select()
+            .where(runs.c.status == RunStatus.PENDING.value, ~earlier_or_running)
+            .order_by(runs.c.id)
+            .limit(limit)
         )
         async with self._read() as conn:
             return [_run(row) for row in (await conn.execute(query)).all()]
@@ -377,24 +392,28 @@ class SqlStore(ScheduleQueries):
 
 
 async def _insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
-    # pos follows commit order: only one transaction writes at a time
-    pos = (await conn.execute(sa.select(sa.func.max(events.c.pos)))).scalar() or 0
-    rows = []
-    for event in batch:
-        pos += 1
+    # the database numbers the log; one transaction writes at a time, so in commit order
+    rows = [
+        {
+            "run_id": event.run_id,
+            "seq": event.seq,
+            "session_id": event.session_id,
+            "type": event.type,
+            "ts": event.ts,
+            "data": dumps(event.data),
+        }
+        for event in batch
+    ]
+    if conn.dialect.name == "sqlite":
+        # AUTOINCREMENT numbers rows one by one; nobody else writes inside our transaction
+        await conn.execute(events.insert(), rows)
+        last = (await conn.execute(sa.text("SELECT last_insert_rowid()"))).scalar_one()
+        positions: Sequence[int] = range(last - len(rows) + 1, last + 1)
+    else:
+        query = events.insert().returning(events.c.pos, sort_by_parameter_order=True)
+        positions = (await conn.execute(query, rows)).scalars().all()
+    for event, pos in zip(batch, positions, strict=True):
         event.pos = pos
-        rows.append(
-            {
-                "pos": pos,
-                "run_id": event.run_id,
-                "seq": event.seq,
-                "session_id": event.session_id,
-                "type": event.type,
-                "ts": event.ts,
-                "data": dumps(event.data),
-            }
-        )
-    await conn.execute(events.insert(), rows)
 
 
 async def _require_session(conn: AsyncConnection, session_id: str, tenant: str | None) -> Session:
@@ -415,6 +434,27 @@ async def _require_run(conn: AsyncConnection, run_id: str, tenant: str | None) -
     if row is None:
         raise NotFound(f"no run {run_id}")
     return _run(row)
+
+
+async def _oldest_active(conn: AsyncConnection, session_id: str) -> str | None:
+    query = (
+        sa.select(runs.c.id)
+        .where(runs.c.session_id == session_id, runs.c.status.in_(ACTIVE_STATUSES))
+        .order_by(runs.c.id)
+        .limit(1)
+    )
+    ahead: str | None = (await conn.execute(query)).scalar()
+    return ahead
+
+
+def _session_columns(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "tenant": session.tenant,
+        "parent_id": session.parent_id,
+        "metadata": dumps(session.metadata),
+        "created_at": session.created_at,
+    }
 
 
 def _state_columns(state: RunState) -> dict[str, Any]:

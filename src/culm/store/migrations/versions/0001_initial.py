@@ -82,7 +82,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "events",
-        sa.Column("pos", _POS, primary_key=True, autoincrement=False),
+        sa.Column("pos", _POS, primary_key=True, autoincrement=True),
         sa.Column("run_id", sa.String(64), nullable=False),
         sa.Column("seq", sa.Integer, nullable=False),
         sa.Column("session_id", sa.String(64), nullable=False),
@@ -90,6 +90,9 @@ def upgrade() -> None:
         sa.Column("ts", sa.Float, nullable=False),
         sa.Column("data", sa.Text, nullable=False),
         sa.UniqueConstraint("run_id", "seq", name="ux_events_run_seq"),
+        # positions are never reused, even after the newest events are deleted, so a
+        # client's cursor never points past events that come later
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_events_session_pos", "events", ["session_id", "pos"])
 
