@@ -106,6 +106,16 @@ class TestPiped:
                 view.show(event)
         assert out_file.getvalue() == "[1,2]\n"
 
+    def test_a_model_agents_answer_is_its_text(self) -> None:
+        (out, out_file), (err, err_file) = console(False), console(False)
+        output = {"text": "Hi.", "stop_reason": "max_rounds", "rounds": 3}
+        with RunView(RUN, out, err) as view:
+            for event in events([("run.completed", {"output": output})]):
+                view.show(event)
+        assert out_file.getvalue() == "Hi.\n"
+        assert "completed in" in err_file.getvalue()
+        assert "(max_rounds)" in err_file.getvalue()
+
     def test_failed(self) -> None:
         (out, out_file), (err, err_file) = console(False), console(False)
         with RunView(RUN, out, err) as view:

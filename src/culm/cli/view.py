@@ -222,10 +222,15 @@ class RunView:
         elapsed = f"{time.monotonic() - self._began:.1f}s"
         if kind == ev.RUN_COMPLETED:
             output = data.get("output")
-            if not self._streamed and output is not None:
-                self._text(output if isinstance(output, str) else compact(output, 10**9))
+            # a model agent returns its answer with how it stopped
+            answer = output.get("text") if isinstance(output, dict) else output
+            stopped = output.get("stop_reason") if isinstance(output, dict) else None
+            if not self._streamed and answer is not None:
+                self._text(answer if isinstance(answer, str) else compact(answer, 10**9))
                 self._end_line()
-            self.info.print(Text(f"✓ {self.run['id']} completed in {elapsed}", style="green"))
+            note = f" ({stopped})" if stopped and stopped != "answered" else ""
+            done = f"✓ {self.run['id']} completed in {elapsed}{note}"
+            self.info.print(Text(done, style="green"))
             return
         self.error = str(data.get("error") or data.get("reason") or "")
         if kind == ev.RUN_CANCELLED:
