@@ -36,12 +36,15 @@ def tenant_for(keys: Mapping[str, str], presented: str | None) -> str | None:
     return found
 
 
-def get_engine(request: Request) -> Engine:
+# async, although they do not wait: FastAPI runs plain functions in a worker thread
+
+
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -9,7 +9,7 @@ from culm.api import schemas
 from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs, error_response
 from culm.api.metrics import render
-from culm.api.wire import JSONResponse, OrjsonRoute
+from culm.api.wire import JSONResponse, OrjsonRoute, dumps
 
 router = APIRouter(route_class=OrjsonRoute)
 
@@ -20,10 +20,14 @@ router = APIRouter(route_class=OrjsonRoute)
     response_class=JSONResponse,
     responses={200: {"model": schemas.AgentList}, **error_docs(401)},
 )
-async def list_agents(engine: EngineDep, tenant: TenantDep) -> Response:
+async def list_agents(request: Request, engine: EngineDep, tenant: TenantDep) -> Response:
     """The agents this server runs, with their descriptions and input schemas."""
-    agents = sorted(engine.app.agents.values(), key=lambda spec: spec.name)
-    return JSONResponse({"data": [spec.to_dict() for spec in agents]})
+    state = request.app.state
+    body: bytes | None = getattr(state, "agents_json", None)
+    if body is None:  # agents are registered before serving; their schemas cost to build
+        agents = sorted(engine.app.agents.values(), key=lambda spec: spec.name)
+        body = state.agents_json = dumps({"data": [spec.to_dict() for spec in agents]})
+    return Response(body, media_type="application/json")
 
 
 @router.get(
