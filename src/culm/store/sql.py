@@ -349,7 +349,7 @@ class SqlStore(ScheduleQueries):
             .limit(limit)
         )
         async with self._read() as conn:
-            return _events((await conn.execute(query)).tuples().all())
+            return _events((await conn.execute(query)).all())
 
     async def read_session_events(
         self, session_ids: Sequence[str], after: int = 0, limit: int = 1000
@@ -361,7 +361,7 @@ class SqlStore(ScheduleQueries):
             .limit(limit)
         )
         async with self._read() as conn:
-            return _events((await conn.execute(query)).tuples().all())
+            return _events((await conn.execute(query)).all())
 
     # ownership and housekeeping
 
