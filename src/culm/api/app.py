@@ -10,7 +10,14 @@ from fastapi import FastAPI
 
 import culm
 from culm.agent.app import App
-from culm.api import errors, routes_events, routes_ops, routes_runs, routes_sessions
+from culm.api import (
+    errors,
+    routes_events,
+    routes_ops,
+    routes_runs,
+    routes_schedules,
+    routes_sessions,
+)
 from culm.api.limits import BodyLimit
 from culm.api.metrics import Metrics
 from culm.api.recent import RecentEvents, RecordingBus
@@ -59,7 +66,7 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
     api.state.metrics = Metrics()
     errors.install(api)
     api.add_middleware(BodyLimit, limit=settings.max_request_bytes)
-    for module in (routes_ops, routes_sessions, routes_runs, routes_events):
+    for module in (routes_ops, routes_sessions, routes_runs, routes_events, routes_schedules):
         api.include_router(module.router)
     _document_agents(api, app)
     return api
@@ -74,7 +81,7 @@ def _document_agents(api: FastAPI, app: App) -> None:
         fresh = api.openapi_schema is None
         schema = build()  # FastAPI builds it once and keeps it
         if fresh:
-            for name in ("StartRun", "StartRunAnywhere"):
+            for name in ("StartRun", "StartRunAnywhere", "ScheduleFields"):
                 model = schema.get("components", {}).get("schemas", {}).get(name)
                 if model is not None:
                     model["properties"]["agent"]["examples"] = sorted(app.agents)

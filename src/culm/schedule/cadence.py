@@ -39,8 +39,10 @@ _EPS = 1e-3
 def zone(name: str) -> ZoneInfo:
     """The IANA time zone ``name``, or ``InvalidInput``."""
     try:
+        if len(name) > 64:
+            raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidInput(
             f"unknown time zone {name!r}; use an IANA name like Europe/Paris"
         ) from None
@@ -50,11 +52,11 @@ def check_cron(expr: str) -> None:
     """Raise ``InvalidInput`` unless ``expr`` is a five-field cron expression or a macro."""
     text = expr.strip()
     fields = text.split()
-    ok = text.lower() in _MACROS | _MACROS_HOURLY or len(fields) == 5
+    ok = len(text) <= 256 and (text.lower() in _MACROS | _MACROS_HOURLY or len(fields) == 5)
     if ok:
         try:
             croniter(text, datetime(2000, 1, 1))
-        except (ValueError, KeyError):
+        except Exception:  # croniter reports bad input with several exception types
             ok = False
     if not ok:
         raise InvalidInput(
@@ -95,7 +97,7 @@ def _next_cron(itr: croniter, tz: ZoneInfo, every_hour: bool, after: float) -> f
     while True:
         try:
             wall = itr.get_next(datetime)
-        except (StopIteration, ValueError):  # CroniterBadDateError: nothing matches ever again
+        except (StopIteration, ValueError, OverflowError):  # no match ever again, or past 9999
             return best
         if best is not None and wall > best_wall + _SHIFT:
             return best

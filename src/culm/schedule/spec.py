@@ -16,6 +16,10 @@ from culm.schedule.cadence import check_cron, next_fire, zone
 
 MIN_EVERY = 1.0
 MAX_CATCH_UP = 1000
+EARLIEST, LATEST = -2208988800.0, 32503680000.0
+"""Times a schedule may name: 1900 to 3000, so every fire time has a calendar date."""
+LONGEST = 100 * 365.25 * 86400
+"""Longest duration a schedule may name (100 years)."""
 _FIELDS = frozenset(f.name for f in dataclasses.fields(ScheduleSpec))
 _E = TypeVar("_E", bound=enum.Enum)
 
@@ -29,20 +33,16 @@ def validate(spec: ScheduleSpec, app: App) -> ScheduleSpec:
     if spec.cron is not None:
         check_cron(spec.cron)
     zone(spec.timezone)
-    every = _seconds("every", spec.every)
-    if every is not None and every < MIN_EVERY:
-        raise InvalidInput(f"every must be at least {MIN_EVERY:g} second")
+    every = _seconds("every", spec.every, MIN_EVERY, LONGEST)
     if spec.anchor is not None and every is None:
         raise InvalidInput("anchor only applies to schedules with every")
-    start, end = _seconds("start_at", spec.start_at), _seconds("end_at", spec.end_at)
+    start, end = _time("start_at", spec.start_at), _time("end_at", spec.end_at)
     if start is not None and end is not None and end < start:
         raise InvalidInput("end_at is before start_at")
-    grace = _seconds("misfire_grace", spec.misfire_grace)
-    lateness = _seconds("max_lateness", spec.max_lateness)
-    if grace is None or grace < 0:
-        raise InvalidInput("misfire_grace must be zero or more seconds")
-    if lateness is None or lateness <= 0:
-        raise InvalidInput("max_lateness must be more than zero seconds")
+    grace = _seconds("misfire_grace", spec.misfire_grace, 0.0, LONGEST)
+    lateness = _seconds("max_lateness", spec.max_lateness, 1.0, LONGEST)
+    if grace is None or lateness is None:
+        raise InvalidInput("misfire_grace and max_lateness must be numbers of seconds")
     catch_up = spec.max_catch_up
     if isinstance(catch_up, bool) or not isinstance(catch_up, int):
         raise InvalidInput("max_catch_up must be a whole number")
@@ -54,8 +54,8 @@ def validate(spec: ScheduleSpec, app: App) -> ScheduleSpec:
         spec,
         cron=None if spec.cron is None else spec.cron.strip(),
         every=every,
-        anchor=_seconds("anchor", spec.anchor),
-        at=_seconds("at", spec.at),
+        anchor=_time("anchor", spec.anchor),
+        at=_time("at", spec.at),
         start_at=start,
         end_at=end,
         session=_choice(SessionMode, "session", spec.session),
@@ -100,11 +100,23 @@ def cadence_changed(old: ScheduleSpec, new: ScheduleSpec) -> bool:
     return any(getattr(old, n) != getattr(new, n) for n in names)
 
 
-def _seconds(name: str, value: Any) -> float | None:
+def _seconds(name: str, value: Any, least: float, most: float) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidInput(f"{name} must be a number of seconds")
+    if not least <= value <= most:
+        raise InvalidInput(f"{name} must be between {least:g} and {most:g} seconds")
+    return float(value)
+
+
+def _time(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(f"{name} must be a time in seconds since the epoch")
+    if not EARLIEST <= value <= LATEST:
+        raise InvalidInput(f"{name} must be between the years 1900 and 3000")
     return float(value)
 
 
