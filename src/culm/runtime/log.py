@@ -80,7 +80,10 @@ class EventLog:
                 delay = 0.05
                 self.appended += len(events)
                 self.commits += 1
-                self._bus.publish(events)
+                try:
+                    self._bus.publish(events)
+                except Exception:  # the log is the truth: followers catch up from it
+                    log.exception("publishing %d committed events failed", len(events))
                 done.set_result(None)
 
     def _requeue(
