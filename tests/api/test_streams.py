@@ -31,6 +31,9 @@ async def follow(
             headers["Last-Event-ID"] = str(last)
         url = f"/v1/runs/{run_id}/events"
         async with client.stream("GET", url, headers=headers, params=params) as response:
+            if response.status_code == 204:  # resumed after the terminal event
+                assert received[-1]["type"] in TERMINAL
+                continue
             assert response.status_code == 200
             async for message in messages(response):
                 if message.comment is not None:
@@ -89,12 +92,26 @@ class TestResume:
         # the header wins over the query, as EventSource sets it on reconnect
         assert await events(client, f"{url}?after=3", {"Last-Event-ID": "20"}) == whole[20:]
 
-    async def test_resume_after_the_end_ends_at_once(self, client: httpx.AsyncClient) -> None:
+    async def test_resume_after_the_end(self, client: httpx.AsyncClient) -> None:
+        """204: nothing will come, and an EventSource stops reconnecting."""
         run = await finished(client, (await start(client, "echo", "hi"))["id"])
         url = f"/v1/runs/{run['id']}/events"
-        async with asyncio.timeout(5):
-            assert await events(client, url, {"Last-Event-ID": str(run["last_seq"])}) == []
-            assert await events(client, f"{url}?after={run['last_seq'] + 50}") == []
+        last = run["last_seq"]
+        for headers, params in (({"Last-Event-ID": str(last)}, {}), ({}, {"after": last + 50})):
+            response = await client.get(url, headers=headers, params=params)
+            assert (response.status_code, response.content) == (204, b"")
+        page = await client.get(url, params={"after": last, "format": "json"})
+        assert page.json() == {"data": [], "next_after": last, "done": True}
+
+    async def test_a_cursor_beyond_a_live_run(self, client: httpx.AsyncClient) -> None:
+        """A cursor no client could have received is refused, not followed forever."""
+        run = await start(client, "waiter")
+        await until_event(client, run["id"], "run.started")
+        url = f"/v1/runs/{run['id']}/events"
+        error = assert_error(await client.get(url, params={"after": 99}), 422, "invalid_input")
+        assert "beyond the last event" in error["message"]
+        await client.post(f"/v1/runs/{run['id']}/cancel")
+        await finished(client, run["id"])
 
     async def test_bad_cursor(self, client: httpx.AsyncClient) -> None:
         run = await start(client, "echo", "hi")

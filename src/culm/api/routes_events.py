@@ -7,7 +7,6 @@ its terminal event; a session's stream does not end by itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -17,7 +16,7 @@ from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs
 from culm.api.sse import encode_run, encode_session, event_stream, session_event_dict
 from culm.api.wire import MAX_CURSOR, JSONResponse, OrjsonRoute
-from culm.events import Event
+from culm.errors import InvalidInput
 from culm.runtime.follow import follow_run
 from culm.store import Store
 
@@ -59,6 +58,7 @@ _DOCS: dict[int | str, dict[str, Any]] = {
         "description": "A stream of events (`text/event-stream`), or one page of them.",
         "content": {"text/event-stream": {"itemSchema": _SSE_EVENT}},
     },
+    204: {"description": "The client has seen the run's terminal event: nothing will come."},
     **error_docs(401, 404, 422),
 }
 
@@ -69,11 +69,6 @@ def wants_json(request: Request, format: str | None) -> bool:
         return format == "json"
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/event-stream" not in accept
-
-
-async def _nothing() -> AsyncIterator[list[Event]]:
-    return
-    yield
 
 
 @router.get("/runs/{run_id}/events", response_class=JSONResponse, responses=_DOCS)
@@ -88,7 +83,8 @@ async def run_events(
     last_event_id: LastEventId = None,
 ) -> Response:
     """The run's events after sequence number ``after``: everything stored, then live,
-    ending after the terminal event. SSE ``id:`` is the sequence number."""
+    ending after the terminal event. SSE ``id:`` is the sequence number. Resuming after the
+    terminal event answers 204, which tells an ``EventSource`` to stop reconnecting."""
     start = last_event_id if last_event_id is not None else after
     run = await engine.get_run(run_id, tenant)
     if wants_json(request, format):
@@ -100,10 +96,16 @@ async def run_events(
         )
         data = [e.to_dict() for e in page]
         return JSONResponse({"data": data, "next_after": next_after, "done": done})
-    state = request.app.state
+    if start > run.state.last_seq and not run.status.terminal:
+        raise InvalidInput(
+            f"the cursor {start} is beyond the last event of run {run_id} "
+            f"({run.state.last_seq}); resume from an event you received"
+        )
     if run.status.terminal and start >= run.state.last_seq:
-        batches = _nothing()  # the client has seen the end already
-    elif state.recent is not None:
+        # the client has seen the end: 204 tells an EventSource to stop reconnecting
+        return Response(status_code=204)
+    state = request.app.state
+    if state.recent is not None:
         # the run was checked above; read through the shared recent events
         batches = follow_run(
             cast(Store, state.recent),  # follow_run only reads events
