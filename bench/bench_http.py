@@ -49,6 +49,7 @@ def serve() -> None:
 
     import culm
     from culm.api import create_app
+    from culm.api.server import Server as ApiServer
 
     sys.path.insert(0, str(HERE))
     from agents_http import app
@@ -56,14 +57,11 @@ def serve() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
+    api = create_app(app, culm.Settings())
     config = uvicorn.Config(
-        create_app(app, culm.Settings()),
-        log_level="warning",
-        access_log=False,
-        backlog=4096,
-        timeout_graceful_shutdown=2,
+        api, log_level="warning", access_log=False, backlog=4096, timeout_graceful_shutdown=2
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    ApiServer(config, api).run(sockets=[sock])
 
 
 class Server:

@@ -15,21 +15,17 @@ import uvicorn
 
 import culm
 from culm.api import create_app
+from culm.api.server import Server
 
 
 def main() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(
-        create_app(
-            culm.load_app(os.environ.get("CULM_TEST_APP", "tests.agents:app")), culm.Settings()
-        ),
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=1,
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    agents = culm.load_app(os.environ.get("CULM_TEST_APP", "tests.agents:app"))
+    api = create_app(agents, culm.Settings())
+    config = uvicorn.Config(api, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
+    Server(config, api).run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
 import pytest
 
 import culm
 from culm.api.server import check_bind, is_loopback, serve
 from tests.agents import app
+from tests.api.conftest import start_server
+from tests.api.helpers import start
+from tests.api.sse import messages
 
 
 class TestBind:
@@ -34,3 +43,33 @@ class TestBind:
         monkeypatch.setenv("CULM_API_KEYS", "k1")
         with pytest.raises(ValueError, match="key=tenant"):
             culm.Settings()
+
+
+class TestShutdown:
+    """Stopping the server ends open streams cleanly and interrupts what still runs."""
+
+    async def test_sigterm_with_an_open_stream(self, tmp_path: Path) -> None:
+        server = start_server(tmp_path)
+        try:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                run = await start(client, "waiter")
+                seen: list[str] = []
+                async with asyncio.timeout(20):
+                    url = f"/v1/runs/{run['id']}/events"
+                    async with client.stream("GET", url) as response:
+                        async for message in messages(response):
+                            if message.event is not None:
+                                seen.append(message.event)
+                            if message.event == "run.started":
+                                began = time.monotonic()
+                                server.process.terminate()
+                    ended = time.monotonic() - began  # the stream ended without an error
+                    await asyncio.to_thread(server.process.wait, 20)
+        finally:
+            server.stop()
+        assert seen == ["run.queued", "run.started"]
+        assert ended < 2  # not held for the graceful-shutdown period
+        with sqlite3.connect(tmp_path / "culm.db") as db:
+            rows = db.execute("SELECT status, error FROM runs WHERE id = ?", (run["id"],))
+            assert rows.fetchall() == [("interrupted", "the server shut down")]
+        assert "Traceback" not in server.log.read_text()

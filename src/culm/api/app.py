@@ -21,6 +21,7 @@ from culm.api import (
 from culm.api.limits import BodyLimit
 from culm.api.metrics import Metrics
 from culm.api.recent import RecentEvents, RecordingBus
+from culm.api.sse import Shutdown
 from culm.bus import LocalBus
 from culm.config import Settings
 from culm.engine import Engine
@@ -52,7 +53,10 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
             opening = Engine(app, settings, store=store, bus=bus)
         async with opening or Engine(app, settings) as opened:
             api.state.engine = opened
-            yield
+            try:
+                yield
+            finally:
+                api.state.shutdown.trigger()
 
     api = FastAPI(
         title="culm",
@@ -64,6 +68,7 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
     )
     api.state.settings = settings
     api.state.metrics = Metrics()
+    api.state.shutdown = Shutdown()
     errors.install(api)
     api.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     for module in (routes_ops, routes_sessions, routes_runs, routes_events, routes_schedules):

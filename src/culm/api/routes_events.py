@@ -118,7 +118,11 @@ async def run_events(
     else:
         batches = engine.subscribe_batches(run_id, start, tenant=tenant)
     return event_stream(
-        batches, encode_run, heartbeat=state.settings.heartbeat_seconds, metrics=state.metrics
+        batches,
+        encode_run,
+        heartbeat=state.settings.heartbeat_seconds,
+        metrics=state.metrics,
+        shutdown=state.shutdown,
     )
 
 
@@ -149,4 +153,5 @@ async def session_events(
         encode_session,
         heartbeat=state.settings.heartbeat_seconds,
         metrics=state.metrics,
+        shutdown=state.shutdown,
     )

@@ -7,18 +7,20 @@ With no API keys configured anyone who can reach the port could run agents as th
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import uvicorn
+from fastapi import FastAPI
 
 from culm.agent.app import App
 from culm.api.app import create_app
 from culm.config import Settings
 from culm.errors import InvalidInput
 
-__all__ = ["check_bind", "create_app", "is_loopback", "serve"]
+__all__ = ["Server", "check_bind", "create_app", "is_loopback", "serve"]
 
 SHUTDOWN_GRACE = 3
-"""Seconds open connections (event streams never end by themselves) get at shutdown."""
+"""Seconds requests still in progress (waits, say) get to finish at shutdown."""
 
 
 def is_loopback(host: str) -> bool:
@@ -57,11 +59,27 @@ def serve(
     log is off by default: at thousands of requests per second it costs more than the rest.
     """
     check_bind(host, settings)
-    uvicorn.run(
-        create_app(app, settings),
+    api = create_app(app, settings)
+    config = uvicorn.Config(
+        api,
         host=host,
         port=port,
         log_level=log_level,
         access_log=access_log,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
+    Server(config, api).run()
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which ends the open event streams as soon as it starts shutting
+    down: otherwise they would hold the shutdown for the whole grace period and then be
+    cut. Their clients see a clean end and resume by cursor once a server is back."""
+
+    def __init__(self, config: uvicorn.Config, api: FastAPI) -> None:
+        super().__init__(config)
+        self._api = api
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._api.state.shutdown.trigger()
+        await super().shutdown(sockets)

@@ -20,6 +20,7 @@ from culm.events import Event
 
 Encoder = Callable[[Sequence[Event]], bytes]
 
+FIRST = asyncio.FIRST_COMPLETED
 PING = b": ping\n\n"
 RETRY = b"retry: 1000\n\n"
 """Tells an ``EventSource`` to reconnect after a second; it resumes by ``Last-Event-ID``."""
@@ -61,20 +62,44 @@ def session_event_dict(event: Event) -> dict[str, Any]:
     return {**event.to_dict(), "pos": event.pos}
 
 
+class Shutdown:
+    """The signal that ends every open stream when the server stops, so clients get a clean
+    end of stream (and resume by cursor) instead of a connection cut after a grace period."""
+
+    def __init__(self) -> None:
+        self._signal: asyncio.Future[None] | None = None
+
+    @property
+    def signal(self) -> asyncio.Future[None]:
+        if self._signal is None:
+            self._signal = asyncio.get_running_loop().create_future()
+        return self._signal
+
+    def trigger(self) -> None:
+        if not self.signal.done():
+            self.signal.set_result(None)
+
+
 async def _chunks(
-    batches: AsyncIterator[list[Event]], encode: Encoder, heartbeat: float, metrics: Metrics
+    batches: AsyncIterator[list[Event]],
+    encode: Encoder,
+    heartbeat: float,
+    metrics: Metrics,
+    shutdown: Shutdown,
 ) -> AsyncIterator[bytes]:
     since = time.time()
     metrics.streams += 1
     pending: asyncio.Future[list[Event]] | None = None
+    stop = shutdown.signal
     try:
         yield RETRY
-        while True:
+        while not stop.done():
             if pending is None:
                 pending = asyncio.ensure_future(anext(batches))
-            done, _ = await asyncio.wait((pending,), timeout=heartbeat)
-            if not done:
-                yield PING
+            await asyncio.wait((pending, stop), timeout=heartbeat, return_when=FIRST)
+            if not pending.done():
+                if not stop.done():
+                    yield PING
                 continue
             future, pending = pending, None
             try:
@@ -106,12 +131,17 @@ def _observe(metrics: Metrics, batch: Sequence[Event], since: float) -> None:
 
 
 def event_stream(
-    batches: AsyncIterator[list[Event]], encode: Encoder, *, heartbeat: float, metrics: Metrics
+    batches: AsyncIterator[list[Event]],
+    encode: Encoder,
+    *,
+    heartbeat: float,
+    metrics: Metrics,
+    shutdown: Shutdown,
 ) -> StreamingResponse:
     """A ``text/event-stream`` response; Starlette ends it (and closes ``batches``) when the
-    client disconnects."""
+    client disconnects, and ``shutdown`` when the server stops."""
     return StreamingResponse(
-        _chunks(batches, encode, heartbeat, metrics),
+        _chunks(batches, encode, heartbeat, metrics, shutdown),
         media_type="text/event-stream",
         headers=HEADERS,
     )
