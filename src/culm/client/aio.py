@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from culm.client.errors import APIError, ClientError, ServerUnreachable, error_from_response
+from culm.client.schedules import ScheduleCalls
 from culm.client.sse import SSEDecoder
 from culm.client.types import (
     AgentInfo,
@@ -35,7 +36,7 @@ WAIT_CHUNK = 30.0
 _TERMINAL_STATUSES = frozenset(s.value for s in RunStatus if s.terminal)
 
 
-class AsyncClient:
+class AsyncClient(ScheduleCalls):
     """A connection to a culm server. Use as ``async with AsyncClient() as client``.
 
     ``url`` and ``api_key`` default to ``$CULM_URL`` (else ``http://127.0.0.1:8000``) and

@@ -16,6 +16,7 @@ import httpx
 
 from culm.client.aio import AsyncClient
 from culm.client.portal import Portal
+from culm.client.schedules import BlockingScheduleCalls
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,7 +47,7 @@ async def _awaited(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
-class Client:
+class Client(BlockingScheduleCalls):
     """A blocking connection to a culm server. Use as ``with Client() as client``.
 
     Takes the same arguments as ``AsyncClient`` and has the same methods, blocking;

@@ -25,8 +25,8 @@ _E = TypeVar("_E", bound=enum.Enum)
 
 
 def validate(spec: ScheduleSpec, app: App) -> ScheduleSpec:
-    """``spec`` with its enums and numbers normalized, or the first thing wrong with it."""
-    app.get(spec.agent).validate_input(spec.input)
+    """``spec`` with its enums and numbers normalized, or the first thing wrong with it
+    (the cadence is checked before the agent and its input)."""
     kinds = [name for name in ("cron", "every", "at") if getattr(spec, name) is not None]
     if len(kinds) != 1:
         raise InvalidInput("give exactly one of cron, every or at")
@@ -50,6 +50,7 @@ def validate(spec: ScheduleSpec, app: App) -> ScheduleSpec:
         raise InvalidInput(f"max_catch_up must be between 1 and {MAX_CATCH_UP}")
     if spec.name is not None and (not isinstance(spec.name, str) or len(spec.name) > 256):
         raise InvalidInput("name must be a string of at most 256 characters")
+    app.get(spec.agent).validate_input(spec.input)
     return dataclasses.replace(
         spec,
         cron=None if spec.cron is None else spec.cron.strip(),
