@@ -17,7 +17,22 @@ from culm.errors import (
     SessionBusy,
 )
 from culm.events import Event
-from culm.models import BusyPolicy, Run, RunState, RunStatus, Session, ToolPhase, Trigger
+from culm.models import (
+    BusyPolicy,
+    Firing,
+    FiringOutcome,
+    Misfire,
+    Overlap,
+    Run,
+    RunState,
+    RunStatus,
+    Schedule,
+    ScheduleSpec,
+    Session,
+    SessionMode,
+    ToolPhase,
+    Trigger,
+)
 from culm.store import RunFilter
 
 __all__ = [
@@ -30,8 +45,12 @@ __all__ = [
     "CulmError",
     "Engine",
     "Event",
+    "Firing",
+    "FiringOutcome",
     "InvalidInput",
+    "Misfire",
     "NotFound",
+    "Overlap",
     "Run",
     "RunCancelled",
     "RunContext",
@@ -39,8 +58,11 @@ __all__ = [
     "RunFinished",
     "RunState",
     "RunStatus",
+    "Schedule",
+    "ScheduleSpec",
     "Session",
     "SessionBusy",
+    "SessionMode",
     "Settings",
     "ToolPhase",
     "Trigger",
