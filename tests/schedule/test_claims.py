@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 import culm
 from culm.models import Firing, FiringOutcome, ScheduleSpec
 from tests.schedule.conftest import T0, Clock
@@ -90,3 +92,8 @@ class TestAbandonedClaims:
         await engine.scheduler.tick(clock.advance(1))
         [got] = await engine.schedule_firings(schedule.id)
         assert got.outcome is CLAIMED
+
+
+async def test_a_firing_for_a_deleted_schedule_is_not_found(engine: culm.Engine) -> None:
+    with pytest.raises(culm.NotFound):
+        await engine.store.add_firing(claimed("sch_gone", T0))

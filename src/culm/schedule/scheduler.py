@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from culm.errors import CulmError
+from culm.errors import CulmError, NotFound
 from culm.events import iso
 from culm.models import (
     BusyPolicy,
@@ -148,9 +148,13 @@ class Scheduler:
                     firing.run_status, firing.settled = status, True
                     await self._resolve(firing, FiringOutcome.STARTED)
             elif self._abandoned(firing, now):
-                await self._recover(firing, now)
+                with contextlib.suppress(NotFound):  # the schedule was deleted meanwhile
+                    await self._recover(firing, now)
         for firing in waiting.values():
-            schedule = await self.store.get_schedule(firing.schedule_id)
+            try:
+                schedule = await self.store.get_schedule(firing.schedule_id)
+            except NotFound:
+                continue
             if not schedule.paused and not await self.store.schedule_active_runs(schedule.id):
                 await self._start(schedule, firing, now, FiringOutcome.WAITING)
 

@@ -120,8 +120,11 @@ class ScheduleQueries:
         return True
 
     async def add_firing(self, firing: Firing) -> None:
-        async with self._write() as conn:
-            await _insert_firing(conn, firing)
+        try:
+            async with self._write() as conn:
+                await _insert_firing(conn, firing)
+        except IntegrityError:  # the schedule was deleted meanwhile
+            raise NotFound(f"no schedule {firing.schedule_id}") from None
 
     async def resolve_firing(self, firing: Firing, was: FiringOutcome) -> bool:
         f = schedule_firings.c
