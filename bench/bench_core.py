@@ -23,8 +23,15 @@ import culm
 app = culm.App()
 
 
+EMIT_START = [0.0]
+GO: list[asyncio.Event] = []
+
+
 @app.agent
 async def burst(run: culm.RunContext, input: int) -> int:
+    if GO:  # subscribers attach first: this measures live fan-out
+        await GO[0].wait()
+    EMIT_START[0] = time.perf_counter()
     for i in range(input):
         await run.emit("bench.tick", {"i": i})
     return input
@@ -65,18 +72,24 @@ async def throughput(db: Path, events: int, subscribers: int) -> float:
         counts = [0] * subscribers
         run_id = ""
 
+        attached = [0]
+
         async def follow(i: int) -> None:
             await ready.wait()
             async for batch in engine.subscribe_batches(run_id):
+                if counts[i] == 0:  # the first batch comes after the live feed is in place
+                    attached[0] += 1
+                    if attached[0] == subscribers:
+                        GO[0].set()
                 counts[i] += len(batch)
 
         tasks = [asyncio.create_task(follow(i)) for i in range(subscribers)]
-        t0 = time.perf_counter()
+        GO[:] = [asyncio.Event()]
         run = await engine.start_run("burst", events, session_id=session.id)
         run_id = run.id
         ready.set()
         await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - t0
+        elapsed = time.perf_counter() - EMIT_START[0]
         assert all(c == events + 3 for c in counts), counts
         return events / elapsed
 
