@@ -8,6 +8,7 @@ never closed cannot keep the interpreter from exiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncGenerator, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -77,6 +78,17 @@ class Portal:
             self._loop = self._thread = None
         if loop is None or thread is None:
             return
+        # async generators finalised by the garbage collector leave their aclose() as
+        # tasks on the loop: let them finish rather than be destroyed pending
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_drain(), loop).result(timeout=5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+async def _drain() -> None:
+    await asyncio.get_running_loop().shutdown_asyncgens()
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    if others:
+        await asyncio.wait(others, timeout=2)
