@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from culm.agent.app import AgentSpec, App, load_app
+from culm.agent.budget import Budget
 from culm.agent.context import RunContext
+from culm.agent.spawn import Child, ChildResult, SpawnLimits, WaitMode
+from culm.agent.spawn_tools import spawn_agent, wait_children
 from culm.client import AsyncClient, Client
 from culm.config import Settings
 from culm.engine import Engine
@@ -15,6 +18,7 @@ from culm.errors import (
     RunCancelled,
     RunFinished,
     SessionBusy,
+    SpawnRefused,
 )
 from culm.events import Event
 from culm.models import (
@@ -39,7 +43,10 @@ __all__ = [
     "AgentSpec",
     "App",
     "AsyncClient",
+    "Budget",
     "BusyPolicy",
+    "Child",
+    "ChildResult",
     "Client",
     "Conflict",
     "CulmError",
@@ -64,8 +71,13 @@ __all__ = [
     "SessionBusy",
     "SessionMode",
     "Settings",
+    "SpawnLimits",
+    "SpawnRefused",
     "ToolPhase",
     "Trigger",
+    "WaitMode",
     "load_app",
+    "spawn_agent",
+    "wait_children",
 ]
 __version__ = "0.1.0"

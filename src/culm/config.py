@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     """Committed events the HTTP server keeps in memory, so clients catching up on the
     same recent runs share them instead of each reading the database."""
 
+    spawn_max_depth: int = Field(default=4, ge=0)
+    """How many levels of children below a root run (an agent may set fewer)."""
+    spawn_max_live_children: int = Field(default=16, ge=0)
+    """Children one run may have active at once."""
+    spawn_max_children: int = Field(default=100, ge=0)
+    """Children one run may start in all."""
+    spawn_child_timeout: float | None = Field(default=None, gt=0)
+    """Seconds a child may run before it is cancelled with reason ``timeout``; None: no limit."""
+    spawn_child_idle_timeout: float | None = Field(default=None, gt=0)
+    """Seconds a child (with its own children) may emit nothing before it is cancelled with
+    reason ``timeout``; None: no limit."""
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: Any) -> Any:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
@@ -16,9 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from culm import events as ev
 from culm.agent.app import App
+from culm.agent.budget import Budget
 from culm.bus import Bus, LocalBus, run_key
 from culm.config import Settings
-from culm.errors import Conflict, RunFinished
+from culm.errors import Conflict, CulmError, RunFinished
 from culm.events import Event
 from culm.ids import new_id
 from culm.models import (
@@ -40,8 +41,14 @@ from culm.runtime.owners import new_worker_id, owner_is_dead
 from culm.runtime.runner import Runner, _cancelled
 from culm.schedule import ScheduleBook, Scheduler
 from culm.store import RunFilter, Store, open_store
+from culm.tree import RunNode, build_tree
 
 log = logging.getLogger("culm.engine")
+
+
+def _announces_child(event: Event) -> bool:
+    return event.type == ev.CHILD_STARTED
+
 
 _ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
 _PENDING = frozenset({RunStatus.PENDING})
@@ -72,6 +79,8 @@ class Engine:
         self._closing = False
         self._waiting: set[str] = set()
         """Sessions with runs queued here: their next run starts when the active one ends."""
+        self._children: dict[str, tuple[Budget, int]] = {}
+        """Spawned runs about to start: the budget their parent granted, and their depth."""
         self.scheduler = Scheduler(self, self.store, clock, worker_id=self.worker_id)
         self.schedules = ScheduleBook(app, self.store, self, self.scheduler, clock)
 
@@ -132,6 +141,15 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` in a task the engine owns: cancelled, at the latest, when it closes."""
+        return self._background(coro)
+
+    @property
+    def closing(self) -> bool:
+        """True once the engine has begun to shut down."""
+        return self._closing
 
     async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
         while True:
@@ -203,13 +221,16 @@ class Engine:
         schedule_id: str | None = None,
         idempotency_key: str | None = None,
         by: str = "user",
+        run_id: str | None = None,
     ) -> Run:
         """Create a run and hand it to the executor; returns at once with the pending run.
 
         Without ``session_id`` the run gets a new session. When the session has an active
         run, ``if_busy`` decides: ``reject`` raises ``SessionBusy``, ``enqueue`` waits in
         line, ``interrupt`` cancels what is active (on behalf of ``by``) and then starts.
-        A retried call with the same ``idempotency_key`` returns the same run.
+        A retried call with the same ``idempotency_key`` returns the same run. ``run_id``
+        is for callers that announce a run before it exists (spawn); children are started
+        with ``spawn``, which passes ``parent_run_id``.
         """
         spec = self.app.get(agent)
         value = spec.validate_input(input)
@@ -223,7 +244,7 @@ class Engine:
             session_id = new_session.id
         else:
             await self.store.get_session(session_id, tenant)
-        run_id = new_id("run")
+        run_id = run_id or new_id("run")
         if if_busy is BusyPolicy.INTERRUPT:
             for active in await self.store.active_runs(session_id):
                 with contextlib.suppress(RunFinished):
@@ -241,6 +262,7 @@ class Engine:
                 "schedule_id": schedule_id,
             },
             ts=now,
+            parent_run_id=parent_run_id,
         )
         run = Run(
             id=run_id,
@@ -293,7 +315,11 @@ class Engine:
         except Exception as exc:
             await self._end_elsewhere(run.id, _ACTIVE, ev.RUN_FAILED, {"error": str(exc)})
             return
-        runner = Runner(run, spec, self.log, self._on_end, self.clock)
+        grant, depth = self._children.pop(run.id, (Budget(), 0))
+        budget = spec.budget.cap(grant)
+        runner = Runner(
+            run, spec, self.log, self._on_end, self.clock, door=self, budget=budget, depth=depth
+        )
         self._runners[run.id] = runner
         lease = self.clock() + self.settings.lease_seconds
         if not claimed and not await self.store.claim_run(run.id, self.worker_id, lease):
@@ -369,7 +395,8 @@ class Engine:
         """Ask a run to stop; returns the run. Idempotent: asking again changes nothing.
 
         A running run stops at its next safe point, or is cancelled outright after the
-        grace period; a pending run ends at once. A run that already ended otherwise than
+        grace period; a pending run ends at once. Its live children (and theirs) are asked
+        to stop too, on behalf of the same ``by``. A run that already ended otherwise than
         by cancellation raises ``RunFinished``.
         """
         run = await self.store.get_run(run_id, tenant)
@@ -379,6 +406,9 @@ class Engine:
                 raise RunFinished(run_id, runner.state.status.value)
             if runner.token.request(by, reason):
                 self._background(self._force_cancel(runner))
+                for child in runner.children.live() if runner.children else ():
+                    with contextlib.suppress(CulmError):
+                        await self.cancel(child, by=by, reason=f"parent run {run_id} was cancelled")
             return runner.snapshot()
         if run.status is RunStatus.PENDING:
             ended = await self._end_elsewhere(
@@ -421,7 +451,10 @@ class Engine:
         now = self.clock()
 
         def terminal(run: Run) -> Event:
-            return Event(run.state.last_seq + 1, run_id, run.session_id, type, data, ts=now)
+            seq = run.state.last_seq + 1
+            return Event(
+                seq, run_id, run.session_id, type, data, ts=now, parent_run_id=run.parent_run_id
+            )
 
         result = await self.store.end_run(run_id, only_if, terminal)
         if result is None:
@@ -444,9 +477,11 @@ class Engine:
     async def session_events(
         self, session_id: str, *, after: int = 0, limit: int = 1000, tenant: str | None = None
     ) -> list[Event]:
-        """One page of a session's stored events with log position ``pos > after``."""
+        """One page of the stored events of a session and its child sessions (the runs
+        spawned from it, theirs...) with log position ``pos > after``."""
         await self.store.get_session(session_id, tenant)
-        return await self.store.read_session_events([session_id], after=after, limit=limit)
+        tree = await self.store.session_tree(session_id)
+        return await self.store.read_session_events(tree, after=after, limit=limit)
 
     async def subscribe_batches(
         self, run_id: str, after: int = 0, *, tenant: str | None = None
@@ -478,12 +513,14 @@ class Engine:
     async def subscribe_session(
         self, session_id: str, after: int = 0, *, tenant: str | None = None
     ) -> AsyncIterator[list[Event]]:
-        """Batches of every event of a session's runs after log position ``after``, in log
-        order, without end (the session may get more runs)."""
+        """Batches of every event of a session's runs and of the runs spawned from them (on
+        child sessions, theirs too...) after log position ``after``, in log order, without
+        end (the session may get more runs). The tree is followed as it grows: each
+        ``child.started`` is committed before the child's first event."""
         await self.store.get_session(session_id, tenant)
 
         async def ids() -> list[str]:
-            return [session_id]
+            return await self.store.session_tree(session_id)
 
         async for batch in follow_sessions(
             self.store,
@@ -492,8 +529,64 @@ class Engine:
             after,
             buffer=self.settings.subscriber_buffer,
             idle_poll=self.settings.idle_poll_seconds,
+            grows=_announces_child,
         ):
             yield batch
+
+    # spawn
+
+    async def spawn(
+        self,
+        parent_run_id: str,
+        agent: str,
+        input: Any = None,
+        *,
+        tenant: str | None = None,
+        by: str = "user",
+        token_budget: int | None = None,
+        max_rounds: int | None = None,
+    ) -> Run:
+        """Start ``agent`` as a child of a run executing here, as its agent's ``run.spawn``
+        would: on a child session, through ``start_run`` with trigger ``spawn``, within the
+        parent's limits and budget (``SpawnRefused`` otherwise). The parent's stream gets
+        ``child.started`` and, when the child ends, ``child.completed``."""
+        parent = await self.store.get_run(parent_run_id, tenant)
+        runner = self._runners.get(parent_run_id)
+        if runner is None or runner.children is None:
+            if parent.status.terminal:
+                raise RunFinished(parent_run_id, parent.status.value)
+            raise Conflict(f"run {parent_run_id} is not executing in this process")
+        budget = Budget(token_budget, max_rounds)
+        child = await runner.children.spawn(agent, input, budget, by=by)
+        return await self.get_run(child.run_id)
+
+    async def children(
+        self,
+        run_id: str,
+        *,
+        tenant: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[Run]:
+        """The runs the run spawned, newest first; ``before`` is the last id of a page."""
+        await self.store.get_run(run_id, tenant)
+        where = RunFilter(tenant=tenant, parent_run_id=run_id)
+        return await self.list_runs(where, limit=limit, before=before)
+
+    async def run_tree(self, run_id: str, tenant: str | None = None) -> RunNode:
+        """The run and every run spawned below it, with their live state."""
+        runs = await self.store.run_tree(run_id, tenant)
+        return build_tree(
+            [self._runners[r.id].snapshot() if r.id in self._runners else r for r in runs]
+        )
+
+    def local_runner(self, run_id: str) -> Runner | None:
+        """The runner of a run this process executes, if any."""
+        return self._runners.get(run_id)
+
+    def expect_child(self, run_id: str, budget: Budget, depth: int) -> None:
+        """Note what a spawned run about to start was granted, for its runner."""
+        self._children[run_id] = (budget, depth)
 
     # schedules
 

@@ -4,7 +4,8 @@
     ├── NotFound                  not_found        (404)
     ├── Conflict                  conflict         (409)
     │   ├── SessionBusy           session_busy     the session has an active run
-    │   └── RunFinished           run_finished     the run already ended
+    │   ├── RunFinished           run_finished     the run already ended
+    │   └── SpawnRefused          spawn_refused    a spawn limit (depth, children, budget)
     ├── InvalidInput              invalid_input    (400/422)
     └── RunCancelled              cancelled        raised inside an agent at a safe point
 
@@ -54,6 +55,15 @@ class RunFinished(Conflict):
         super().__init__(f"run {run_id} already finished with status {status}")
         self.run_id = run_id
         self.status = status
+
+
+class SpawnRefused(Conflict):
+    """A run may not start this child: a limit on depth, children or budget says no.
+
+    Raised to the spawning agent (a tool error for a model agent), never a crash.
+    """
+
+    code = "spawn_refused"
 
 
 class InvalidInput(CulmError):

@@ -39,7 +39,8 @@ RESERVED_PREFIX: Final = "run."
 
 @dataclass(slots=True)
 class Event:
-    """One entry of a run's stream: ``{seq, run_id, session_id, type, ts, data}``."""
+    """One entry of a run's stream: ``{seq, run_id, session_id, type, ts, data}``, and the
+    run's ``parent_run_id``."""
 
     seq: int
     run_id: str
@@ -49,6 +50,9 @@ class Event:
     ts: float = field(default_factory=time.time)
     pos: int = 0
     """Position in the whole log, assigned when the event is stored (0 until then)."""
+    parent_run_id: str | None = None
+    """The parent of the event's run (a spawned run's), so a stream of a whole tree says
+    where each event belongs. Not part of the stored row: the store reads it from the run."""
     _json: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -63,6 +67,7 @@ class Event:
             "type": self.type,
             "ts": iso(self.ts),
             "data": self.data,
+            "parent_run_id": self.parent_run_id,
         }
 
     def to_json(self) -> bytes:

@@ -74,8 +74,29 @@ class RunState:
     last_tool: str | None = None
     last_tool_phase: ToolPhase | None = None
     usage: dict[str, Any] | None = None
+    children_usage: dict[str, Any] | None = None
+    """What its ended children's trees used, added up from its ``child.completed`` events."""
     output: Any = None
     error: str | None = None
+
+    @property
+    def tree_usage(self) -> dict[str, Any] | None:
+        """Its own usage and its children's trees' together."""
+        return add_usage(self.usage, self.children_usage)
+
+
+def add_usage(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Two usages added up key by key (numbers only); None when both are None."""
+    if a is None or b is None:
+        return a if b is None else b
+    total = dict(a)
+    for key, value in b.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            mine = total.get(key, 0)
+            total[key] = (mine if isinstance(mine, int | float) else 0) + value
+        else:
+            total.setdefault(key, value)
+    return total
 
 
 @dataclass(slots=True)
@@ -138,6 +159,7 @@ class Run:
             "last_event_at": iso(s.last_event_at),
             "last_seq": s.last_seq,
             "usage": s.usage,
+            "tree_usage": s.tree_usage,
             "output": s.output,
             "error": s.error,
         }

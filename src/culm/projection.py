@@ -13,7 +13,7 @@ from typing import Any
 
 from culm import events as ev
 from culm.events import Event
-from culm.models import RunState, RunStatus, ToolPhase
+from culm.models import RunState, RunStatus, ToolPhase, add_usage
 
 _TOOL_PHASES = {
     ev.TOOL_STARTED: ToolPhase.BEGIN,
@@ -37,6 +37,8 @@ def advance(state: RunState, event: Event) -> RunState:
         changes["last_tool_phase"] = _TOOL_PHASES[kind]
     elif kind == ev.BUDGET_UPDATED:
         changes["usage"] = data.get("usage", data)
+    elif kind == ev.CHILD_COMPLETED and isinstance(data.get("usage"), dict):
+        changes["children_usage"] = add_usage(state.children_usage, data["usage"])
     elif kind in ev.TERMINAL:
         changes["status"] = _TERMINAL_STATUS[kind]
         changes["completed_at"] = event.ts

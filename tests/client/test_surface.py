@@ -27,6 +27,7 @@ def test_public_names() -> None:
         "Page",
         "RunFinishedError",
         "RunInfo",
+        "RunTreeInfo",
         "ServerUnreachable",
         "SessionBusyError",
         "SessionEventInfo",

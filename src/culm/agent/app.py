@@ -15,7 +15,10 @@ from typing import Any, overload
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from culm.agent.budget import Budget
 from culm.agent.context import RunContext
+from culm.agent.spawn import SpawnLimits
+from culm.agent.spawn_tools import BUILTIN_TOOLS
 from culm.agent.tools import Tool, as_tool
 from culm.errors import InvalidInput, NotFound
 from culm.llm.base import Model
@@ -33,6 +36,10 @@ class AgentSpec:
     input_type: Any = Any
     details: dict[str, Any] = field(default_factory=dict)
     """What else a listing shows (a model agent's model and tools)."""
+    budget: Budget = field(default_factory=Budget)
+    """The most one run may use (a model agent's token budget and max rounds)."""
+    spawn: SpawnLimits = field(default_factory=SpawnLimits)
+    """Limits on the children its runs start, on top of the engine's."""
     _adapter: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -78,7 +85,13 @@ class App:
 
     @overload
     def agent(
-        self, fn: None = None, /, *, name: str | None = None, description: str | None = None
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        spawn: SpawnLimits | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
     def agent(
@@ -88,15 +101,17 @@ class App:
         *,
         name: str | None = None,
         description: str | None = None,
+        spawn: SpawnLimits | None = None,
     ) -> Any:
         """Register ``async def agent(run: RunContext, input: T)`` as an agent.
 
         The function may return its output, or be an async generator that yields events
         as ``(type, data)`` pairs. ``T`` (from the annotation) validates the input.
+        ``spawn`` limits the children its runs may start (``run.spawn``).
         """
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.add(function_agent(fn, name=name, description=description))
+            self.add(function_agent(fn, name=name, description=description, spawn=spawn))
             return fn
 
         return register(fn) if fn is not None else register
@@ -150,13 +165,16 @@ class App:
         token_budget: int | None = None,
         timeout: float | None = None,
         description: str | None = None,
+        spawn: SpawnLimits | None = None,
         **options: Any,
     ) -> AgentSpec:
         """Register a model agent: ``model`` (``openai:gpt-4o-mini``, ``local:smollm2``...)
         with ``instructions`` and ``tools``, run in rounds until it answers.
 
-        ``tools`` are ``Tool``s, plain functions, or names of tools registered here.
-        ``token_budget`` caps total tokens, ``timeout`` the run's wall-clock seconds.
+        ``tools`` are ``Tool``s, plain functions, or names of tools registered here (or
+        the built-in ``spawn_agent`` and ``wait_children``). ``token_budget`` caps total
+        tokens (its children's included), ``timeout`` the run's wall-clock seconds;
+        ``spawn`` limits the children it starts.
         ``options``: ``tool_timeout``, ``tool_choice``, ``retry``, ``model_settings``.
         """
         from culm.agent.model_agent import model_agent  # it builds on this module
@@ -171,17 +189,18 @@ class App:
                 max_rounds=max_rounds,
                 token_budget=token_budget,
                 timeout=timeout,
+                spawn=spawn,
                 **options,
             )
         )
 
     def _tool(self, item: Tool | Callable[..., Any] | str) -> Tool:
         if isinstance(item, str):
-            try:
-                return self.tools[item]
-            except KeyError:
-                known = ", ".join(sorted(self.tools)) or "none"
-                raise NotFound(f"no tool named {item!r} (known tools: {known})") from None
+            found = self.tools.get(item) or BUILTIN_TOOLS.get(item)
+            if found is None:
+                known = ", ".join(sorted({*self.tools, *BUILTIN_TOOLS}))
+                raise NotFound(f"no tool named {item!r} (known tools: {known})")
+            return found
         return as_tool(item)
 
     def add(self, spec: AgentSpec) -> AgentSpec:
@@ -199,7 +218,11 @@ class App:
 
 
 def function_agent(
-    fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    spawn: SpawnLimits | None = None,
 ) -> AgentSpec:
     """An agent spec for a plain async function or async generator."""
     if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
@@ -215,6 +238,7 @@ def function_agent(
         body=body,
         description=description or inspect.getdoc(fn) or "",
         input_type=input_type,
+        spawn=spawn or SpawnLimits(),
     )
 
 

@@ -7,26 +7,56 @@ capped at what is left, so no call can take the run past its budget.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from culm.llm.assemble import estimate_tokens
 from culm.llm.base import ChatMessage, ToolSpec, Usage
 
 
+@dataclass(slots=True, frozen=True)
+class Budget:
+    """The most a run may use: tokens (its children's included) and rounds; None is no limit.
+
+    A run's budget is its agent's, capped by what its parent granted it, so a tree of runs
+    never spends more than its root was allowed.
+    """
+
+    tokens: int | None = None
+    rounds: int | None = None
+
+    def cap(self, other: Budget) -> Budget:
+        """The tighter of the two, limit by limit."""
+        return Budget(_least(self.tokens, other.tokens), _least(self.rounds, other.rounds))
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {"tokens": self.tokens, "rounds": self.rounds}
+
+
+def _least(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
 class TokenBudget:
     """Usage so far against an optional limit on total tokens."""
 
-    __slots__ = ("_context", "limit", "used")
+    __slots__ = ("_context", "_elsewhere", "limit", "used")
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, elsewhere: Callable[[], int] | None = None) -> None:
+        """``elsewhere`` counts tokens spent against the same limit by others (the run's
+        children), which leave less for this run's own calls."""
         self.limit = limit
         self.used = Usage()
         self._context: tuple[int, int] | None = None  # (tokens, messages) of the last call
+        self._elsewhere = elsewhere
 
     @property
     def left(self) -> int | None:
         """Tokens left, or None without a limit."""
-        return None if self.limit is None else max(0, self.limit - self.used.total_tokens)
+        if self.limit is None:
+            return None
+        spent = self.used.total_tokens + (self._elsewhere() if self._elsewhere else 0)
+        return max(0, self.limit - spent)
 
     def record(self, usage: Usage, messages_sent: int) -> None:
         """Count a finished call that was sent ``messages_sent`` messages."""

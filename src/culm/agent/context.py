@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, overload
 
-from culm.errors import RunCancelled
+from culm.agent.budget import Budget
+from culm.agent.spawn import Child, ChildResult, Spawner, WaitMode, wait_results
+from culm.errors import RunCancelled, SpawnRefused
 from culm.events import RESERVED_PREFIX
 
 T = TypeVar("T")
@@ -77,7 +79,19 @@ class RunContext:
     it raises ``culm.RunCancelled`` there. Catch it only to clean up, then re-raise.
     """
 
-    __slots__ = ("_emit", "agent", "cancel_token", "history", "run_id", "session_id", "tenant")
+    __slots__ = (
+        "_emit",
+        "_spawner",
+        "agent",
+        "budget",
+        "cancel_token",
+        "depth",
+        "history",
+        "parent_run_id",
+        "run_id",
+        "session_id",
+        "tenant",
+    )
 
     def __init__(
         self,
@@ -89,6 +103,10 @@ class RunContext:
         emit: Emit,
         cancel_token: CancelToken,
         history: History | None = None,
+        spawner: Spawner | None = None,
+        budget: Budget | None = None,
+        parent_run_id: str | None = None,
+        depth: int = 0,
     ) -> None:
         self.run_id = run_id
         self.session_id = session_id
@@ -98,6 +116,12 @@ class RunContext:
         self.cancel_token = cancel_token
         self.history: History = history if history is not None else MemoryHistory()
         """The session's conversation; model agents read it and add each round to it."""
+        self._spawner = spawner
+        self.budget = budget or Budget()
+        """The most this run may use: its agent's limits, capped by its parent's grant."""
+        self.parent_run_id = parent_run_id
+        self.depth = depth
+        """How far below its root run this run is (a root is at 0)."""
 
     @property
     def cancel_requested(self) -> bool:
@@ -143,3 +167,80 @@ class RunContext:
         if work.cancelled() and self.cancel_token.requested:
             raise RunCancelled(self.cancel_token.by, self.cancel_token.reason)
         return work.result()
+
+    # spawn
+
+    @overload
+    async def spawn(
+        self,
+        agent: str,
+        input: Any = None,
+        *,
+        wait: Literal[False] = False,
+        token_budget: int | None = None,
+        max_rounds: int | None = None,
+    ) -> Child: ...
+
+    @overload
+    async def spawn(
+        self,
+        agent: str,
+        input: Any = None,
+        *,
+        wait: Literal[True],
+        token_budget: int | None = None,
+        max_rounds: int | None = None,
+    ) -> ChildResult: ...
+
+    async def spawn(
+        self,
+        agent: str,
+        input: Any = None,
+        *,
+        wait: bool = False,
+        token_budget: int | None = None,
+        max_rounds: int | None = None,
+    ) -> Child | ChildResult:
+        """Start ``agent`` as a child run on a child session; it runs concurrently.
+
+        Returns the ``Child`` at once, or with ``wait=True`` its ``ChildResult`` once it
+        has ended. Its token and round budget are at most ``token_budget`` / ``max_rounds``
+        and never more than this run has left. A limit that says no raises
+        ``SpawnRefused``; the child's own failure is in its result, not raised.
+        """
+        self.cancel_token.raise_if_requested()
+        child = await self._require_spawner().spawn(agent, input, Budget(token_budget, max_rounds))
+        if not wait:
+            return child
+        return await self.wait_for(child)
+
+    async def wait_for(self, child: Child | str) -> ChildResult:
+        """The result of one child once it has ended (a safe point)."""
+        return (await self.wait_children([child]))[0]
+
+    async def wait_children(
+        self, children: Sequence[Child | str] | None = None, mode: WaitMode | str = WaitMode.ALL
+    ) -> list[ChildResult]:
+        """Results of ``children`` (default: every child so far), in their order, once
+        ``mode`` is satisfied: ``all`` ended, the ``first`` to end (a list of one), or
+        ``all_or_fail`` (all completed, or one did not and the rest were cancelled).
+
+        A safe point: cancelling this run stops the wait (and its children stop too).
+        """
+        spawner = self._require_spawner()
+        chosen = spawner.children() if children is None else children
+        return await self.until_cancelled(wait_results(spawner, chosen, WaitMode(mode)))
+
+    @property
+    def children(self) -> list[Child]:
+        """Every child this run started so far, in order."""
+        return [] if self._spawner is None else self._spawner.children()
+
+    def children_tokens(self) -> int:
+        """Tokens this run's children (and theirs) have used so far."""
+        return 0 if self._spawner is None else self._spawner.children_tokens()
+
+    def _require_spawner(self) -> Spawner:
+        if self._spawner is None:
+            raise SpawnRefused("this run cannot spawn: it was not started by an engine")
+        return self._spawner

@@ -76,7 +76,7 @@ async def run_rounds(
 ) -> Outcome:
     """Run rounds on ``messages`` (the conversation so far) until the model answers or a
     limit stops it; ``messages`` grows with what each round adds."""
-    budget = TokenBudget(settings.token_budget)
+    budget = TokenBudget(settings.token_budget, run.children_tokens)
     tools = [tool.spec for tool in settings.tools.values()]
     system = [{"role": "system", "content": settings.instructions}] if settings.instructions else []
     text = ""

@@ -8,12 +8,15 @@ its output is ``{"text", "stop_reason", "rounds", "usage"}``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from culm.agent.app import AgentSpec
+from culm.agent.budget import Budget
 from culm.agent.context import RunContext
 from culm.agent.loop import LoopSettings, run_rounds
+from culm.agent.spawn import SpawnLimits
 from culm.agent.tools import Tool
 from culm.llm.base import Model
 from culm.llm.resolve import resolve_model
@@ -72,16 +75,37 @@ class ModelAgent:
         deadline = asyncio.timeout(self.timeout)
         try:
             async with deadline, self.model.connect() as connection:
-                outcome = await run_rounds(run, self.settings, connection, messages)
+                outcome = await run_rounds(run, self.limited(run.budget), connection, messages)
         except TimeoutError:
             if not deadline.expired():
                 raise
             raise TimeoutError(f"the agent ran past its timeout of {self.timeout:g}s") from None
         return outcome.to_output()
 
+    @property
+    def budget(self) -> Budget:
+        """What one run may use, before any cap from a parent."""
+        return Budget(self.settings.token_budget, self.settings.max_rounds)
+
+    def limited(self, budget: Budget) -> LoopSettings:
+        """The loop's settings within ``budget`` (a spawned run's grant from its parent)."""
+        capped = self.budget.cap(budget)
+        if capped == self.budget:
+            return self.settings
+        return dataclasses.replace(
+            self.settings,
+            token_budget=capped.tokens,
+            max_rounds=max(1, self.settings.max_rounds if capped.rounds is None else capped.rounds),
+        )
+
 
 def model_agent(
-    name: str, model: str | Model, *, description: str | None = None, **options: Any
+    name: str,
+    model: str | Model,
+    *,
+    description: str | None = None,
+    spawn: SpawnLimits | None = None,
+    **options: Any,
 ) -> AgentSpec:
     """An ``AgentSpec`` for a model agent; ``options`` are ``ModelAgent``'s."""
     body = ModelAgent(model, **options)
@@ -92,4 +116,6 @@ def model_agent(
         description=description or body.settings.instructions,
         input_type=str | None,
         details={"kind": "model", "model": body.model_name, "tools": tools},
+        budget=body.budget,
+        spawn=spawn or SpawnLimits(),
     )

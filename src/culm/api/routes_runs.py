@@ -15,7 +15,7 @@ from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs
 from culm.api.wire import JSONResponse, OrjsonRoute
 from culm.engine import Engine
-from culm.errors import Conflict
+from culm.errors import Conflict, InvalidInput
 from culm.models import RunStatus, Trigger
 from culm.store import RunFilter
 
@@ -68,7 +68,17 @@ async def _start(
     body: schemas.StartRun,
     session_id: str | None,
     key: str | None,
+    parent_run_id: str | None = None,
 ) -> Response:
+    if parent_run_id is not None:
+        if session_id is not None or key is not None:
+            raise InvalidInput(
+                "a run with a parent_run_id gets a new child session and no Idempotency-Key"
+            )
+        child = await engine.spawn(
+            parent_run_id, body.agent, body.input, tenant=tenant, by=actor(tenant)
+        )
+        return JSONResponse(child.to_dict(), status_code=201)
     if key is not None:
         existing = await engine.store.find_run(tenant, key)
         if existing is not None:
@@ -119,8 +129,10 @@ async def start_run(
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """Start a run on ``session_id``, or on a new session when it is left out."""
-    return await _start(engine, tenant, body, body.session_id, idempotency_key)
+    """Start a run on ``session_id``, or on a new session when it is left out. With
+    ``parent_run_id`` it is a child of that running run, as if that run had spawned it
+    (409 ``spawn_refused`` when a limit says no)."""
+    return await _start(engine, tenant, body, body.session_id, idempotency_key, body.parent_run_id)
 
 
 @router.get(
@@ -198,3 +210,32 @@ async def cancel_run(
     reason = body.reason if body is not None else None
     run = await engine.cancel(run_id, by=actor(tenant), reason=reason, tenant=tenant)
     return JSONResponse(run.to_dict(), status_code=202)
+
+
+@router.get(
+    "/runs/{run_id}/children",
+    response_class=JSONResponse,
+    responses={200: {"model": schemas.RunPage}, **error_docs(401, 404, 422)},
+)
+async def run_children(
+    run_id: str,
+    engine: EngineDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """The runs this run spawned, newest first, with their live state."""
+    runs = await engine.children(run_id, tenant=tenant, limit=limit, before=cursor)
+    next_cursor = runs[-1].id if len(runs) == limit else None
+    return JSONResponse({"data": [r.to_dict() for r in runs], "next_cursor": next_cursor})
+
+
+@router.get(
+    "/runs/{run_id}/tree",
+    response_class=JSONResponse,
+    responses={200: {"model": schemas.RunTree}, **error_docs(401, 404)},
+)
+async def run_tree(run_id: str, engine: EngineDep, tenant: TenantDep) -> Response:
+    """The run and every run spawned below it: each one's status, round, last tool and
+    usage, and its subtree's usage."""
+    return JSONResponse((await engine.run_tree(run_id, tenant)).to_dict())

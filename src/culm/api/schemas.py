@@ -37,6 +37,9 @@ class StartRun(_Request):
 class StartRunAnywhere(StartRun):
     session_id: str | None = Field(default=None, max_length=64)
     """The session to run on; without it the run gets a new session."""
+    parent_run_id: str | None = Field(default=None, max_length=64)
+    """Start it as a child of this running run (on a new child session, as if that run had
+    spawned it: its limits and budget apply). Not with ``session_id``."""
 
 
 class CancelRun(_Request):
@@ -90,6 +93,8 @@ class Run(BaseModel):
     last_event_at: str | None
     last_seq: int
     usage: dict[str, Any] | None
+    tree_usage: dict[str, Any] | None
+    """Its own usage and that of the runs it spawned (theirs too), once they ended."""
     output: Any
     error: str | None
 
@@ -97,6 +102,24 @@ class Run(BaseModel):
 class RunPage(BaseModel):
     data: list[Run]
     next_cursor: str | None
+
+
+class RunTree(BaseModel):
+    """A run and the runs spawned below it, as they stand."""
+
+    id: str
+    agent: str
+    session_id: str
+    parent_run_id: str | None
+    status: RunStatus
+    round: int
+    last_tool: str | None
+    last_tool_phase: ToolPhase | None
+    usage: dict[str, Any] | None
+    tree_usage: dict[str, Any] | None
+    """Its own usage and its subtree's, live children included."""
+    error: str | None
+    children: list[RunTree]
 
 
 class Message(BaseModel):
@@ -120,6 +143,8 @@ class Event(BaseModel):
     type: str
     ts: str
     data: dict[str, Any]
+    parent_run_id: str | None
+    """The parent of the event's run, for a run that was spawned."""
     pos: int | None = None
     """Position in the whole log; present in session streams, where it is the cursor."""
 

@@ -22,6 +22,7 @@ from culm.cli.app import (
     stdout,
 )
 from culm.cli.follow import follow_json, follow_run
+from culm.cli.tree import tree_view
 from culm.cli.view import compact, event_line, since, status_text, when
 
 RunId = Annotated[str, typer.Argument(metavar="RUN", help="The run's id.")]
@@ -126,11 +127,23 @@ def runs(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 20,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Continue a listing.")] = None,
+    tree: Annotated[
+        str | None,
+        typer.Option("--tree", metavar="RUN", help="Show RUN and every run spawned below it."),
+    ] = None,
     url: Url = None,
     api_key: ApiKey = None,
     json: Json = False,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first; or with --tree RUN, the tree of runs RUN spawned."""
+    if tree is not None:
+        with connect(url, api_key) as client:
+            found = client.tree(tree)
+        if json:
+            print_json(found)
+        else:
+            stdout().print(tree_view(found))
+        return
     with connect(url, api_key) as client:
         page = client.list_runs(
             status=status, agent=agent, session_id=session, limit=limit, cursor=cursor

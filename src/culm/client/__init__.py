@@ -31,6 +31,7 @@ from culm.client.types import (
     Message,
     Page,
     RunInfo,
+    RunTreeInfo,
     SessionEventInfo,
     SessionInfo,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "Page",
     "RunFinishedError",
     "RunInfo",
+    "RunTreeInfo",
     "ServerUnreachable",
     "SessionBusyError",
     "SessionEventInfo",

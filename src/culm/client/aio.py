@@ -23,6 +23,7 @@ from culm.client.types import (
     Message,
     Page,
     RunInfo,
+    RunTreeInfo,
     SessionEventInfo,
     SessionInfo,
 )
@@ -149,13 +150,18 @@ class AsyncClient(ScheduleCalls):
         session_id: str | None = None,
         if_busy: str | None = None,
         idempotency_key: str | None = None,
+        parent_run_id: str | None = None,
     ) -> RunInfo:
         """Start ``agent`` on a session (a new one unless ``session_id``); returns at once.
 
         ``if_busy`` is ``reject`` (the default: ``SessionBusyError``), ``enqueue`` or
         ``interrupt``. Retrying with the same ``idempotency_key`` returns the same run.
+        With ``parent_run_id`` the run is a child of that running run, on a new child
+        session, as if it had spawned it (``ConflictError`` when a spawn limit says no).
         """
-        body = _drop_none({"agent": agent, "input": input, "if_busy": if_busy})
+        body = _drop_none(
+            {"agent": agent, "input": input, "if_busy": if_busy, "parent_run_id": parent_run_id}
+        )
         path = "/v1/runs" if session_id is None else f"/v1/sessions/{session_id}/runs"
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         result: RunInfo = await self._call("POST", path, json=body, headers=headers)
@@ -212,6 +218,19 @@ class AsyncClient(ScheduleCalls):
         """
         body = _drop_none({"reason": reason})
         result: RunInfo = await self._call("POST", f"/v1/runs/{run_id}/cancel", json=body)
+        return result
+
+    async def children(
+        self, run_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[RunInfo]:
+        """The runs this run spawned, newest first."""
+        params = {"limit": limit, "cursor": cursor}
+        body = await self._call("GET", f"/v1/runs/{run_id}/children", params=params)
+        return Page(body["data"], body.get("next_cursor"))
+
+    async def tree(self, run_id: str) -> RunTreeInfo:
+        """The run and every run spawned below it: status, round, last tool, usage."""
+        result: RunTreeInfo = await self._call("GET", f"/v1/runs/{run_id}/tree")
         return result
 
     # events

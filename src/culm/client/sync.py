@@ -116,6 +116,8 @@ class Client(BlockingScheduleCalls):
     list_runs = _blocking(AsyncClient.list_runs)
     wait = _blocking(AsyncClient.wait)
     cancel = _blocking(AsyncClient.cancel)
+    children = _blocking(AsyncClient.children)
+    tree = _blocking(AsyncClient.tree)
     events = _blocking(AsyncClient.events)
     session_events = _blocking(AsyncClient.session_events)
     follow = _blocking_iter(AsyncClient.follow)

@@ -51,12 +51,33 @@ class RunInfo(TypedDict):
     last_event_at: str | None
     last_seq: int
     usage: dict[str, Any] | None
+    tree_usage: dict[str, Any] | None
+    """Its own usage and that of the runs it spawned (and theirs) once they ended."""
     output: Any
     error: str | None
 
 
+class RunTreeInfo(TypedDict):
+    """A run and the runs spawned below it, as ``GET /v1/runs/{id}/tree`` gives them."""
+
+    id: str
+    agent: str
+    session_id: str
+    parent_run_id: str | None
+    status: str
+    round: int
+    last_tool: str | None
+    last_tool_phase: str | None
+    usage: dict[str, Any] | None
+    tree_usage: dict[str, Any] | None
+    """Its own usage and its subtree's, live children included."""
+    error: str | None
+    children: list[RunTreeInfo]
+
+
 class EventInfo(TypedDict):
-    """One entry of a run's stream; ``seq`` is its position in that run (1, 2, 3...)."""
+    """One entry of a run's stream; ``seq`` is its position in that run (1, 2, 3...).
+    ``parent_run_id`` is that of its run (set for spawned runs)."""
 
     seq: int
     run_id: str
@@ -64,6 +85,7 @@ class EventInfo(TypedDict):
     type: str
     ts: str
     data: dict[str, Any]
+    parent_run_id: str | None
 
 
 class SessionEventInfo(EventInfo):

@@ -55,28 +55,38 @@ async def follow_sessions(
     *,
     buffer: int,
     idle_poll: float,
+    grows: Callable[[Event], bool] | None = None,
 ) -> AsyncIterator[list[Event]]:
     """Batches of the events of a set of sessions after log position ``after``, in log
     order, without end. ``session_ids`` is asked again whenever the reader goes back to the
-    log, so a growing tree of sessions is followed as it grows."""
+    log, so a growing tree of sessions is followed as it grows.
+
+    ``grows`` marks the events after which the set may have grown, each committed before
+    any event of the sessions it adds (spawn's ``child.started``): the reader stops right
+    after such an event, asks for the set again and reads on from the log, so the events of
+    a session that joins are neither missed nor out of order.
+    """
     last = after
     ids = list(await session_ids())
     feed = bus.subscribe(tuple(session_key(s) for s in ids), buffer)
     try:
         while True:
+            grew = False
             while True:
-                page = await store.read_session_events(ids, after=last, limit=PAGE)
+                page, grew = _up_to_growth(
+                    await store.read_session_events(ids, after=last, limit=PAGE), grows
+                )
                 if page:
                     last = page[-1].pos
                     yield page
-                if len(page) < PAGE:
+                if grew or len(page) < PAGE:
                     break
-            while True:
+            while not grew:
                 batch = await feed.next(idle_poll)
                 if feed.lagged:
                     feed.resync()
                     break
-                fresh = [e for e in batch if e.pos > last]
+                fresh, grew = _up_to_growth([e for e in batch if e.pos > last], grows)
                 if not fresh:
                     break
                 last = fresh[-1].pos
@@ -88,3 +98,15 @@ async def follow_sessions(
                 feed = bus.subscribe(tuple(session_key(s) for s in ids), buffer)
     finally:
         feed.close()
+
+
+def _up_to_growth(
+    batch: list[Event], grows: Callable[[Event], bool] | None
+) -> tuple[list[Event], bool]:
+    """The batch up to and including its first event that may grow the set, and whether
+    there was one."""
+    if grows is not None:
+        for i, event in enumerate(batch):
+            if grows(event):
+                return batch[: i + 1], True
+    return batch, False

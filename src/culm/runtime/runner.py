@@ -14,11 +14,13 @@ import orjson
 
 from culm import events as ev
 from culm.agent.app import AgentSpec
+from culm.agent.budget import Budget
 from culm.agent.context import CancelToken, RunContext
 from culm.errors import RunCancelled
 from culm.events import Event
 from culm.models import Run, RunState
 from culm.projection import advance
+from culm.runtime.children import ChildSet, SpawnDoor, effective_limits
 from culm.runtime.history import SessionHistory
 from culm.runtime.log import EventLog
 
@@ -32,6 +34,7 @@ class Runner:
         "_clock",
         "_log",
         "_on_end",
+        "children",
         "done",
         "finalized",
         "run",
@@ -48,7 +51,13 @@ class Runner:
         event_log: EventLog,
         on_end: Callable[[Runner], None],
         clock: Callable[[], float],
+        *,
+        door: SpawnDoor | None = None,
+        budget: Budget | None = None,
+        depth: int = 0,
     ) -> None:
+        """With ``door`` the run may spawn children, within ``budget`` (its agent's limits
+        capped by its parent's grant), ``depth`` levels below its root."""
         self.run = run
         self.spec = spec
         self.state: RunState = run.state
@@ -59,6 +68,10 @@ class Runner:
         self._log = event_log
         self._on_end = on_end
         self._clock = clock
+        self.children: ChildSet | None = None
+        if door is not None:
+            limits = effective_limits(spec.spawn, door.settings)
+            self.children = ChildSet(self, door, limits, budget or spec.budget, depth)
 
     def snapshot(self) -> Run:
         """The run record with its live state, ahead of what the database has yet."""
@@ -84,9 +97,20 @@ class Runner:
         self._append(type, data)
         await self._log.backpressure()
 
+    async def flush(self) -> None:
+        """Return once everything this run emitted so far is committed."""
+        await self._log.flush()
+
     def _append(self, type: str, data: dict[str, Any]) -> None:
+        r = self.run
         event = Event(
-            self.state.last_seq + 1, self.run.id, self.run.session_id, type, data, ts=self._clock()
+            self.state.last_seq + 1,
+            r.id,
+            r.session_id,
+            type,
+            data,
+            ts=self._clock(),
+            parent_run_id=r.parent_run_id,
         )
         self.state = advance(self.state, event)
         self._log.append(event, self.state)
@@ -96,6 +120,8 @@ class Runner:
         if self.finalized:
             return False
         self.finalized = True
+        if self.children is not None:
+            self.children.abandon()  # only stopped-outright runs still have live children
         self._append(type, data)
         try:
             await self._log.flush()
@@ -105,38 +131,59 @@ class Runner:
         return True
 
     async def execute(self) -> None:
-        """Run the agent to its end. Never raises: every outcome becomes a terminal event."""
+        """Run the agent to its end. Never raises: every outcome becomes a terminal event,
+        written after every child's end (see ``ChildSet.settle``)."""
+        r = self.run
+        children = self.children
         context = RunContext(
-            run_id=self.run.id,
-            session_id=self.run.session_id,
-            tenant=self.run.tenant,
-            agent=self.run.agent,
+            run_id=r.id,
+            session_id=r.session_id,
+            tenant=r.tenant,
+            agent=r.agent,
             emit=self.emit,
             cancel_token=self.token,
-            history=SessionHistory(self._log.store, self.run.session_id, self.run.id, self._clock),
+            history=SessionHistory(self._log.store, r.session_id, r.id, self._clock),
+            spawner=children,
+            budget=children.budget if children is not None else self.spec.budget,
+            parent_run_id=r.parent_run_id,
+            depth=children.depth if children is not None else 0,
         )
+        type: str
+        data: dict[str, Any]
         try:
             self.token.raise_if_requested()
-            await self.emit(ev.RUN_STARTED, {"agent": self.run.agent})
-            output = await self.spec.body(context, self.run.input)
+            await self.emit(ev.RUN_STARTED, {"agent": r.agent})
+            output = await self.spec.body(context, r.input)
             orjson.dumps(output)  # an output nobody could read back is a failure, not a result
         except RunCancelled as exc:
-            await self.finish(ev.RUN_CANCELLED, _cancelled(exc.by, exc.reason, forced=False))
+            type, data = ev.RUN_CANCELLED, _cancelled(exc.by, exc.reason, forced=False)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
             if self.token.requested:
-                await self.finish(
-                    ev.RUN_CANCELLED, _cancelled(self.token.by, self.token.reason, forced=True)
-                )
+                type = ev.RUN_CANCELLED
+                data = _cancelled(self.token.by, self.token.reason, forced=True)
             else:
-                await self.finish(ev.RUN_INTERRUPTED, {"error": "the server shut down"})
+                type, data = ev.RUN_INTERRUPTED, {"error": "the server shut down"}
         except Exception as exc:
-            log.info("run %s failed", self.run.id, exc_info=True)
-            await self.finish(ev.RUN_FAILED, {"error": _describe(exc)})
+            log.info("run %s failed", r.id, exc_info=True)
+            type, data = ev.RUN_FAILED, {"error": _describe(exc)}
         else:
-            await self.finish(ev.RUN_COMPLETED, {"output": output})
+            type, data = ev.RUN_COMPLETED, {"output": output}
+        try:
+            if children is not None:
+                await children.settle(_ENDINGS[type])
+        finally:
+            await self.finish(type, data)
+
+
+_ENDINGS = {
+    ev.RUN_COMPLETED: "completed",
+    ev.RUN_FAILED: "failed",
+    ev.RUN_CANCELLED: "was cancelled",
+    ev.RUN_INTERRUPTED: "was interrupted",
+}
 
 
 def _cancelled(by: str, reason: str | None, *, forced: bool) -> dict[str, Any]:

@@ -153,6 +153,14 @@ class Store(Protocol):
     ) -> list[Event]:
         """Events of these sessions with ``pos > after``, in log order."""
 
+    # trees of spawned runs
+    async def session_tree(self, session_id: str) -> list[str]:
+        """The session's id and those of its descendant sessions, level by level."""
+
+    async def run_tree(self, run_id: str, tenant: str | None = None) -> list[Run]:
+        """The run and its descendant runs (by ``parent_run_id``), level by level;
+        ``NotFound`` for an unknown run (or another tenant's)."""
+
     # ownership and housekeeping
     async def renew_leases(self, worker_id: str, until: float) -> None: ...
 

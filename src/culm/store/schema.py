@@ -51,6 +51,7 @@ runs = sa.Table(
     sa.Column("last_tool", sa.String(256)),
     sa.Column("last_tool_phase", sa.String(16)),
     sa.Column("usage", sa.Text),
+    sa.Column("children_usage", sa.Text),
     sa.Column("output", sa.Text),
     sa.Column("error", sa.Text),
     # ownership: which process executes the run, and until when it has vouched for it

@@ -344,6 +344,7 @@ class SqlStore(ScheduleQueries):
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         query = (
             sa.select(*_EVENT_COLUMNS)
+            .select_from(_EVENTS_WITH_RUNS)
             .where(events.c.run_id == run_id, events.c.seq > after)
             .order_by(events.c.seq)
             .limit(limit)
@@ -356,12 +357,38 @@ class SqlStore(ScheduleQueries):
     ) -> list[Event]:
         query = (
             sa.select(*_EVENT_COLUMNS)
+            .select_from(_EVENTS_WITH_RUNS)
             .where(events.c.session_id.in_(session_ids), events.c.pos > after)
             .order_by(events.c.pos)
             .limit(limit)
         )
         async with self._read() as conn:
             return _events((await conn.execute(query)).all())
+
+    async def session_tree(self, session_id: str) -> list[str]:
+        async with self._read() as conn:
+            tree = [session_id]
+            frontier = [session_id]
+            while frontier:
+                query = (
+                    sa.select(sessions.c.id)
+                    .where(sessions.c.parent_id.in_(frontier))
+                    .order_by(sessions.c.id)
+                )
+                frontier = list((await conn.execute(query)).scalars())
+                tree.extend(frontier)
+            return tree
+
+    async def run_tree(self, run_id: str, tenant: str | None = None) -> list[Run]:
+        async with self._read() as conn:
+            tree = [await _require_run(conn, run_id, tenant)]
+            frontier = [run_id]
+            while frontier:
+                query = runs.select().where(runs.c.parent_run_id.in_(frontier)).order_by(runs.c.id)
+                level = [_run(row) for row in (await conn.execute(query)).all()]
+                tree.extend(level)
+                frontier = [r.id for r in level]
+            return tree
 
     # ownership and housekeeping
 
@@ -468,6 +495,7 @@ def _state_columns(state: RunState) -> dict[str, Any]:
         "last_tool": state.last_tool,
         "last_tool_phase": state.last_tool_phase.value if state.last_tool_phase else None,
         "usage": None if state.usage is None else dumps(state.usage),
+        "children_usage": None if state.children_usage is None else dumps(state.children_usage),
         "output": None if state.output is None else dumps(state.output),
         "error": state.error,
     }
@@ -494,6 +522,7 @@ def _run(row: sa.Row[Any]) -> Run:
         last_tool=row.last_tool,
         last_tool_phase=ToolPhase(row.last_tool_phase) if row.last_tool_phase else None,
         usage=_loads(row.usage),
+        children_usage=_loads(row.children_usage),
         output=_loads(row.output),
         error=row.error,
     )
@@ -520,13 +549,15 @@ _EVENT_COLUMNS = (
     events.c.type,
     events.c.ts,
     events.c.data,
+    runs.c.parent_run_id,  # every event carries its run's parent; no event row stores it
 )
+_EVENTS_WITH_RUNS = events.outerjoin(runs, runs.c.id == events.c.run_id)
 
 
 def _events(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
     # unpacked by position: catch-up reads build thousands of events per page
     loads = orjson.loads
     return [
-        Event(seq, run_id, session_id, type, loads(data), ts, pos)
-        for pos, run_id, seq, session_id, type, ts, data in rows
+        Event(seq, run_id, session_id, type, loads(data), ts, pos, parent)
+        for pos, run_id, seq, session_id, type, ts, data, parent in rows
     ]
