@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from culm.api import schemas
 from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs
-from culm.api.sse import encode_run, encode_session, event_stream, session_event_dict
+from culm.api.sse import encode_run, encode_session, event_stream, with_pos
 from culm.api.wire import MAX_CURSOR, JSONResponse, OrjsonRoute
 from culm.errors import InvalidInput
 from culm.runtime.follow import follow_run
@@ -71,6 +71,16 @@ def wants_json(request: Request, format: str | None) -> bool:
     return "application/json" in accept and "text/event-stream" not in accept
 
 
+def _page(events: list[bytes], next_after: int, done: bool) -> Response:
+    # each event's JSON is already encoded (and shared with the streams): join, not re-encode
+    body = b'{"data":[%b],"next_after":%d,"done":%b}' % (
+        b",".join(events),
+        next_after,
+        b"true" if done else b"false",
+    )
+    return Response(body, media_type="application/json")
+
+
 @router.get("/runs/{run_id}/events", response_class=JSONResponse, responses=_DOCS)
 async def run_events(
     run_id: str,
@@ -94,8 +104,7 @@ async def run_events(
         done = bool(page and page[-1].terminal) or (
             run.status.terminal and next_after >= run.state.last_seq
         )
-        data = [e.to_dict() for e in page]
-        return JSONResponse({"data": data, "next_after": next_after, "done": done})
+        return _page([e.to_json() for e in page], next_after, done)
     if start > run.state.last_seq and not run.status.terminal:
         raise InvalidInput(
             f"the cursor {start} is beyond the last event of run {run_id} "
@@ -145,8 +154,7 @@ async def session_events(
     if wants_json(request, format):
         page = await engine.session_events(session_id, after=start, limit=limit, tenant=tenant)
         next_after = page[-1].pos if page else start
-        data = [session_event_dict(e) for e in page]
-        return JSONResponse({"data": data, "next_after": next_after, "done": False})
+        return _page([with_pos(e) for e in page], next_after, False)
     state = request.app.state
     return event_stream(
         engine.subscribe_session(session_id, start, tenant=tenant),

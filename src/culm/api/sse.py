@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
 
 from starlette.responses import StreamingResponse
 
@@ -47,19 +46,16 @@ def encode_run(events: Sequence[Event]) -> bytes:
     )
 
 
+def with_pos(event: Event) -> bytes:
+    """The event's JSON with its log position added as ``pos`` (a session's cursor)."""
+    return b'%b,"pos":%d}' % (event.to_json()[:-1], event.pos)
+
+
 def encode_session(events: Sequence[Event]) -> bytes:
     """A session's events, ``id:`` being the log position, which the data carries as ``pos``."""
     return b"".join(
-        [
-            b'id: %d\nevent: %b\ndata: %b,"pos":%d}\n\n'
-            % (e.pos, _type(e.type), e.to_json()[:-1], e.pos)
-            for e in events
-        ]
+        [b"id: %d\nevent: %b\ndata: %b\n\n" % (e.pos, _type(e.type), with_pos(e)) for e in events]
     )
-
-
-def session_event_dict(event: Event) -> dict[str, Any]:
-    return {**event.to_dict(), "pos": event.pos}
 
 
 class Shutdown:
