@@ -81,6 +81,9 @@ class TestIsolation:
             ("GET", f"/v1/runs/{rid}/events", {"params": {"format": "json"}}),
             ("POST", f"/v1/runs/{rid}/wait", {"params": {"timeout": 0}}),
             ("POST", f"/v1/runs/{lid}/cancel", {}),
+            ("GET", f"/v1/runs/{rid}/children", {}),
+            ("GET", f"/v1/runs/{rid}/tree", {}),
+            ("POST", "/v1/runs", {"json": {"agent": "echo", "input": "x", "parent_run_id": lid}}),
         ):
             response = await tenant_b.request(method, path, **kwargs)
             assert_error(response, 404, "not_found")
