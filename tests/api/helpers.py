@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -48,3 +51,15 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     assert body["error"]["code"] == code, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return dict(body["error"])
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
+    """Poll the server (another process: nothing to await) until ``check`` holds; fail
+    after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    for _ in itertools.count():
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout}s")
+        await asyncio.sleep(0.05)

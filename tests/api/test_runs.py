@@ -6,8 +6,9 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 
-from tests.api.helpers import assert_error, finished, start, until_event
+from tests.api.helpers import assert_error, eventually, finished, start, until_event
 
 
 class TestStart:
@@ -134,6 +135,20 @@ class TestWaitAndCancel:
         assert third.status_code == 202
         assert third.json()["status"] == "cancelled"
 
+    async def test_a_wait_ends_when_its_client_hangs_up(self, client: httpx.AsyncClient) -> None:
+        run = await start(client, "waiter")
+        await until_event(client, run["id"], "run.started")
+        before = await subscribers(client)
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(f"/v1/runs/{run['id']}/wait", params={"timeout": 60}, timeout=0.5)
+
+        async def let_go() -> bool:
+            return await subscribers(client) <= before
+
+        await eventually(let_go)  # the server drops the wait and its subscription
+        await client.post(f"/v1/runs/{run['id']}/cancel")
+        await finished(client, run["id"])
+
     async def test_cancel_a_finished_run(self, client: httpx.AsyncClient) -> None:
         run = await finished(client, (await start(client, "echo", "x"))["id"])
         error = assert_error(await client.post(f"/v1/runs/{run['id']}/cancel"), 409, "run_finished")
@@ -194,3 +209,11 @@ class TestList:
     async def test_bad_filters(self, client: httpx.AsyncClient) -> None:
         for params in ({"status": "sleeping"}, {"trigger": "cron"}, {"limit": 0}, {"limit": "x"}):
             assert_error(await client.get("/v1/runs", params=params), 422, "invalid_request")
+
+
+async def subscribers(client: httpx.AsyncClient) -> float:
+    """The server's live bus subscriptions, from its metrics."""
+    text = (await client.get("/metrics")).text
+    return next(
+        float(line.split()[1]) for line in text.splitlines() if line.startswith("culm_live_")
+    )

@@ -6,9 +6,10 @@ and schedules.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from culm.api import schemas
 from culm.api.auth import EngineDep, TenantDep
@@ -185,14 +186,30 @@ async def get_run(run_id: str, engine: EngineDep, tenant: TenantDep) -> Response
 )
 async def wait_run(
     run_id: str,
+    request: Request,
     engine: EngineDep,
     tenant: TenantDep,
     timeout: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 30.0,
 ) -> Response:
     """The run once it has ended, or as it stands after ``timeout`` seconds (at most 300);
     check ``status`` to tell which."""
-    run = await engine.wait(run_id, min(timeout, MAX_WAIT), tenant)
-    return JSONResponse(run.to_dict())
+    # a client that hangs up stops the wait: it would otherwise hold its subscription
+    # for up to five minutes on behalf of nobody
+    waiting = asyncio.ensure_future(engine.wait(run_id, min(timeout, MAX_WAIT), tenant))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((waiting, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        waiting.cancel()  # a no-op once it has its result
+    if waiting.cancelled():
+        return Response(status_code=204)  # nobody is there to read it
+    return JSONResponse(waiting.result().to_dict())
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.post(
