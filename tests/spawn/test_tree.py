@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import aclosing
 
 import culm
+from tests.conftest import EngineFactory
+from tests.spawn.agents import app, gate
 from tests.spawn.conftest import ended, of_run, read_tree, started
 
 
@@ -97,11 +100,38 @@ class TestThreeLevels:
         assert [c.status for c in children] == 3 * [culm.RunStatus.RUNNING]
         assert {c.trigger for c in children} == {culm.Trigger.SPAWN}
         assert {c.parent_run_id for c in children} == {run.id}
-        from tests.spawn.agents import gate
-
         gate("together").set()
         done = await engine.wait(run.id, timeout=10)
         assert done.state.output == {"started": 3, "refused": None, "results": [1, 1, 1]}
+
+
+class TestGrowingStreams:
+    """The stream takes in each child's session when the child is announced, not when it
+    next polls: nothing is missed even when it lags and never polls."""
+
+    async def test_many_children_a_tiny_buffer_and_no_polling(
+        self, make_engine: EngineFactory
+    ) -> None:
+        async with make_engine(app, subscriber_buffer=2, idle_poll_seconds=60) as engine:
+            fan = {"n": 12, "leaf": {"ticks": 20, "value": 0}}
+            root = await engine.start_run("fan", fan)
+            seen = await read_tree(engine, root.session_id, ended(root.id))
+            await assert_whole_tree(engine, root, seen)
+            assert len({e.run_id for e in seen}) == 13
+
+    async def test_joining_midway(self, engine: culm.Engine) -> None:
+        root = await engine.start_run("root")
+        first = await read_tree(engine, root.session_id, started(3))
+        cursor = first[-1].pos
+        rest: list[culm.Event] = []
+        async with aclosing(engine.subscribe_session(root.session_id, after=cursor)) as stream:
+            async for batch in stream:
+                rest.extend(batch)
+                if ended(root.id)(rest):
+                    break
+        assert all(e.pos > cursor for e in rest)
+        whole = await read_tree(engine, root.session_id, ended(root.id))
+        assert [e.pos for e in whole if e.pos > cursor] == [e.pos for e in rest]
 
 
 class TestChildEvents:

@@ -284,3 +284,43 @@ class StoreContract:
         await add_run(store, free)  # behind a pending run
         only = await add_run(store, fresh)
         assert [r.id for r in await store.startable_runs()] == [first.id, only.id]
+
+    async def test_trees_of_spawned_sessions_and_runs(self, store: Store) -> None:
+        root_session = session()
+        await store.create_session(root_session)
+        root = await add_run(store, root_session)
+        child_session = session(parent=root_session.id)
+        await store.create_session(child_session)
+        child = await add_run(store, child_session, parent_run_id=root.id)
+        grand_session = session(parent=child_session.id)
+        await store.create_session(grand_session)
+        grand = await add_run(store, grand_session, parent_run_id=child.id)
+        await store.create_session(session())  # unrelated
+        assert await store.session_tree(root_session.id) == [
+            root_session.id,
+            child_session.id,
+            grand_session.id,
+        ]
+        assert await store.session_tree(grand_session.id) == [grand_session.id]
+        assert [r.id for r in await store.run_tree(root.id)] == [root.id, child.id, grand.id]
+        assert [r.id for r in await store.run_tree(child.id, "t1")] == [child.id, grand.id]
+        with pytest.raises(NotFound):
+            await store.run_tree(root.id, "t2")
+        # every event read back names its run's parent, which no event row stores
+        events = await store.read_session_events(await store.session_tree(root_session.id))
+        assert [(e.run_id, e.parent_run_id) for e in events] == [
+            (root.id, None),
+            (child.id, root.id),
+            (grand.id, child.id),
+        ]
+        assert [e.parent_run_id for e in await store.read_events(grand.id)] == [child.id]
+
+    async def test_children_usage_round_trips(self, store: Store) -> None:
+        s = session()
+        await store.create_session(s)
+        run = await add_run(store, s)
+        usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+        event, state = follow_up(run, run.state, "child.completed", {"usage": usage})
+        await store.write_batch([event], {run.id: state})
+        stored = await store.get_run(run.id)
+        assert stored.state.children_usage == usage == stored.state.tree_usage
