@@ -117,6 +117,7 @@ class ChildSet:
         self.budget = budget
         self.depth = depth
         self._records: dict[str, _Record] = {}
+        self._settling = False
 
     # Spawner
 
@@ -168,6 +169,8 @@ class ChildSet:
         token = self._runner.token
         if token.requested:  # the parent was cancelled while the child was starting
             await self.cancel(run_id, f"parent run {parent.id} was cancelled", by=token.by)
+        elif self._settling:  # or it ended meanwhile
+            await self.cancel(run_id, f"parent run {parent.id} ended")
         return record.child
 
     def outcome(self, run_id: str) -> asyncio.Future[ChildResult]:
@@ -215,15 +218,17 @@ class ChildSet:
     async def settle(self, ending: str) -> None:
         """Before this run's own end: stop its live children and wait (bounded) until each
         child's end is on this run's stream. ``ending`` says why, for their cancel reason."""
+        self._settling = True  # no more children from here (an API spawn, say)
         live = self.live()
         if live and not self._door.closing:  # at shutdown every run is being interrupted
             token = self._runner.token
             by = token.by if token.requested else f"run:{self._runner.run.id}"
             for run_id in live:
                 await self.cancel(run_id, f"parent run {self._runner.run.id} {ending}", by=by)
-        tasks = [r.task for r in self._records.values() if r.task is not None and not r.task.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=self._door.settings.cancel_grace + 2.0)
+        # their reports, also of a child still starting (which cancels itself, seeing this)
+        reports = [r.outcome for r in self._records.values() if not r.outcome.done()]
+        if reports:
+            await asyncio.wait(reports, timeout=self._door.settings.cancel_grace + 2.0)
 
     def abandon(self) -> None:
         """This run ended without ``settle`` (it was stopped outright): cancel what lives."""
@@ -238,7 +243,7 @@ class ChildSet:
     def _check(self, wanted: Budget) -> Budget:
         """The budget to grant a new child, or ``SpawnRefused`` naming the limit."""
         parent, limits = self._runner.run, self.limits
-        if self._runner.finalized or self._runner.token.requested:
+        if self._settling or self._runner.finalized or self._runner.token.requested:
             raise SpawnRefused(f"run {parent.id} is ending and cannot start children")
         if self._door.closing:
             raise SpawnRefused("the engine is shutting down")
