@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import BaseModel
 
 import culm
 from tests.waiting import until_running
@@ -89,3 +90,44 @@ class TestStartRun:
             ("test.step", {"i": 0}),
             ("test.step", {"i": 1}),
         ]
+
+
+class Order(BaseModel):
+    item: str
+    count: int = 1
+
+
+class TestInput:
+    """What an agent receives as input, and what is stored."""
+
+    async def test_no_input_means_the_agents_default(self, engine: culm.Engine) -> None:
+        app = culm.App()
+
+        @app.agent
+        async def greet(run: culm.RunContext, input: str = "world") -> str:
+            return f"hello {input}"
+
+        engine.app = app
+        run = await engine.start_run("greet")
+        assert run.input == "world"
+        assert (await engine.wait(run.id, timeout=10)).state.output == "hello world"
+
+    async def test_a_pydantic_input_is_stored_as_json_and_given_typed(
+        self, engine: culm.Engine
+    ) -> None:
+        app = culm.App()
+        received: list[object] = []
+
+        @app.agent
+        async def shop(run: culm.RunContext, input: Order) -> int:
+            received.append(input)
+            return input.count
+
+        engine.app = app
+        run = await engine.start_run("shop", {"item": "tea", "count": "3"})
+        assert run.input == {"item": "tea", "count": 3}
+        done = await engine.wait(run.id, timeout=10)
+        assert done.state.output == 3
+        assert received == [Order(item="tea", count=3)]
+        with pytest.raises(culm.InvalidInput, match="item"):
+            await engine.start_run("shop", {"count": 1})

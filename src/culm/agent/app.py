@@ -14,6 +14,7 @@ from typing import Any, overload
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from culm.agent.budget import Budget
 from culm.agent.context import RunContext
@@ -40,6 +41,8 @@ class AgentSpec:
     """The most one run may use (a model agent's token budget and max rounds)."""
     spawn: SpawnLimits = field(default_factory=SpawnLimits)
     """Limits on the children its runs start, on top of the engine's."""
+    input_default: Any = inspect.Parameter.empty
+    """The input a run gets when started without one."""
     _adapter: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -50,19 +53,29 @@ class AgentSpec:
         return self._adapter.json_schema()
 
     def validate_input(self, value: Any) -> Any:
-        """The input as the agent will receive it, or ``InvalidInput`` saying what is wrong."""
+        """The input in its stored (JSON) form, or ``InvalidInput`` saying what is wrong.
+
+        No input (None) means the agent's default input, when it declares one.
+        """
+        if value is None and self.input_default is not inspect.Parameter.empty:
+            value = self.input_default
+        typed = self.parse_input(value)
+        try:  # a run's input is stored as JSON: refuse what cannot be, before storing anything
+            stored = self._adapter.dump_python(typed, mode="json")
+            orjson.dumps(stored)
+        except (TypeError, PydanticSerializationError) as exc:
+            raise InvalidInput(f"input for agent {self.name!r} is not JSON: {exc}") from None
+        return stored
+
+    def parse_input(self, value: Any) -> Any:
+        """The input as the agent receives it (a pydantic model, a dataclass...)."""
         try:
-            value = self._adapter.validate_python(value)
+            return self._adapter.validate_python(value)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()
             )
             raise InvalidInput(f"invalid input for agent {self.name!r}: {problems}") from None
-        try:  # a run's input is stored as JSON: refuse what cannot be, before storing anything
-            orjson.dumps(value)
-        except TypeError as exc:
-            raise InvalidInput(f"input for agent {self.name!r} is not JSON: {exc}") from None
-        return value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -239,6 +252,7 @@ def function_agent(
         description=description or inspect.getdoc(fn) or "",
         input_type=input_type,
         spawn=spawn or SpawnLimits(),
+        input_default=params[1].default,
     )
 
 

@@ -153,7 +153,7 @@ class Runner:
         try:
             self.token.raise_if_requested()
             await self.emit(ev.RUN_STARTED, {"agent": r.agent})
-            output = await self.spec.body(context, r.input)
+            output = await self.spec.body(context, self.spec.parse_input(r.input))
             orjson.dumps(output)  # an output nobody could read back is a failure, not a result
         except RunCancelled as exc:
             type, data = ev.RUN_CANCELLED, _cancelled(exc.by, exc.reason, forced=False)
