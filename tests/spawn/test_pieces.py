@@ -12,7 +12,7 @@ from culm.agent.spawn import Child, ChildResult, WaitMode, wait_results
 from culm.events import Event
 from culm.models import RunState, RunStatus, Trigger, add_usage
 from culm.projection import replay
-from culm.runtime.children import effective_limits
+from culm.runtime.limits import effective_limits, overdue_why, watchdog_wait
 from culm.runtime.summary import summarize
 from culm.tree import build_tree
 
@@ -66,6 +66,29 @@ def test_agent_and_engine_limits_combine_to_the_tighter() -> None:
         child_timeout=60,
         child_idle_timeout=5,
     )
+
+
+@pytest.mark.parametrize(
+    ("limits", "now", "quiet_since", "wait", "why"),
+    [
+        (culm.SpawnLimits(), 50.0, 40.0, None, None),
+        (culm.SpawnLimits(child_timeout=30), 10.0, None, 20.0, None),
+        (culm.SpawnLimits(child_timeout=30), 31.0, 31.0, 0.0, "ran longer than 30s"),
+        (culm.SpawnLimits(child_idle_timeout=5), 10.0, 8.0, 3.0, None),
+        (culm.SpawnLimits(child_idle_timeout=5), 14.0, 8.0, 0.0, "no event for 5s"),
+        (culm.SpawnLimits(child_idle_timeout=5), 3.0, None, None, None),  # not running here
+        (culm.SpawnLimits(child_idle_timeout=5), 4.0, 0.0, 1.0, None),  # quiet since it began
+        (culm.SpawnLimits(child_timeout=30, child_idle_timeout=5), 29.0, 28.0, 1.0, None),
+    ],
+)
+def test_when_the_watchdog_looks_again(
+    limits: culm.SpawnLimits, now: float, quiet_since: float | None, wait: Any, why: Any
+) -> None:
+    """A child started at t=0, looked at ``now``, its subtree quiet since ``quiet_since``."""
+    started_at = 0.0
+    assert watchdog_wait(limits, now, started_at, quiet_since) == wait
+    if why is not None:
+        assert overdue_why(limits, now, started_at) == why
 
 
 def test_child_completed_events_roll_usage_up_into_the_parent_state() -> None:

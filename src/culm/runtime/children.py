@@ -30,6 +30,7 @@ from culm.config import Settings
 from culm.errors import CulmError, NotFound, RunCancelled, SpawnRefused
 from culm.ids import new_id
 from culm.models import Run, RunStatus, Session, Trigger
+from culm.runtime.limits import overdue_why, watchdog_wait
 from culm.runtime.summary import summarize
 
 if TYPE_CHECKING:
@@ -78,22 +79,6 @@ class SpawnDoor(Protocol):
     def expect_child(self, run_id: str, budget: Budget, depth: int) -> None: ...
 
     def background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
-
-
-def effective_limits(agent: SpawnLimits, settings: Settings) -> SpawnLimits:
-    """The agent's limits and the engine's together: the tighter of each."""
-
-    def least(a: Any, b: Any) -> Any:
-        return b if a is None else a if b is None else min(a, b)
-
-    return SpawnLimits(
-        max_depth=least(agent.max_depth, settings.spawn_max_depth),
-        max_live_children=least(agent.max_live_children, settings.spawn_max_live_children),
-        max_children=least(agent.max_children, settings.spawn_max_children),
-        child_timeout=least(agent.child_timeout, settings.spawn_child_timeout),
-        child_idle_timeout=least(agent.child_idle_timeout, settings.spawn_child_idle_timeout),
-        agents=agent.agents,
-    )
 
 
 @dataclass(slots=True)
@@ -284,7 +269,9 @@ class ChildSet:
                 if run.status.terminal:
                     break
                 if record.timed_out is None and self._until_overdue(record) == 0:
-                    record.timed_out = self._overdue_why(record)
+                    record.timed_out = overdue_why(
+                        self.limits, self._door.clock(), record.started_at
+                    )
                     log.warning("run %s: %s; cancelling it", run_id, record.timed_out)
                     with contextlib.suppress(CulmError):
                         await self._door.cancel(run_id, by="watchdog", reason="timeout")
@@ -296,23 +283,10 @@ class ChildSet:
             raise
 
     def _until_overdue(self, record: _Record) -> float | None:
-        """Seconds until the watchdog should look again (0: now), None without limits."""
-        now = self._door.clock()
-        waits = []
-        if self.limits.child_timeout is not None:
-            waits.append(record.started_at + self.limits.child_timeout - now)
-        if self.limits.child_idle_timeout is not None:
-            runner = self._door.local_runner(record.child.run_id)
-            if runner is not None and runner.children is not None:
-                quiet_since = max(runner.children.last_activity(), record.started_at)
-                waits.append(quiet_since + self.limits.child_idle_timeout - now)
-        return None if not waits else max(0.0, min(waits))
-
-    def _overdue_why(self, record: _Record) -> str:
-        limit = self.limits.child_timeout
-        if limit is not None and self._door.clock() >= record.started_at + limit:
-            return f"ran longer than {limit:g}s"
-        return f"no event for {self.limits.child_idle_timeout:g}s"
+        runner = self._door.local_runner(record.child.run_id)
+        children = runner.children if runner is not None else None
+        quiet_since = children.last_activity() if children is not None else None
+        return watchdog_wait(self.limits, self._door.clock(), record.started_at, quiet_since)
 
     async def _report(
         self,

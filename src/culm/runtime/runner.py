@@ -20,8 +20,9 @@ from culm.errors import RunCancelled
 from culm.events import Event
 from culm.models import Run, RunState
 from culm.projection import advance
-from culm.runtime.children import ChildSet, SpawnDoor, effective_limits
+from culm.runtime.children import ChildSet, SpawnDoor
 from culm.runtime.history import SessionHistory
+from culm.runtime.limits import effective_limits
 from culm.runtime.log import EventLog
 
 log = logging.getLogger("culm.runner")
