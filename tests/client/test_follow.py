@@ -68,6 +68,16 @@ class TestDroppedConnections:
         assert [e["pos"] for e in seen] == sorted({e["pos"] for e in seen})
         assert proxy.accepted >= 2
 
+    def test_resuming_after_the_end_yields_nothing_at_once(
+        self, server: Server, client: culm.Client
+    ) -> None:
+        run = client.start_run("count", 3)
+        everything = list(client.follow(run["id"]))
+        last = everything[-1]["seq"]
+        assert everything[-1]["type"] == "run.completed"
+        assert list(client.follow(run["id"], after=last)) == []
+        assert [e["seq"] for e in client.follow(run["id"], after=last - 1)] == [last]
+
     def test_gives_up_after_bounded_retries(self, server: Server) -> None:
         proxy = Proxy(server.port)
         with culm.Client(proxy.url, retries=2, backoff=0.01) as client:

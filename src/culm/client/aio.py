@@ -314,6 +314,8 @@ class AsyncClient(ScheduleCalls):
                     yield event
                     if ends and event["type"] in TERMINAL:
                         return
+            except _StreamEnded:
+                return
             except ServerUnreachable as exc:
                 if not self._answered:
                     raise  # a wrong URL should fail now, not after a minute of retries
@@ -339,6 +341,8 @@ class AsyncClient(ScheduleCalls):
                 if response.is_error:
                     await response.aread()
                     raise error_from_response(response)
+                if response.status_code == 204:  # the run ended and we saw its end
+                    raise _StreamEnded
                 decoder = SSEDecoder()
                 async for line in response.aiter_lines():
                     message = decoder.feed(line)
@@ -348,6 +352,10 @@ class AsyncClient(ScheduleCalls):
                     yield (int(message.id) if message.id else event["seq"]), event
         except httpx.TransportError as exc:
             raise _unreachable(self.url, exc) from exc
+
+
+class _StreamEnded(Exception):
+    """The server says the stream has nothing more for this cursor, ever."""
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
