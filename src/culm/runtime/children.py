@@ -109,6 +109,7 @@ class ChildSet:
     async def spawn(
         self, agent: str, input: Any, budget: Budget, *, by: str | None = None
     ) -> Child:
+        """Start a child (see ``Spawner.spawn``); ``by`` is who asked, when not the run."""
         parent = self._runner.run
         spec = self._door.app.get(agent)
         allowed = self.limits.agents
@@ -159,20 +160,24 @@ class ChildSet:
         return record.child
 
     def outcome(self, run_id: str) -> asyncio.Future[ChildResult]:
+        """The child's result, once reported on this run's stream."""
         record = self._records.get(run_id)
         if record is None:
             raise NotFound(f"run {run_id} is not a child of run {self._runner.run.id}")
         return record.outcome
 
     async def cancel(self, run_id: str, reason: str, *, by: str | None = None) -> None:
+        """Ask one of its children to stop, on behalf of ``by`` (else this run)."""
         self.outcome(run_id)  # only its own children
         with contextlib.suppress(CulmError):  # ended already, or never started
             await self._door.cancel(run_id, by=by or f"run:{self._runner.run.id}", reason=reason)
 
     def children(self) -> list[Child]:
+        """Every child started so far, in order."""
         return [r.child for r in self._records.values()]
 
     def children_tokens(self) -> int:
+        """Tokens its children's trees used: reported ones, and live ones so far."""
         total = 0
         for record in self._records.values():
             if record.outcome.done():
