@@ -19,7 +19,7 @@ from culm.agent.app import App
 from culm.agent.budget import Budget
 from culm.bus import Bus, LocalBus, run_key
 from culm.config import Settings
-from culm.errors import Conflict, CulmError, RunFinished
+from culm.errors import Conflict, CulmError, InvalidInput, RunFinished
 from culm.events import Event
 from culm.ids import new_id
 from culm.models import (
@@ -488,9 +488,17 @@ class Engine:
     ) -> AsyncIterator[list[Event]]:
         """The run's events after ``after`` in batches; see ``subscribe``.
 
-        Raises ``NotFound`` for an unknown run (or another tenant's) before yielding.
+        Raises ``NotFound`` for an unknown run (or another tenant's) and ``InvalidInput``
+        for a cursor past the run's last event, before yielding. A cursor at the end of a
+        run that has ended yields nothing.
         """
-        await self.store.get_run(run_id, tenant)
+        run = await self.get_run(run_id, tenant)
+        if after >= run.state.last_seq and run.status.terminal:
+            return
+        if after > run.state.last_seq:
+            raise InvalidInput(
+                f"run {run_id} has no event {after} yet (its last is {run.state.last_seq})"
+            )
         async for batch in follow_run(
             self.store,
             self.bus,

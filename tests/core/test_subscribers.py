@@ -7,6 +7,7 @@ import tempfile
 from contextlib import aclosing
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -134,3 +135,19 @@ class TestFollowing:
             *[(second.id, s) for s in range(1, 6)],
         ]
         assert [e.pos for e in seen] == sorted(e.pos for e in seen)
+
+    async def test_cursor_at_the_end_of_an_ended_run_yields_nothing(
+        self, engine: culm.Engine
+    ) -> None:
+        run = await engine.start_run("count", 2)
+        await engine.wait(run.id, timeout=10)
+        async with asyncio.timeout(5):
+            assert await collect(engine, run.id, after=5) == []
+            assert await collect(engine, run.id, after=50) == []
+
+    async def test_cursor_past_the_end_of_a_live_run_is_refused(self, engine: culm.Engine) -> None:
+        run = await engine.start_run("waiter")
+        await until_event(engine, run.id, "run.started")
+        with pytest.raises(culm.InvalidInput, match="has no event 9 yet"):
+            await anext(engine.subscribe(run.id, after=9))
+        await engine.cancel(run.id)
