@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     """Committed events the HTTP server keeps in memory, so clients catching up on the
     same recent runs share them instead of each reading the database."""
 
+    scheduler: bool = True
+    """Fire schedules from this process (every process may: each fire time fires once)."""
+    schedule_poll_seconds: float = Field(default=1.0, gt=0)
+    """How often the scheduler looks for due fire times (and at once after a change)."""
+
     spawn_max_depth: int = Field(default=4, ge=0)
     """How many levels of children below a root run (an agent may set fewer)."""
     spawn_max_live_children: int = Field(default=16, ge=0)

@@ -81,7 +81,13 @@ class Engine:
         """Sessions with runs queued here: their next run starts when the active one ends."""
         self._children: dict[str, tuple[Budget, int]] = {}
         """Spawned runs about to start: the budget their parent granted, and their depth."""
-        self.scheduler = Scheduler(self, self.store, clock, worker_id=self.worker_id)
+        self.scheduler = Scheduler(
+            self,
+            self.store,
+            clock,
+            worker_id=self.worker_id,
+            poll=self.settings.schedule_poll_seconds,
+        )
         self.schedules = ScheduleBook(app, self.store, self, self.scheduler, clock)
 
     # lifecycle
@@ -96,7 +102,8 @@ class Engine:
         self._background(self._every(self.settings.lease_seconds / 3, self._renew_leases))
         self._background(self._every(self.settings.lease_seconds / 2, self.recover))
         self._background(self._every(self.settings.idle_poll_seconds, self.start_waiting))
-        self._background(self.scheduler.run())
+        if self.settings.scheduler:
+            self._background(self.scheduler.run())
         if self.settings.retention_seconds is not None:
             period = min(3600.0, self.settings.retention_seconds / 10)
             self._background(self._every(period, self.purge))

@@ -4,15 +4,24 @@ fire time, outcomes resolve once, and a claim whose process died is finished by 
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 
 import culm
 from culm.models import Firing, FiringOutcome, ScheduleSpec
-from tests.schedule.conftest import T0, Clock
+from tests.schedule.conftest import T0, Clock, ClockedEngine
 
 CLAIMED = FiringOutcome.CLAIMED
 DEAD = f"{socket.gethostname()}:999999999:1:deadbeef"  # a pid that cannot be running
+
+
+@pytest.fixture
+async def engine(make_clocked: ClockedEngine) -> AsyncIterator[culm.Engine]:
+    """An engine whose scheduler ticks only when a test says so: these tests set up
+    ledger states by hand, which a background tick must not resolve halfway."""
+    async with make_clocked(scheduler=False) as engine:
+        yield engine
 
 
 def claimed(schedule_id: str, at: float, by: str = DEAD) -> Firing:
