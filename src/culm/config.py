@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_048_576, ge=1)
     """Largest request body the HTTP API accepts; larger ones get 413 and change nothing."""
     recent_events: int = Field(default=50_000, ge=0)
-    """Committed events the HTTP server keeps in memory, so clients catching up on the
-    same recent runs share them instead of each reading the database."""
+    """Committed events an engine keeps in memory, so followers catching up on the same
+    recent runs share them instead of each reading the database; 0 turns it off."""
 
     scheduler: bool = True
     """Fire schedules from this process (every process may: each fire time fires once)."""

@@ -35,9 +35,10 @@ from culm.models import (
     Trigger,
 )
 from culm.projection import advance
-from culm.runtime.follow import follow_run, follow_sessions
+from culm.runtime.follow import EventReader, follow_run, follow_sessions
 from culm.runtime.log import EventLog
 from culm.runtime.owners import new_worker_id, owner_is_dead
+from culm.runtime.recent import RecentEvents, RecordingBus
 from culm.runtime.runner import Runner, _cancelled
 from culm.schedule import ScheduleBook, Scheduler
 from culm.store import RunFilter, Store, open_store
@@ -69,7 +70,13 @@ class Engine:
         self.app = app
         self.settings = settings or Settings()
         self.store = store or open_store(self.settings)
+        self.recent: RecentEvents | None = None
+        """Recent committed events, shared by followers catching up (see runtime/recent.py)."""
         self.bus = bus or LocalBus()
+        if self.settings.recent_events > 0:
+            self.recent = RecentEvents(self.store, self.settings.recent_events)
+            self.bus = RecordingBus(self.bus, self.recent)
+        self._reads: EventReader = self.recent or self.store
         self.clock = clock
         self.worker_id = new_worker_id()
         self.log = EventLog(self.store, self.bus, self.settings.max_batch)
@@ -479,7 +486,7 @@ class Engine:
     ) -> list[Event]:
         """One page of the run's stored events with ``seq > after`` (for polling clients)."""
         await self.store.get_run(run_id, tenant)
-        return await self.store.read_events(run_id, after=after, limit=limit)
+        return await self._reads.read_events(run_id, after=after, limit=limit)
 
     async def session_events(
         self, session_id: str, *, after: int = 0, limit: int = 1000, tenant: str | None = None
@@ -507,7 +514,7 @@ class Engine:
                 f"run {run_id} has no event {after} yet (its last is {run.state.last_seq})"
             )
         async for batch in follow_run(
-            self.store,
+            self._reads,
             self.bus,
             run_id,
             after,

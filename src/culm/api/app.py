@@ -20,12 +20,9 @@ from culm.api import (
 )
 from culm.api.limits import BodyLimit
 from culm.api.metrics import Metrics
-from culm.api.recent import RecentEvents, RecordingBus
 from culm.api.sse import Shutdown
-from culm.bus import LocalBus
 from culm.config import Settings
 from culm.engine import Engine
-from culm.store import open_store
 
 DESCRIPTION = """\
 Run LLM agents in the background and follow them from anywhere.
@@ -39,19 +36,11 @@ only its own sessions and runs.
 def create_app(app: App, settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     """The HTTP API for ``app``'s agents. The engine opens when the server starts and closes
     (interrupting what still runs) when it stops; pass ``engine`` to use one built elsewhere
-    (still opened and closed here; its streams then read every catch-up from the store)."""
+    (still opened and closed here)."""
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        api.state.recent = None
-        opening = engine
-        if opening is None and settings.recent_events > 0:
-            # the engine publishes through a bus that keeps recent events for the streams
-            store = open_store(settings)
-            api.state.recent = RecentEvents(store, settings.recent_events)
-            bus = RecordingBus(LocalBus(), api.state.recent)
-            opening = Engine(app, settings, store=store, bus=bus)
-        async with opening or Engine(app, settings) as opened:
+        async with engine or Engine(app, settings) as opened:
             api.state.engine = opened
             try:
                 yield

@@ -7,7 +7,7 @@ its terminal event; a session's stream does not end by itself.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
@@ -17,8 +17,6 @@ from culm.api.errors import error_docs
 from culm.api.sse import encode_run, encode_session, event_stream, with_pos
 from culm.api.wire import MAX_CURSOR, JSONResponse, OrjsonRoute
 from culm.errors import InvalidInput
-from culm.runtime.follow import follow_run
-from culm.store import Store
 
 router = APIRouter(prefix="/v1", tags=["events"], route_class=OrjsonRoute)
 
@@ -98,8 +96,7 @@ async def run_events(
     start = last_event_id if last_event_id is not None else after
     run = await engine.get_run(run_id, tenant)
     if wants_json(request, format):
-        reads = request.app.state.recent or engine.store
-        page = await reads.read_events(run_id, after=start, limit=limit)
+        page = await engine.events(run_id, after=start, limit=limit, tenant=tenant)
         next_after = page[-1].seq if page else start
         done = bool(page and page[-1].terminal) or (
             run.status.terminal and next_after >= run.state.last_seq
@@ -114,20 +111,8 @@ async def run_events(
         # the client has seen the end: 204 tells an EventSource to stop reconnecting
         return Response(status_code=204)
     state = request.app.state
-    if state.recent is not None:
-        # the run was checked above; read through the shared recent events
-        batches = follow_run(
-            cast(Store, state.recent),  # follow_run only reads events
-            engine.bus,
-            run_id,
-            start,
-            buffer=engine.settings.subscriber_buffer,
-            idle_poll=engine.settings.idle_poll_seconds,
-        )
-    else:
-        batches = engine.subscribe_batches(run_id, start, tenant=tenant)
     return event_stream(
-        batches,
+        engine.subscribe_batches(run_id, start, tenant=tenant),
         encode_run,
         heartbeat=state.settings.heartbeat_seconds,
         metrics=state.metrics,

@@ -8,6 +8,7 @@ for a while sends the reader back to the log, which is always complete.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol
 
 from culm.bus import Bus, run_key, session_key
 from culm.events import Event
@@ -16,8 +17,16 @@ from culm.store import Store
 PAGE = 1_000
 
 
+class EventReader(Protocol):
+    """What ``follow_run`` reads a run's log through: the store, or recent events."""
+
+    async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The run's events with ``seq > after``, in order."""
+        ...
+
+
 async def follow_run(
-    store: Store, bus: Bus, run_id: str, after: int, *, buffer: int, idle_poll: float
+    store: EventReader, bus: Bus, run_id: str, after: int, *, buffer: int, idle_poll: float
 ) -> AsyncIterator[list[Event]]:
     """Batches of the run's events after ``after``, each once, in order; ends after the
     terminal event."""

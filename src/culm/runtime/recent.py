@@ -1,4 +1,4 @@
-"""The latest committed events of recent runs, kept in memory for the event streams.
+"""The latest committed events of recent runs, kept in memory for their followers.
 
 When a hundred clients open a run's stream just after it started, each would otherwise
 read the same rows from the database and decode them into its own copies, encoding each

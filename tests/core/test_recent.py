@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from culm.api.recent import RecentEvents, RecordingBus
 from culm.bus import LocalBus
 from culm.events import Event
+from culm.runtime.recent import RecentEvents, RecordingBus
 from culm.store import Store
 
 
