@@ -31,6 +31,7 @@ from culm.models import (
 )
 from culm.projection import advance
 from culm.store.base import Ownership, RunFilter
+from culm.store.group import WriteGroup
 from culm.store.migrate import upgrade
 from culm.store.schedules import ScheduleQueries
 from culm.store.schema import events, messages, runs, sessions
@@ -54,6 +55,7 @@ class SqlStore(ScheduleQueries):
         self._writer: AsyncEngine | None = None
         self._reader: AsyncEngine | None = None
         self._write_lock = asyncio.Lock()
+        self._group = WriteGroup(self._write)
 
     async def open(self) -> None:
         self._writer, self._reader = self._make_engines()
@@ -61,6 +63,7 @@ class SqlStore(ScheduleQueries):
             await conn.run_sync(upgrade)
 
     async def close(self) -> None:
+        await self._group.aclose()
         for engine in (self._writer, self._reader):
             if engine is not None:
                 await engine.dispose()
@@ -164,7 +167,8 @@ class SqlStore(ScheduleQueries):
         claim: bool = False,
         new_session: Session | None = None,
     ) -> str | None:
-        async with self._write() as conn:
+        # runs are started in bursts: concurrent starts share one commit
+        async def write(conn: AsyncConnection) -> str | None:
             ahead = None
             if new_session is not None:
                 await conn.execute(sessions.insert().values(**_session_columns(new_session)))
@@ -195,6 +199,8 @@ class SqlStore(ScheduleQueries):
             )
             await _insert_events(conn, [queued])
             return ahead
+
+        return await self._group.run(write)
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
         async with self._read() as conn:
