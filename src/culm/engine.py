@@ -415,6 +415,11 @@ class Engine:
         """
         run = await self.store.get_run(run_id, tenant)
         runner = self._runners.get(run_id)
+        if runner is None and run.status is RunStatus.RUNNING:
+            # its runner may have ended while we read; it leaves only once its end is
+            # stored, so a second read tells
+            run = await self.store.get_run(run_id, tenant)
+            runner = self._runners.get(run_id)
         if runner is not None:
             if runner.state.status.terminal and not runner.token.requested:
                 raise RunFinished(run_id, runner.state.status.value)

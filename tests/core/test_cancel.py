@@ -88,6 +88,18 @@ class TestCancel:
         assert [e.type for e in events].count("run.cancelled") == 1
         assert events[-1].data["by"] == "ann"
 
+    async def test_many_at_once_while_the_run_ends(self, engine: culm.Engine) -> None:
+        """Cancels that race the run's own end all answer with the run, never an error."""
+        for _ in range(5):
+            run = await engine.start_run("waiter")
+            await until_running(engine, run.id)
+            answers = await asyncio.gather(
+                *(engine.cancel(run.id, reason=f"#{i}") for i in range(30)),
+                return_exceptions=True,
+            )
+            assert [a for a in answers if not isinstance(a, culm.Run)] == []
+            assert (await engine.wait(run.id, timeout=10)).status is culm.RunStatus.CANCELLED
+
     async def test_after_completion_says_already_finished(self, engine: culm.Engine) -> None:
         run = await engine.start_run("echo", "hi")
         before = await engine.wait(run.id, timeout=10)
