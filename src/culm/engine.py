@@ -76,7 +76,7 @@ class Engine:
         if self.settings.recent_events > 0:
             self.recent = RecentEvents(self.store, self.settings.recent_events)
             self.bus = RecordingBus(self.bus, self.recent)
-        self._reads: EventReader = self.recent or self.store
+        self._reads: EventReader = self.recent if self.recent is not None else self.store
         self.clock = clock
         self.worker_id = new_worker_id()
         self.log = EventLog(self.store, self.bus, self.settings.max_batch)

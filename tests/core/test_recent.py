@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
+
+import culm
 from culm.bus import LocalBus
 from culm.events import Event
 from culm.runtime.recent import RecentEvents, RecordingBus
 from culm.store import Store
+from tests.conftest import EngineFactory
 
 
 class FakeStore:
@@ -106,3 +110,27 @@ class TestRecordingBus:
         assert seqs(seen) == [1, 2, 3]
         assert store.reads == 0
         assert bus.subscriber_count == 0
+
+
+class TestEngineReadsRecentEventsFromMemory:
+    """Followers catching up on a recent run share the engine's copy of its events."""
+
+    async def test_a_recent_run_is_replayed_without_the_database(
+        self, engine: culm.Engine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        run = await engine.start_run("count", 5)
+        await engine.wait(run.id, timeout=10)
+
+        async def no_database(*args: Any, **kwargs: Any) -> list[Event]:
+            raise AssertionError("read the database for a recent run")
+
+        monkeypatch.setattr(engine.store, "read_events", no_database)
+        assert [e.seq async for e in engine.subscribe(run.id)] == list(range(1, 9))
+        assert [e.seq for e in await engine.events(run.id, after=3)] == list(range(4, 9))
+
+    async def test_turned_off_it_reads_the_database(self, make_engine: EngineFactory) -> None:
+        async with make_engine(recent_events=0) as engine:
+            run = await engine.start_run("count", 2)
+            await engine.wait(run.id, timeout=10)
+            assert engine.recent is None
+            assert [e.seq async for e in engine.subscribe(run.id)] == [1, 2, 3, 4, 5]
