@@ -77,9 +77,11 @@ class Engine:
             self.recent = RecentEvents(self.store, self.settings.recent_events)
             self.bus = RecordingBus(self.bus, self.recent)
         self._reads: EventReader = self.recent if self.recent is not None else self.store
+        # every committed event is announced by the store, in commit order
+        self.store.on_commit = self.bus.publish
         self.clock = clock
         self.worker_id = new_worker_id()
-        self.log = EventLog(self.store, self.bus, self.settings.max_batch)
+        self.log = EventLog(self.store, self.settings.max_batch)
         self._runners: dict[str, Runner] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stack = AsyncExitStack()
@@ -212,6 +214,8 @@ class Engine:
         Refused with ``Conflict`` while any of them has an active run.
         """
         await self.store.delete_session(session_id, tenant)
+        if self.recent is not None:
+            self.recent.clear()
 
     async def messages(
         self, session_id: str, *, tenant: str | None = None, after: int = 0, limit: int = 1000
@@ -307,7 +311,6 @@ class Engine:
                 if existing is not None:
                     return existing
             raise
-        self.bus.publish([queued])
         if ahead is not None:
             self._waiting.add(session_id)
         if ahead is None:
@@ -478,8 +481,7 @@ class Engine:
         result = await self.store.end_run(run_id, only_if, terminal)
         if result is None:
             return None
-        run, event = result
-        self.bus.publish([event])
+        run, _ = result
         if not self._closing:
             self._background(self._start_next(run.session_id))
         return run
@@ -688,4 +690,7 @@ class Engine:
         """Delete the events of runs that ended longer ago than the retention age."""
         if self.settings.retention_seconds is None:
             return 0
-        return await self.store.purge_events(self.clock() - self.settings.retention_seconds)
+        purged = await self.store.purge_events(self.clock() - self.settings.retention_seconds)
+        if purged and self.recent is not None:
+            self.recent.clear()
+        return purged

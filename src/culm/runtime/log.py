@@ -1,7 +1,8 @@
-"""Group commit: events of every run are queued, written in one transaction, then published.
+"""Group commit: events of every run are queued, written in one transaction, then announced.
 
-Nobody is shown an event before it is durable: the bus hears of a batch only after the
-store has committed it. ``append`` never waits for the disk; ``flush`` does.
+Nobody is shown an event before it is durable: the store announces a batch (its
+``on_commit``, which the engine points at the bus) only once it has committed it, in
+commit order. ``append`` never waits for the disk; ``flush`` does.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from culm.bus import Bus
 from culm.events import Event
 from culm.models import RunState
 from culm.store import Store
@@ -20,9 +20,8 @@ log = logging.getLogger("culm.log")
 class EventLog:
     """The write path of every runner in this process."""
 
-    def __init__(self, store: Store, bus: Bus, max_batch: int = 5_000) -> None:
+    def __init__(self, store: Store, max_batch: int = 5_000) -> None:
         self._store = store
-        self._bus = bus
         self._max_batch = max_batch
         self._events: list[Event] = []
         self._states: dict[str, RunState] = {}
@@ -80,10 +79,6 @@ class EventLog:
                 delay = 0.05
                 self.appended += len(events)
                 self.commits += 1
-                try:
-                    self._bus.publish(events)
-                except Exception:  # the log is the truth: followers catch up from it
-                    log.exception("publishing %d committed events failed", len(events))
                 done.set_result(None)
 
     def _requeue(

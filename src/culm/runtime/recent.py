@@ -68,6 +68,12 @@ class RecentEvents:
             return tail[start : start + limit]
         return await self._store.read_events(run_id, after=after, limit=limit)
 
+    def clear(self) -> None:
+        """Forget everything: after events were deleted from the log, memory must not keep
+        serving them."""
+        self._runs.clear()
+        self._size = 0
+
     def __len__(self) -> int:
         return self._size
 

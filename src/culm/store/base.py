@@ -49,6 +49,10 @@ class Ownership:
 class Store(Protocol):
     """Durable sessions, runs and the event log."""
 
+    on_commit: Callable[[Sequence[Event]], None] | None
+    """Called with the events each transaction wrote, once it has committed, in commit
+    order (the order of their log positions): how an engine announces them."""
+
     async def open(self) -> None:
         """Connect and bring the schema to the latest version."""
 

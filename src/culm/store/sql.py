@@ -8,6 +8,7 @@ their own pool and never wait for the writer.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,6 +37,8 @@ from culm.store.migrate import upgrade
 from culm.store.schedules import ScheduleQueries
 from culm.store.schema import events, messages, runs, sessions
 
+log = logging.getLogger("culm.store")
+
 EngineFactory = Callable[[], tuple[AsyncEngine, AsyncEngine]]
 
 
@@ -55,6 +58,8 @@ class SqlStore(ScheduleQueries):
         self._writer: AsyncEngine | None = None
         self._reader: AsyncEngine | None = None
         self._write_lock = asyncio.Lock()
+        self._written: list[Event] = []
+        self.on_commit: Callable[[Sequence[Event]], None] | None = None
         self._group = WriteGroup(self._write)
 
     async def open(self) -> None:
@@ -76,8 +81,23 @@ class SqlStore(ScheduleQueries):
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         assert self._writer is not None, "store is not open"
-        async with self._write_lock, self._writer.begin() as conn:
-            yield conn
+        async with self._write_lock:
+            self._written = []
+            try:
+                async with self._writer.begin() as conn:
+                    yield conn
+            finally:
+                written, self._written = self._written, []
+            # still under the lock: announcements follow commit order exactly
+            if written and self.on_commit is not None:
+                try:
+                    self.on_commit(written)
+                except Exception:  # the log is the truth: followers catch up from it
+                    log.exception("announcing %d committed events failed", len(written))
+
+    async def _insert_events(self, conn: AsyncConnection, batch: Sequence[Event]) -> None:
+        await _insert_events(conn, batch)
+        self._written.extend(batch)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -197,7 +217,7 @@ class SqlStore(ScheduleQueries):
                     **columns,
                 )
             )
-            await _insert_events(conn, [queued])
+            await self._insert_events(conn, [queued])
             return ahead
 
         return await self._group.run(write)
@@ -280,7 +300,7 @@ class SqlStore(ScheduleQueries):
     async def write_batch(self, events: Sequence[Event], states: Mapping[str, RunState]) -> None:
         async with self._write() as conn:
             if events:
-                await _insert_events(conn, events)
+                await self._insert_events(conn, events)
             if states:
                 await conn.execute(
                     runs.update().where(runs.c.id == sa.bindparam("run_id")),
@@ -296,7 +316,7 @@ class SqlStore(ScheduleQueries):
                 return None
             event = terminal(run)
             run.state = advance(run.state, event)
-            await _insert_events(conn, [event])
+            await self._insert_events(conn, [event])
             await conn.execute(
                 runs.update().where(runs.c.id == run_id).values(**_state_columns(run.state))
             )
