@@ -1,47 +1,56 @@
-"""Group commit for small writes: concurrent callers share one transaction.
+"""Group commit for small writes: requests that arrive together share one transaction.
 
 Starting a run is a handful of statements and one commit. When many start at once, each
 would take the write lock, begin, write and sync the disk in turn; here they queue, and
-whoever finds the queue idle drains it: every write waiting joins one transaction and one
+whoever finds the queue idle drains it: every request waiting is written by one call of
+``write_many`` in one transaction (so a few statements serve the whole group) and one
 sync. A caller gets its result only once that transaction has committed.
 
-An operation may refuse (raise a ``CulmError``) only before it writes anything, so a
-refusal leaves the shared transaction clean. Any other error rolls the whole group back,
-and then each operation runs alone, so only the one at fault fails.
+``write_many`` answers each request with its result or a refusal (a ``CulmError``,
+decided before anything was written for it), so a refusal leaves the others untouched.
+Any other error rolls the whole group back, and then each request is written alone, so
+only the one at fault fails.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar, cast
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from culm.errors import CulmError
 
-T = TypeVar("T")
-Op = Callable[[AsyncConnection], Awaitable[Any]]
+Request = TypeVar("Request")
+Result = TypeVar("Result")
 Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
-class WriteGroup:
-    """Runs queued write operations in shared transactions, in the order they came."""
+class WriteGroup(Generic[Request, Result]):
+    """Writes queued requests in shared transactions, in the order they came."""
 
-    def __init__(self, transaction: Transaction) -> None:
+    def __init__(
+        self,
+        transaction: Transaction,
+        write_many: Callable[
+            [AsyncConnection, Sequence[Request]], Awaitable[list[Result | CulmError]]
+        ],
+    ) -> None:
         self._transaction = transaction
-        self._queue: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._write_many = write_many
+        self._queue: list[tuple[Request, asyncio.Future[Result]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
-    async def run(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """``op(connection)``'s result, once the transaction it shared has committed."""
+    async def run(self, request: Request) -> Result:
+        """The request's result, once the transaction it shared has committed."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((op, future))
+        future: asyncio.Future[Result] = loop.create_future()
+        self._queue.append((request, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
-        return cast(T, await future)
+        return await future
 
     async def aclose(self) -> None:
         """Wait for the writes already queued."""
@@ -51,41 +60,36 @@ class WriteGroup:
     async def _drain(self) -> None:
         while self._queue:
             # a caller that gave up before its turn is not written at all
-            batch = [(op, f) for op, f in self._queue if not f.cancelled()]
+            batch = [(r, f) for r, f in self._queue if not f.cancelled()]
             self._queue = []
             if batch:
                 await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    async def _commit(self, batch: list[tuple[Request, asyncio.Future[Result]]]) -> None:
         try:
             async with self._transaction() as conn:
-                for op, future in batch:
-                    try:
-                        outcomes.append((future, await op(conn), None))
-                    except CulmError as refusal:  # refused before writing: the rest go on
-                        outcomes.append((future, None, refusal))
+                outcomes = await self._write_many(conn, [r for r, _ in batch])
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][1], None, exc)
+                _settle(batch[0][1], exc)
                 return
-            for op, future in batch:  # one at a time, so only the culprit fails
+            for request, future in batch:  # one at a time, so only the culprit fails
                 try:
                     async with self._transaction() as conn:
-                        result = await op(conn)
+                        [outcome] = await self._write_many(conn, [request])
                 except Exception as alone:
-                    _settle(future, None, alone)
+                    _settle(future, alone)
                 else:
-                    _settle(future, result, None)
+                    _settle(future, outcome)
             return
-        for future, result, error in outcomes:
-            _settle(future, result, error)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            _settle(future, outcome)
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Result], outcome: Result | BaseException) -> None:
     if future.done():  # its caller was cancelled after its turn came
         return
-    if error is not None:
-        future.set_exception(error)
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
     else:
-        future.set_result(result)
+        future.set_result(outcome)

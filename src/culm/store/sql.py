@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from culm.errors import Conflict, NotFound, SessionBusy
+from culm.errors import Conflict, CulmError, NotFound, SessionBusy
 from culm.events import Event
 from culm.models import (
     ACTIVE_STATUSES,
@@ -50,6 +51,19 @@ def _loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+@dataclass(slots=True, frozen=True)
+class _Start:
+    """One ``create_run`` call, waiting for its group's transaction."""
+
+    run: Run
+    queued: Event
+    reject_if_busy: bool
+    owner: str
+    lease_until: float
+    claim: bool
+    new_session: Session | None
+
+
 class SqlStore(ScheduleQueries):
     """Sessions, runs and events in a SQL database (see ``culm.store.base.Store``)."""
 
@@ -60,7 +74,7 @@ class SqlStore(ScheduleQueries):
         self._write_lock = asyncio.Lock()
         self._written: list[Event] = []
         self.on_commit: Callable[[Sequence[Event]], None] | None = None
-        self._group = WriteGroup(self._write)
+        self._starts = WriteGroup(self._write, self._create_runs)
 
     async def open(self) -> None:
         self._writer, self._reader = self._make_engines()
@@ -68,7 +82,7 @@ class SqlStore(ScheduleQueries):
             await conn.run_sync(upgrade)
 
     async def close(self) -> None:
-        await self._group.aclose()
+        await self._starts.aclose()
         for engine in (self._writer, self._reader):
             if engine is not None:
                 await engine.dispose()
@@ -187,40 +201,73 @@ class SqlStore(ScheduleQueries):
         claim: bool = False,
         new_session: Session | None = None,
     ) -> str | None:
-        # runs are started in bursts: concurrent starts share one commit
-        async def write(conn: AsyncConnection) -> str | None:
-            ahead = None
-            if new_session is not None:
-                await conn.execute(sessions.insert().values(**_session_columns(new_session)))
-            else:
-                await _require_session(conn, run.session_id, run.tenant)
-                ahead = await _oldest_active(conn, run.session_id)
-            if ahead is not None and reject_if_busy:
-                raise SessionBusy(run.session_id, ahead)
-            columns = _state_columns(run.state)
-            if claim and ahead is None:
-                columns["status"] = RunStatus.RUNNING.value
-            await conn.execute(
-                runs.insert().values(
-                    id=run.id,
-                    session_id=run.session_id,
-                    tenant=run.tenant,
-                    agent=run.agent,
-                    input=dumps(run.input),
-                    trigger=run.trigger.value,
-                    parent_run_id=run.parent_run_id,
-                    schedule_id=run.schedule_id,
-                    idempotency_key=run.idempotency_key,
-                    created_at=run.created_at,
-                    worker_id=owner,
-                    lease_expires_at=lease_until,
-                    **columns,
-                )
-            )
-            await self._insert_events(conn, [queued])
-            return ahead
+        # runs are started in bursts: starts that arrive together share one commit
+        start = _Start(run, queued, reject_if_busy, owner, lease_until, claim, new_session)
+        return await self._starts.run(start)
 
-        return await self._group.run(write)
+    async def _create_runs(
+        self, conn: AsyncConnection, starts: Sequence[_Start]
+    ) -> list[str | CulmError | None]:
+        """Write a group of starts with a few statements in all, not a few per start."""
+        wanted = {s.run.session_id for s in starts if s.new_session is None}
+        known: dict[str, str] = {}
+        oldest: dict[str, str] = {}
+        if wanted:
+            rows = await conn.execute(
+                sa.select(sessions.c.id, sessions.c.tenant).where(sessions.c.id.in_(wanted))
+            )
+            known = {row.id: row.tenant for row in rows}
+            rows = await conn.execute(
+                sa.select(runs.c.session_id, sa.func.min(runs.c.id).label("first"))
+                .where(runs.c.session_id.in_(wanted), runs.c.status.in_(ACTIVE_STATUSES))
+                .group_by(runs.c.session_id)
+            )
+            oldest = {row.session_id: row.first for row in rows}
+        outcomes: list[str | CulmError | None] = []
+        new_sessions: list[dict[str, Any]] = []
+        new_runs: list[dict[str, Any]] = []
+        new_events: list[Event] = []
+        for start in starts:
+            run = start.run
+            if start.new_session is not None:
+                new_sessions.append(_session_columns(start.new_session))
+                known[run.session_id] = run.tenant
+            elif known.get(run.session_id) != run.tenant:
+                outcomes.append(NotFound(f"no session {run.session_id}"))
+                continue
+            ahead = oldest.get(run.session_id)
+            if ahead is not None and start.reject_if_busy:
+                outcomes.append(SessionBusy(run.session_id, ahead))
+                continue
+            oldest.setdefault(run.session_id, run.id)
+            columns = _state_columns(run.state)
+            if start.claim and ahead is None:
+                columns["status"] = RunStatus.RUNNING.value
+            new_runs.append(
+                {
+                    "id": run.id,
+                    "session_id": run.session_id,
+                    "tenant": run.tenant,
+                    "agent": run.agent,
+                    "input": dumps(run.input),
+                    "trigger": run.trigger.value,
+                    "parent_run_id": run.parent_run_id,
+                    "schedule_id": run.schedule_id,
+                    "idempotency_key": run.idempotency_key,
+                    "created_at": run.created_at,
+                    "worker_id": start.owner,
+                    "lease_expires_at": start.lease_until,
+                    **columns,
+                }
+            )
+            new_events.append(start.queued)
+            outcomes.append(ahead)
+        if new_sessions:
+            await conn.execute(sessions.insert(), new_sessions)
+        if new_runs:
+            await conn.execute(runs.insert(), new_runs)
+            await self._insert_events(conn, new_events)
+        return outcomes
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
         async with self._read() as conn:
@@ -487,17 +534,6 @@ async def _require_run(conn: AsyncConnection, run_id: str, tenant: str | None) -
     if row is None:
         raise NotFound(f"no run {run_id}")
     return _run(row)
-
-
-async def _oldest_active(conn: AsyncConnection, session_id: str) -> str | None:
-    query = (
-        sa.select(runs.c.id)
-        .where(runs.c.session_id == session_id, runs.c.status.in_(ACTIVE_STATUSES))
-        .order_by(runs.c.id)
-        .limit(1)
-    )
-    ahead: str | None = (await conn.execute(query)).scalar()
-    return ahead
 
 
 def _session_columns(session: Session) -> dict[str, Any]:
