@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from culm.api import schemas
 from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs
-from culm.api.wire import JSONResponse, OrjsonRoute
+from culm.api.wire import JSONResponse, OrjsonRoute, page
 from culm.engine import Engine
 from culm.errors import Conflict, InvalidInput
 from culm.models import RunStatus, Trigger
@@ -165,8 +165,7 @@ async def list_runs(
         schedule_id=schedule_id,
     )
     runs = await engine.list_runs(where, limit=limit, before=cursor)
-    next_cursor = runs[-1].id if len(runs) == limit else None
-    return JSONResponse({"data": [r.to_dict() for r in runs], "next_cursor": next_cursor})
+    return page(runs, limit)
 
 
 @router.get(
@@ -243,8 +242,7 @@ async def run_children(
 ) -> Response:
     """The runs this run spawned, newest first, with their live state."""
     runs = await engine.children(run_id, tenant=tenant, limit=limit, before=cursor)
-    next_cursor = runs[-1].id if len(runs) == limit else None
-    return JSONResponse({"data": [r.to_dict() for r in runs], "next_cursor": next_cursor})
+    return page(runs, limit)
 
 
 @router.get(

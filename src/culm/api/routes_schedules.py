@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs
-from culm.api.wire import JSONResponse, OrjsonRoute
+from culm.api.wire import JSONResponse, OrjsonRoute, page
 from culm.models import FiringOutcome, Misfire, Overlap, RunStatus, ScheduleSpec, SessionMode
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], route_class=OrjsonRoute)
@@ -212,8 +212,7 @@ async def list_schedules(
     """The tenant's schedules, newest first; ``cursor`` is the previous page's
     ``next_cursor``."""
     schedules = await engine.list_schedules(tenant, limit=limit, before=cursor)
-    next_cursor = schedules[-1].id if len(schedules) == limit else None
-    return JSONResponse({"data": [s.to_dict() for s in schedules], "next_cursor": next_cursor})
+    return page(schedules, limit)
 
 
 @router.get(
@@ -301,5 +300,4 @@ async def list_firings(
     """The schedule's ledger, newest first: each fire time, when it fired and what became
     of it; ``cursor`` is the previous page's ``next_cursor``."""
     firings = await engine.schedule_firings(schedule_id, tenant, limit=limit, before=cursor)
-    next_cursor = firings[-1].id if len(firings) == limit else None
-    return JSONResponse({"data": [f.to_dict() for f in firings], "next_cursor": next_cursor})
+    return page(firings, limit)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from culm.api import schemas
 from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs
-from culm.api.wire import MAX_CURSOR, JSONResponse, OrjsonRoute
+from culm.api.wire import MAX_CURSOR, JSONResponse, OrjsonRoute, page
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=OrjsonRoute)
 
@@ -63,8 +63,7 @@ async def list_sessions(
         if key.startswith(METADATA_PREFIX) and len(key) > len(METADATA_PREFIX)
     }
     sessions = await engine.list_sessions(tenant, limit=limit, before=cursor, metadata=metadata)
-    next_cursor = sessions[-1].id if len(sessions) == limit else None
-    return JSONResponse({"data": [s.to_dict() for s in sessions], "next_cursor": next_cursor})
+    return page(sessions, limit)
 
 
 @router.get(

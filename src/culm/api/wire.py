@@ -8,8 +8,8 @@ body that gets past the parser can be stored and sent back as JSON unchanged.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 import orjson
 from fastapi import Request, Response
@@ -36,6 +36,21 @@ class JSONResponse(responses.JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+
+class Record(Protocol):
+    """What a listing pages through: anything with an id that orders it, and a JSON shape."""
+
+    @property
+    def id(self) -> Any: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def page(records: Sequence[Record], limit: int) -> JSONResponse:
+    """A listing page: ``next_cursor`` is the last id when the page is full, else null."""
+    next_cursor = records[-1].id if len(records) == limit else None
+    return JSONResponse({"data": [r.to_dict() for r in records], "next_cursor": next_cursor})
 
 
 class _OrjsonRequest(Request):
