@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from culm.payload import Limits
+
 
 class Settings(BaseSettings):
     """How an engine stores, delivers and times out; every field has a safe default."""
@@ -36,6 +38,12 @@ class Settings(BaseSettings):
     """An idle event stream sends a comment line this often, so proxies keep it open."""
     max_request_bytes: int = Field(default=1_048_576, ge=1)
     """Largest request body the HTTP API accepts; larger ones get 413 and change nothing."""
+    max_json_depth: int = Field(default=64, ge=1, le=200)
+    """Deepest nesting of objects and arrays accepted in any JSON value: event data, run
+    input and output, tool arguments and results, session metadata, request bodies."""
+    max_event_bytes: int = Field(default=1_048_576, ge=1_024)
+    """Largest encoded JSON of one value a run stores: an event's data, its input, its
+    output. A larger one fails the call that made it (``InvalidPayload``; HTTP 422)."""
     recent_events: int = Field(default=50_000, ge=0)
     """Committed events an engine keeps in memory, so followers catching up on the same
     recent runs share them instead of each reading the database; 0 turns it off."""
@@ -56,6 +64,11 @@ class Settings(BaseSettings):
     spawn_child_idle_timeout: float | None = Field(default=None, gt=0)
     """Seconds a child (with its own children) may emit nothing before it is cancelled with
     reason ``timeout``; None: no limit."""
+
+    @property
+    def payload_limits(self) -> Limits:
+        """The limits every JSON value entering culm is checked against."""
+        return Limits(max_depth=self.max_json_depth, max_bytes=self.max_event_bytes)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -1,0 +1,148 @@
+"""JSON values checked and copied where they enter culm, so the log can always store them.
+
+Everything a run emits, returns or hands a tool, and everything a client sends, ends up in
+the event log as JSON. A value the log cannot store (a set, an object, ``2**70``, ``NaN``,
+a lone surrogate, nesting deeper than the encoder's recursion limit, an event of
+100 MB) must fail the call that brought it in, with a message naming where the bad part
+is, and never reach the writer, which would otherwise retry it forever and stall every
+run in the process. ``check`` is that gate: it returns a fresh copy (so a caller that
+mutates its dict after emitting it changes nothing stored) and the value's encoded size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from culm.errors import InvalidInput
+
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+
+
+class InvalidPayload(InvalidInput):
+    """A value that cannot be stored as JSON, or is past a limit; says where and why."""
+
+    code = "invalid_payload"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How deep and how large one value may be."""
+
+    max_depth: int = 64
+    """Nesting of objects and arrays; the top level is depth 1."""
+    max_bytes: int = 1_048_576
+    """Encoded JSON size of one value."""
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def check(value: Any, limits: Limits = DEFAULT_LIMITS, *, what: str = "value") -> Any:
+    """A copy of ``value`` made of plain JSON types only (tuples become lists), or
+    ``InvalidPayload`` naming the first part that cannot be stored and why."""
+    copy = _copy(value, what, 1, limits.max_depth)
+    size = len(orjson.dumps(copy))
+    if size > limits.max_bytes:
+        raise InvalidPayload(
+            f"{what} is {size} bytes of JSON, more than the limit of {limits.max_bytes}"
+        )
+    return copy
+
+
+def checked_size(value: Any, limits: Limits = DEFAULT_LIMITS, *, what: str = "value") -> int:
+    """The encoded size of a value already known to be plain JSON, checked against the
+    byte limit (for callers that built the value themselves)."""
+    size = len(orjson.dumps(value))
+    if size > limits.max_bytes:
+        raise InvalidPayload(
+            f"{what} is {size} bytes of JSON, more than the limit of {limits.max_bytes}"
+        )
+    return size
+
+
+def _copy(value: Any, path: str, depth: int, max_depth: int) -> Any:
+    # exact type checks first: the common cases cost one dict lookup each
+    kind = type(value)
+    if kind is str:
+        if _SURROGATE.search(value) is not None:
+            raise InvalidPayload(f"{path}: text holds a lone surrogate, which is not UTF-8")
+        return value
+    if value is None or kind is bool:
+        return value
+    if kind is int:
+        if not INT_MIN <= value <= INT_MAX:
+            raise InvalidPayload(
+                f"{path}: the integer {_short(value)} does not fit in 64 bits; send it as a string"
+            )
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise InvalidPayload(f"{path}: {value} is not a JSON number")
+        return value
+    if kind is dict or kind is list or kind is tuple:
+        if depth > max_depth:
+            raise InvalidPayload(
+                f"{path}: nested more than {max_depth} levels deep (the limit; CULM_MAX_JSON_DEPTH)"
+            )
+        if kind is dict:
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise InvalidPayload(
+                        f"{path}: object keys must be strings, not {type(key).__name__}"
+                    )
+                if _SURROGATE.search(key) is not None:
+                    raise InvalidPayload(f"{path}: a key holds a lone surrogate")
+                out[key] = _copy(item, f"{path}.{key}", depth + 1, max_depth)
+            return out
+        return [_copy(item, f"{path}[{i}]", depth + 1, max_depth) for i, item in enumerate(value)]
+    # subclasses of the plain types (an IntEnum, a str Enum, a dict subclass) are stored as
+    # the plain value they are; anything else is refused
+    plain: type[Any]
+    for plain in (bool, int, float, str, dict, list, tuple):
+        if isinstance(value, plain):
+            return _copy(plain(value), path, depth, max_depth)
+    raise InvalidPayload(
+        f"{path}: a {type(value).__name__} is not JSON "
+        "(use dicts, lists, strings, numbers, booleans and None)"
+    )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_LONG_NUMBER = re.compile(rb"\d{19,}")
+
+
+def _short(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:10]}...{text[-6:]} ({len(text)} digits)"
+
+
+def loads(body: bytes | str, limits: Limits = DEFAULT_LIMITS, *, what: str = "body") -> Any:
+    """Parse JSON from a client and check it as ``check`` does.
+
+    orjson turns integers past 64 bits into floats without a word; a body that has a run
+    of 19 or more digits is parsed again exactly, so such a number is refused by name
+    instead of silently changed. Malformed JSON raises ``json.JSONDecodeError``.
+    """
+    raw = body.encode() if isinstance(body, str) else body
+    try:
+        if _LONG_NUMBER.search(raw) is not None:
+            value = json.loads(raw, parse_constant=_no_constant)
+        else:
+            value = orjson.loads(raw)
+    except RecursionError:
+        raise InvalidPayload(
+            f"{what}: nested more than {limits.max_depth} levels deep (the limit)"
+        ) from None
+    return check(value, limits, what=what)
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidPayload(f"{name} is not a JSON number")
