@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     idle_poll_seconds: float = Field(default=5.0, gt=0)
     """A quiet subscriber re-checks the log this often (a safety net under the bus)."""
     max_batch: int = Field(default=5_000, ge=1)
-    """Most events written in one group commit."""
+    """Events queued for the next group commit past which emitters wait for the disk."""
+    max_queued_bytes: int = Field(default=64 * 1_048_576, ge=1_048_576)
+    """Bytes of event data queued for the next group commit past which emitters wait: what
+    a run can make the server hold while the disk is slow or full."""
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
     """API key -> tenant; from ``CULM_API_KEYS`` as ``key1=tenantA,key2=tenantB``. With none
     configured every caller is tenant ``default`` and the server binds to loopback only."""

@@ -134,6 +134,13 @@ class Run:
     parent_run_id: str | None = None
     schedule_id: str | None = None
     idempotency_key: str | None = None
+    epoch: int = 0
+    """Bumped by every claim of the run and by every end written from outside its runner:
+    a process may write for the run only while the epoch it claimed is still current."""
+    grant: dict[str, int | None] | None = None
+    """What its parent granted a spawned run (``tokens``, ``rounds``); None: no limit."""
+    depth: int = 0
+    """Levels below its root run (0 for a root)."""
 
     @property
     def status(self) -> RunStatus:

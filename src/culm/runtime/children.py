@@ -64,6 +64,8 @@ class SpawnDoor(Protocol):
         parent_run_id: str | None = None,
         run_id: str | None = None,
         by: str = "user",
+        grant: Budget | None = None,
+        depth: int = 0,
     ) -> Run: ...
 
     async def cancel(
@@ -75,8 +77,6 @@ class SpawnDoor(Protocol):
     ) -> Run: ...
 
     def local_runner(self, run_id: str) -> Runner | None: ...
-
-    def expect_child(self, run_id: str, budget: Budget, depth: int) -> None: ...
 
     def background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
 
@@ -137,7 +137,6 @@ class ChildSet:
             del self._records[run_id]
             raise
         try:
-            self._door.expect_child(run_id, grant, self.depth + 1)
             await self._door.start_run(
                 agent,
                 value,
@@ -147,6 +146,8 @@ class ChildSet:
                 parent_run_id=parent.id,
                 run_id=run_id,
                 by=by or f"run:{parent.id}",
+                grant=grant,
+                depth=self.depth + 1,
             )
         except Exception as exc:
             await self._report(record, RunStatus.FAILED, None, f"could not start: {exc}", None)

@@ -7,6 +7,7 @@ from typing import Any
 
 from culm.models import Message
 from culm.store import Store
+from culm.store.base import Fence
 
 _PAGE = 1000
 
@@ -14,12 +15,19 @@ _PAGE = 1000
 class SessionHistory:
     """Reads a session's stored messages and appends a run's new ones, tagged with the run."""
 
-    __slots__ = ("_clock", "_run_id", "_session_id", "_store")
+    __slots__ = ("_clock", "_fence", "_run_id", "_session_id", "_store")
 
     def __init__(
-        self, store: Store, session_id: str, run_id: str, clock: Callable[[], float]
+        self,
+        store: Store,
+        session_id: str,
+        run_id: str,
+        clock: Callable[[], float],
+        fence: Fence | None = None,
     ) -> None:
+        """With ``fence``, messages are added only while this process still owns the run."""
         self._store = store
+        self._fence = fence
         self._session_id = session_id
         self._run_id = run_id
         self._clock = clock
@@ -46,5 +54,6 @@ class SessionHistory:
                     run_id=self._run_id,
                 )
                 for m in messages
-            ]
+            ],
+            self._fence,
         )

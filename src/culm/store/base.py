@@ -38,12 +38,31 @@ class RunFilter:
 
 
 @dataclass(slots=True, frozen=True)
+class Fence:
+    """Who may write for a run: the process that claimed it, at the epoch of that claim."""
+
+    worker_id: str
+    epoch: int
+
+
+@dataclass(slots=True, frozen=True)
 class Ownership:
-    """Who executes an active run, and until when it has vouched for it."""
+    """Who executes an active run, and whether its lease ran out by the database's clock."""
 
     run_id: str
     worker_id: str | None
-    lease_expires_at: float | None
+    epoch: int
+    expired: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Created:
+    """What ``create_run`` did: the run as stored, whether it is new (False when its
+    idempotency key named a run that already existed), and the run ahead of it."""
+
+    run: Run
+    created: bool = True
+    ahead: str | None = None
 
 
 class Store(Protocol):
@@ -91,17 +110,19 @@ class Store(Protocol):
         *,
         reject_if_busy: bool,
         owner: str,
-        lease_until: float,
+        lease_seconds: float,
         claim: bool = False,
         new_session: Session | None = None,
-    ) -> str | None:
+    ) -> Created:
         """Store a new pending run with its first event, atomically, owned by ``owner``.
 
-        Returns the id of the session's oldest active run when there is one (the new run
-        then waits behind it), or None. With ``reject_if_busy`` a busy session raises
-        ``SessionBusy`` and nothing is stored. With ``claim`` a run with nothing ahead is
-        stored already claimed (status ``running``), saving a ``claim_run``. With
-        ``new_session`` that session is created in the same transaction.
+        When the session has an active run, the new run waits behind it (``ahead``); with
+        ``reject_if_busy`` a busy session raises ``SessionBusy`` and nothing is stored.
+        With ``claim`` a run with nothing ahead is stored already claimed (status
+        ``running``, epoch 1), saving a ``claim_run``. With ``new_session`` that session is
+        created in the same transaction. A run whose ``idempotency_key`` the tenant used
+        before is not stored: the earlier run is returned (``created`` False), or
+        ``IdempotencyKeyReused`` when that run has another agent or session.
         """
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run: ...
@@ -122,26 +143,43 @@ class Store(Protocol):
     async def startable_runs(self, limit: int = 100) -> list[Run]:
         """Pending runs first in line on a session with no running run, oldest first."""
 
-    async def claim_run(self, run_id: str, worker_id: str, lease_until: float) -> bool:
-        """Take a pending run for execution (status ``running``); False if it is not
-        pending any more or its session already has a running run."""
+    async def claim_run(self, run_id: str, worker_id: str, lease_seconds: float) -> int | None:
+        """Take a pending run for execution (status ``running``) and return the new epoch
+        that fences its writes; None if it is not pending any more or its session already
+        has a running run."""
 
-    async def write_batch(self, events: Sequence[Event], states: Mapping[str, RunState]) -> None:
-        """Append events and the runs' new states in one transaction (group commit).
+    async def write_batch(
+        self,
+        events: Sequence[Event],
+        states: Mapping[str, RunState],
+        fences: Mapping[str, Fence],
+    ) -> set[str]:
+        """Append events and the runs' new states in one transaction (group commit), for
+        the runs whose ``fences`` still hold (owner and epoch unchanged, run active).
 
-        Assigns each event its ``pos``.
+        Returns the runs whose fence did not hold: nothing was written for them. Assigns
+        each written event its ``pos``.
         """
 
     async def end_run(
-        self, run_id: str, only_if: frozenset[RunStatus], terminal: Callable[[Run], Event]
+        self,
+        run_id: str,
+        only_if: frozenset[RunStatus],
+        terminal: Callable[[Run], Event],
+        *,
+        fence: Fence | None = None,
     ) -> tuple[Run, Event] | None:
-        """End a run that no local runner holds: if its status is in ``only_if``, append
-        ``terminal(run)`` (the next event of the stored run) and its projected state
-        atomically; returns the ended run, or None when its status did not match."""
+        """End a run from outside its runner: if its status is in ``only_if`` (and, with
+        ``fence``, its owner and epoch are still those), append ``terminal(run)`` (the next
+        event of the stored run) and its projected state atomically and bump its epoch, so
+        whoever executed it can write nothing more. Returns the ended run, or None."""
 
     # conversation history
-    async def append_messages(self, messages: Sequence[Message]) -> None:
-        """Add messages to their sessions' histories, in order, in one transaction."""
+    async def append_messages(
+        self, messages: Sequence[Message], fence: Fence | None = None
+    ) -> None:
+        """Add messages to their sessions' histories, in order, in one transaction; with
+        ``fence``, only while it holds for the messages' run (else ``Conflict``)."""
 
     async def read_messages(
         self, session_id: str, *, after: int = 0, limit: int = 1000
@@ -166,7 +204,11 @@ class Store(Protocol):
         ``NotFound`` for an unknown run (or another tenant's)."""
 
     # ownership and housekeeping
-    async def renew_leases(self, worker_id: str, until: float) -> None: ...
+    async def renew_leases(
+        self, worker_id: str, lease_seconds: float, held: Mapping[str, int]
+    ) -> set[str]:
+        """Extend the leases of the active runs ``worker_id`` owns, by the database's
+        clock; returns those of ``held`` (run id -> epoch) that it no longer owns."""
 
     async def runs_owned_elsewhere(self, worker_id: str) -> list[Ownership]:
         """Active runs that another process owns, or nobody does."""

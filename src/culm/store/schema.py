@@ -57,6 +57,11 @@ runs = sa.Table(
     # ownership: which process executes the run, and until when it has vouched for it
     sa.Column("worker_id", sa.String(256)),
     sa.Column("lease_expires_at", sa.Float),
+    # the fence: every claim and every outside end bumps it; writes must name the current one
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
+    # a spawned run's grant from its parent (JSON) and its depth below its root
+    sa.Column("grant", sa.Text),
+    sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_runs_session_created", "session_id", "id"),
     sa.Index("ix_runs_tenant_id", "tenant", "id"),
     sa.Index("ix_runs_status", "status"),
