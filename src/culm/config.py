@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     subscriber_buffer: int = Field(default=10_000, ge=1)
     """Events a live subscriber may fall behind before it continues from the log."""
     idle_poll_seconds: float = Field(default=5.0, gt=0)
-    """A quiet subscriber re-checks the log this often (a safety net under the bus)."""
+    """How often the log's tail is checked for events other processes sharing the database
+    committed (one query per process, however many followers), and queued runs whose turn
+    came unnoticed are started."""
     max_batch: int = Field(default=5_000, ge=1)
     """Events queued for the next group commit past which emitters wait for the disk."""
     max_queued_bytes: int = Field(default=64 * 1_048_576, ge=1_048_576)
@@ -47,9 +49,9 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=1_048_576, ge=1_024)
     """Largest encoded JSON of one value a run stores: an event's data, its input, its
     output. A larger one fails the call that made it (``InvalidPayload``; HTTP 422)."""
-    recent_events: int = Field(default=50_000, ge=0)
-    """Committed events an engine keeps in memory, so followers catching up on the same
-    recent runs share them instead of each reading the database; 0 turns it off."""
+    recent_events_bytes: int = Field(default=32 * 1_048_576, ge=0)
+    """Bytes of committed events an engine keeps in memory, so followers catching up on
+    the same recent runs share them instead of each reading the database; 0 turns it off."""
 
     scheduler: bool = True
     """Fire schedules from this process (every process may: each fire time fires once)."""

@@ -41,6 +41,7 @@ from culm.runtime.log import EventLog
 from culm.runtime.owners import new_worker_id, release_worker_id
 from culm.runtime.recent import RecentEvents, RecordingBus
 from culm.runtime.runner import Runner, cancelled_data
+from culm.runtime.tail import LogTail
 from culm.schedule import ScheduleBook, Scheduler
 from culm.store import RunFilter, Store, open_store
 from culm.store.runs import replay
@@ -80,12 +81,14 @@ class Engine:
         self.recent: RecentEvents | None = None
         """Recent committed events, shared by followers catching up (see runtime/recent.py)."""
         self.bus = bus or LocalBus()
-        if self.settings.recent_events > 0:
-            self.recent = RecentEvents(self.store, self.settings.recent_events)
+        if self.settings.recent_events_bytes > 0:
+            self.recent = RecentEvents(self.store, self.settings.recent_events_bytes)
             self.bus = RecordingBus(self.bus, self.recent)
         self._reads: EventReader = self.recent if self.recent is not None else self.store
-        # every committed event is announced by the store, in commit order
-        self.store.on_commit = self.bus.publish
+        # every committed event is announced by the store, in commit order; what other
+        # processes sharing the database commit, the log's tail announces
+        self.tail = LogTail(self.store, self.bus.publish)
+        self.store.on_commit = self.tail.announce
         self.clock = clock
         self.worker_id = new_worker_id()
         self.log = EventLog(
@@ -116,6 +119,8 @@ class Engine:
         self._stack.push_async_callback(self.bus.close)
         self._stack.callback(release_worker_id, self.worker_id)
         every = self.executor.every
+        await self.tail.open()
+        self._background(every(self.settings.idle_poll_seconds, self.tail.poll))
         self._background(self.log.run())
         await self.executor.recover()
         self._background(every(self.settings.lease_seconds / 3, self.executor.renew))
@@ -473,7 +478,7 @@ class Engine:
             run_id,
             after,
             buffer=self.settings.subscriber_buffer,
-            idle_poll=self.settings.idle_poll_seconds,
+            idle_poll=None,  # woken by the bus only: the log's tail covers other writers
         ):
             yield batch
 
@@ -504,7 +509,7 @@ class Engine:
             ids,
             after,
             buffer=self.settings.subscriber_buffer,
-            idle_poll=self.settings.idle_poll_seconds,
+            idle_poll=None,  # woken by the bus only: the log's tail covers other writers
             grows=_announces_child,
         ):
             yield batch

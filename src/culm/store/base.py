@@ -195,6 +195,16 @@ class Store(Protocol):
     ) -> list[Event]:
         """Events of these sessions with ``pos > after``, in log order."""
 
+    async def read_log(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Events of every run with ``pos > after``, in log order."""
+
+    async def last_pos(self) -> int:
+        """The highest log position so far (0 for an empty log)."""
+
+    async def count_log(self, after: int) -> tuple[int, int]:
+        """The highest log position and the number of events past ``after``; ``(after,
+        0)`` when there are none."""
+
     # trees of spawned runs
     async def session_tree(self, session_id: str) -> list[str]:
         """The session's id and those of its descendant sessions, level by level."""

@@ -273,6 +273,28 @@ class SqlStore(RunQueries, ScheduleQueries):
         async with self._read() as conn:
             return event_records((await conn.execute(query)).all())
 
+    async def read_log(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        query = (
+            sa.select(*EVENT_COLUMNS)
+            .select_from(EVENTS_WITH_RUNS)
+            .where(events.c.pos > after)
+            .order_by(events.c.pos)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return event_records((await conn.execute(query)).all())
+
+    async def last_pos(self) -> int:
+        async with self._read() as conn:
+            top = (await conn.execute(sa.select(sa.func.max(events.c.pos)))).scalar()
+        return int(top or 0)
+
+    async def count_log(self, after: int) -> tuple[int, int]:
+        query = sa.select(sa.func.max(events.c.pos), sa.func.count()).where(events.c.pos > after)
+        async with self._read() as conn:
+            top, count = (await conn.execute(query)).one()
+        return (int(top), int(count)) if count else (after, 0)
+
     async def session_tree(self, session_id: str) -> list[str]:
         async with self._read() as conn:
             tree = [session_id]
