@@ -295,7 +295,7 @@ class Engine:
         """
         spec = self.app.get(agent)
         self._refuse_when_unhealthy()
-        value = check(spec.validate_input(input), self.settings.payload_limits, what="the input")
+        value = spec.validate_input(input, self.settings.payload_limits)
         if idempotency_key is not None:
             existing = await self.store.find_run(tenant, idempotency_key)
             if existing is not None:  # a retry: before any interrupt or new session

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-import orjson
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
@@ -21,8 +20,9 @@ from culm.agent.context import RunContext
 from culm.agent.spawn import SpawnLimits
 from culm.agent.spawn_tools import BUILTIN_TOOLS
 from culm.agent.tools import Tool, as_tool
-from culm.errors import InvalidInput, NotFound
+from culm.errors import InvalidInput, InvalidPayload, NotFound
 from culm.llm.base import Model
+from culm.payload import DEFAULT_LIMITS, Limits, check
 
 AgentBody = Callable[[RunContext, Any], Awaitable[Any]]
 
@@ -52,20 +52,21 @@ class AgentSpec:
     def input_schema(self) -> dict[str, Any]:
         return self._adapter.json_schema()
 
-    def validate_input(self, value: Any) -> Any:
-        """The input in its stored (JSON) form, or ``InvalidInput`` saying what is wrong.
+    def validate_input(self, value: Any, limits: Limits = DEFAULT_LIMITS) -> Any:
+        """The input in its stored (JSON) form, or ``InvalidInput`` saying what is wrong
+        (``InvalidPayload`` when it cannot be stored as JSON within ``limits``).
 
         No input (None) means the agent's default input, when it declares one.
         """
         if value is None and self.input_default is not inspect.Parameter.empty:
             value = self.input_default
         typed = self.parse_input(value)
+        what = f"the input for agent {self.name!r}"
         try:  # a run's input is stored as JSON: refuse what cannot be, before storing anything
             stored = self._adapter.dump_python(typed, mode="json")
-            orjson.dumps(stored)
-        except (TypeError, PydanticSerializationError) as exc:
-            raise InvalidInput(f"input for agent {self.name!r} is not JSON: {exc}") from None
-        return stored
+        except (TypeError, ValueError, PydanticSerializationError) as exc:
+            raise InvalidPayload(f"{what} cannot be stored as JSON: {exc}") from None
+        return check(stored, limits, what=what)
 
     def parse_input(self, value: Any) -> Any:
         """The input as the agent receives it (a pydantic model, a dataclass...)."""

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from culm.agent.app import App
 from culm.errors import InvalidInput
 from culm.models import Misfire, Overlap, ScheduleSpec, SessionMode
-from culm.payload import DEFAULT_LIMITS, Limits, check
+from culm.payload import DEFAULT_LIMITS, Limits
 from culm.schedule.cadence import check_cron, next_fire, zone
 
 MIN_EVERY = 1.0
@@ -52,7 +52,7 @@ def validate(spec: ScheduleSpec, app: App, limits: Limits = DEFAULT_LIMITS) -> S
         raise InvalidInput(f"max_catch_up must be between 1 and {MAX_CATCH_UP}")
     if spec.name is not None and (not isinstance(spec.name, str) or len(spec.name) > 256):
         raise InvalidInput("name must be a string of at most 256 characters")
-    value = check(app.get(spec.agent).validate_input(spec.input), limits, what="the input")
+    value = app.get(spec.agent).validate_input(spec.input, limits)
     return dataclasses.replace(
         spec,
         input=value,
