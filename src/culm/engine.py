@@ -54,6 +54,18 @@ def _announces_child(event: Event) -> bool:
     return event.type == ev.CHILD_STARTED
 
 
+def _ender(type: str, data: dict[str, Any], now: float) -> Callable[[Run], Event]:
+    """How the store ends a run this call supersedes: the next event of its stream."""
+
+    def terminal(run: Run) -> Event:
+        seq = run.state.last_seq + 1
+        return Event(
+            seq, run.id, run.session_id, type, data, ts=now, parent_run_id=run.parent_run_id
+        )
+
+    return terminal
+
+
 @dataclass(frozen=True, slots=True)
 class Started:
     """What ``Engine.start`` did: the run as stored, and whether this call created it
@@ -307,10 +319,7 @@ class Engine:
         else:
             await self.store.get_session(session_id, tenant)
         run_id = run_id or new_id("run")
-        if if_busy is BusyPolicy.INTERRUPT:
-            for active in await self.store.active_runs(session_id):
-                with contextlib.suppress(RunFinished):
-                    await self.cancel(active.id, by=by, reason=f"interrupted by run {run_id}")
+        interrupted = cancelled_data(by, f"interrupted by run {run_id}", forced=False)
         now = self.clock()
         queued = Event(
             1,
@@ -349,13 +358,19 @@ class Engine:
             lease_seconds=self.settings.lease_seconds,
             claim=True,
             new_session=new_session,
+            supersede=_ender(ev.RUN_CANCELLED, interrupted, now)
+            if if_busy is BusyPolicy.INTERRUPT
+            else None,
         )
         if not created.created:
             return Started(created.run, False)
-        if created.ahead is not None:
-            self.executor.waits_on(session_id)
-        else:
+        if created.ahead is None:
             await self.executor.launch(created.run, epoch=created.run.epoch)
+            return Started(created.run, True)
+        self.executor.waits_on(session_id)
+        if if_busy is BusyPolicy.INTERRUPT:  # what waited was cancelled with the start
+            with contextlib.suppress(RunFinished):
+                await self.cancel(created.ahead, by=by, reason=f"interrupted by run {run_id}")
         return Started(created.run, True)
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run:

@@ -151,6 +151,11 @@ class Executor:
                 runner.lose(quietly=True)
                 return
             runner.fence = Fence(self.worker_id, epoch)
+            if self.closing:  # shutdown began while we claimed it
+                runner.lose(quietly=True)
+                claim = runner.fence
+                await self.end(run.id, ACTIVE, ev.RUN_INTERRUPTED, {"error": _SHUTDOWN}, claim)
+                return
         runner.task = self.background(runner.execute(), run_id=run.id)
 
     def _on_end(self, runner: Runner) -> None:

@@ -113,6 +113,7 @@ class Store(Protocol):
         lease_seconds: float,
         claim: bool = False,
         new_session: Session | None = None,
+        supersede: Callable[[Run], Event] | None = None,
     ) -> Created:
         """Store a new pending run with its first event, atomically, owned by ``owner``.
 
@@ -120,7 +121,10 @@ class Store(Protocol):
         ``reject_if_busy`` a busy session raises ``SessionBusy`` and nothing is stored.
         With ``claim`` a run with nothing ahead is stored already claimed (status
         ``running``, epoch 1), saving a ``claim_run``. With ``new_session`` that session is
-        created in the same transaction. A run whose ``idempotency_key`` the tenant used
+        created in the same transaction. With ``supersede`` every run waiting (pending) on
+        the session is ended in the same transaction by the event ``supersede(run)`` makes
+        for it (its epoch bumped), so the new run waits only behind a running one. A run
+        whose ``idempotency_key`` the tenant used
         before is not stored: the earlier run is returned (``created`` False), or
         ``IdempotencyKeyReused`` when that run has another agent or session.
         """

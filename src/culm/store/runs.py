@@ -48,6 +48,7 @@ class Start:
     lease_seconds: float
     claim: bool
     new_session: Session | None
+    supersede: Callable[[Run], Event] | None = None
 
 
 class RunQueries:
@@ -76,9 +77,12 @@ class RunQueries:
         lease_seconds: float,
         claim: bool = False,
         new_session: Session | None = None,
+        supersede: Callable[[Run], Event] | None = None,
     ) -> Created:
         # runs are started in bursts: starts that arrive together share one commit
-        start = Start(run, queued, reject_if_busy, owner, lease_seconds, claim, new_session)
+        start = Start(
+            run, queued, reject_if_busy, owner, lease_seconds, claim, new_session, supersede
+        )
         try:
             return await self._starts.run(start)
         except IntegrityError:
@@ -92,24 +96,25 @@ class RunQueries:
         """Write a group of starts with a few statements in all, not a few per start."""
         wanted = {s.run.session_id for s in starts if s.new_session is None}
         known: dict[str, str] = {}
-        oldest: dict[str, str] = {}
+        line: dict[str, list[Run]] = {}  # each session's active runs, oldest first
         if wanted:
             rows = await conn.execute(
                 sa.select(sessions.c.id, sessions.c.tenant).where(sessions.c.id.in_(wanted))
             )
             known = {row.id: row.tenant for row in rows}
-            rows = await conn.execute(
-                sa.select(runs.c.session_id, sa.func.min(runs.c.id).label("first"))
+            active = await conn.execute(
+                runs.select()
                 .where(runs.c.session_id.in_(wanted), runs.c.status.in_(ACTIVE_STATUSES))
-                .group_by(runs.c.session_id)
+                .order_by(runs.c.id)
             )
-            oldest = {row.session_id: row.first for row in rows}
+            for row in active:
+                line.setdefault(row.session_id, []).append(run_record(row))
         keyed = await _runs_by_key(conn, starts)
         outcomes: list[Created | CulmError] = []
         new_sessions: list[dict[str, Any]] = []
-        new_runs: list[dict[str, Any]] = []
-        new_events: list[Event] = []
-        now: float | None = None
+        new_runs: dict[str, tuple[Run, Start]] = {}
+        ended: dict[str, tuple[Run, Event]] = {}  # runs this group cancels, and how
+        now = await _now(conn)
         for start in starts:
             run = start.run
             key = (run.tenant, run.idempotency_key)
@@ -122,35 +127,59 @@ class RunQueries:
             elif known.get(run.session_id) != run.tenant:
                 outcomes.append(NotFound(f"no session {run.session_id}"))
                 continue
-            ahead = oldest.get(run.session_id)
+            waiting = line.setdefault(run.session_id, [])
+            if start.supersede is not None:
+                # the runs waiting on the session are cancelled in this very transaction,
+                # so of many concurrent interrupts the last one stored is the one that runs
+                for queued in [r for r in waiting if r.status is RunStatus.PENDING]:
+                    event = start.supersede(queued)
+                    queued.state = advance(queued.state, event)
+                    queued.epoch += 1
+                    ended[queued.id] = (queued, event)
+                    waiting.remove(queued)
+            ahead = waiting[0].id if waiting else None
             if ahead is not None and start.reject_if_busy:
                 outcomes.append(SessionBusy(run.session_id, ahead))
                 continue
             if start.new_session is not None:
                 new_sessions.append(session_columns(start.new_session))
-            oldest.setdefault(run.session_id, run.id)
             stored = run
             if start.claim and ahead is None:
                 state = replace(run.state, status=RunStatus.RUNNING)
                 stored = replace(run, state=state, epoch=1)
-            if now is None:
-                now = await _now(conn)
-            new_runs.append(
-                {
-                    **run_columns(stored),
-                    "worker_id": start.owner,
-                    "lease_expires_at": now + start.lease_seconds,
-                }
-            )
-            new_events.append(start.queued)
+            waiting.append(stored)
+            new_runs[stored.id] = (stored, start)
             if run.idempotency_key is not None:
                 keyed[key] = stored
             outcomes.append(Created(stored, True, ahead))
         if new_sessions:
             await conn.execute(sessions.insert(), new_sessions)
         if new_runs:
-            await conn.execute(runs.insert(), new_runs)
-            await self._insert_events(conn, new_events)
+            await conn.execute(
+                runs.insert(),
+                [
+                    {
+                        **run_columns(stored),
+                        "worker_id": start.owner,
+                        "lease_expires_at": now + start.lease_seconds,
+                    }
+                    for stored, start in new_runs.values()
+                ],
+            )
+        stored_before = [r for rid, (r, _) in ended.items() if rid not in new_runs]
+        if stored_before:
+            await conn.execute(
+                runs.update().where(runs.c.id == sa.bindparam("run_id")),
+                [
+                    {"run_id": r.id, "epoch": r.epoch, **state_columns(r.state)}
+                    for r in stored_before
+                ],
+            )
+        # each run's queued event before its cancellation, when both are written here
+        written = [start.queued for _, start in new_runs.values()]
+        written += [event for _, event in ended.values()]
+        if written:
+            await self._insert_events(conn, written)
         return outcomes
 
     # reads
