@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import culm
 from culm.events import Event
@@ -113,7 +116,33 @@ def start_worker(db_url: str, lease: float) -> subprocess.Popen[str]:
         line = proc.stdout.readline()
         assert line, "the worker exited early"
         seen += not line.startswith("queued")
+
+    # keep reading what it prints, so a full pipe never stalls it mid-transaction
+    def drain(out: IO[str]) -> None:
+        with out:
+            out.read()
+
+    threading.Thread(target=drain, args=(proc.stdout,), daemon=True).start()
     return proc
+
+
+def stop_between_transactions(proc: subprocess.Popen[str], db_url: str) -> None:
+    """SIGSTOP the process at a moment it holds no SQLite write lock: with SQLite one
+    stopped writer inside its transaction blocks every writer until it goes on."""
+    path = db_url.removeprefix("sqlite:///")
+    for _ in range(50):
+        os.kill(proc.pid, signal.SIGSTOP)
+        probe = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.01)
+        finally:
+            probe.close()
+    raise AssertionError("the worker never let go of the write lock")
 
 
 class TestStalledOwner:
@@ -124,7 +153,7 @@ class TestStalledOwner:
         process's writes are fenced out, so each stream has one end and nothing after."""
         proc = start_worker(db_url, lease=1.0)
         try:
-            os.kill(proc.pid, signal.SIGSTOP)
+            stop_between_transactions(proc, db_url)
             await asyncio.sleep(1.5)  # past the lease, by the database's clock
             async with make_engine(lease_seconds=1.0) as engine:  # recovers as it opens
                 running = await engine.list_runs(culm.RunFilter(agent="ticker"))
@@ -144,8 +173,6 @@ class TestStalledOwner:
             os.kill(proc.pid, signal.SIGCONT)
             proc.kill()
             proc.wait(timeout=10)
-            assert proc.stdout is not None
-            proc.stdout.close()
 
 
 class TestLogTail:

@@ -16,7 +16,7 @@ from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs
 from culm.api.wire import JSONResponse, OrjsonRoute, page
 from culm.engine import Engine
-from culm.errors import Conflict, InvalidInput
+from culm.errors import InvalidInput
 from culm.models import RunStatus, Trigger
 from culm.store import RunFilter
 
@@ -54,10 +54,6 @@ _START_DOCS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class IdempotencyKeyReused(Conflict):
-    code = "idempotency_key_reused"
-
-
 def actor(tenant: str) -> str:
     """Who a cancel or interrupt is recorded as having come from."""
     return f"http:{tenant}"
@@ -80,17 +76,7 @@ async def _start(
             parent_run_id, body.agent, body.input, tenant=tenant, by=actor(tenant)
         )
         return JSONResponse(child.to_dict(), status_code=201)
-    if key is not None:
-        existing = await engine.store.find_run(tenant, key)
-        if existing is not None:
-            if existing.agent != body.agent or session_id not in (None, existing.session_id):
-                raise IdempotencyKeyReused(
-                    f"the Idempotency-Key {key!r} was already used to start run {existing.id} "
-                    f"of agent {existing.agent!r} on session {existing.session_id}"
-                )
-            run = await engine.get_run(existing.id, tenant)
-            return JSONResponse(run.to_dict(), status_code=200)
-    run = await engine.start_run(
+    started = await engine.start(
         body.agent,
         body.input,
         session_id=session_id,
@@ -100,7 +86,7 @@ async def _start(
         idempotency_key=key,
         by=actor(tenant),
     )
-    return JSONResponse(run.to_dict(), status_code=201)
+    return JSONResponse(started.run.to_dict(), status_code=201 if started.created else 200)
 
 
 @router.post(
