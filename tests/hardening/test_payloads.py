@@ -262,3 +262,40 @@ def _same(stored: Any, sent: Any) -> bool:
     if isinstance(sent, float):
         return isinstance(stored, float) and stored == sent
     return bool(stored == sent)
+
+
+class TestModelToolCalls:
+    """What a model writes cannot stop the run: unrecordable arguments or results become a
+    tool error the model reads."""
+
+    async def test_arguments_nested_300_deep_and_a_result_past_64_bits(
+        self, make_engine: EngineFactory
+    ) -> None:
+        from culm.llm.base import ToolCall
+        from culm.testing import Reply, ScriptedModel, call, override_model
+
+        tools_app = culm.App()
+
+        @tools_app.tool
+        def lookup(key: Any = None) -> int:
+            """Looks a key up."""
+            return 2**70
+
+        tools_app.add_agent("agent", model="openai:none", tools=[lookup])
+        deep = ToolCall(id="call_deep", name="lookup", arguments="[" * 300 + "]" * 300)
+        model = ScriptedModel(Reply(calls=[deep, call("lookup", key="k")]), "Done.")
+        async with make_engine(tools_app) as engine:
+            with override_model(tools_app, "agent", model):
+                run = await engine.wait((await engine.start_run("agent", "go")).id, 10)
+            assert run.status is culm.RunStatus.COMPLETED
+            failed = {
+                e.data["call_id"]: e.data["error"]
+                for e in await engine.events(run.id)
+                if e.type == "tool.failed"
+            }
+            assert "cannot be recorded" in failed["call_deep"]
+            [other] = [v for k, v in failed.items() if k != "call_deep"]
+            assert "the result cannot be recorded" in other and "64 bits" in other
+            # the model read both errors in its next round
+            tool_messages = [m for m in model.requests[1].messages if m["role"] == "tool"]
+            assert all(m["content"].startswith("Error:") for m in tool_messages)

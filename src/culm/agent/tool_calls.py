@@ -16,10 +16,13 @@ from typing import Any
 from culm import events as ev
 from culm.agent.context import RunContext
 from culm.agent.tools import Tool, ToolArgumentsError, result_data, result_text
-from culm.errors import RunCancelled
+from culm.errors import InvalidPayload, RunCancelled
 from culm.llm.base import ChatMessage, ToolCall
 
 log = logging.getLogger("culm.tools")
+
+_SHOWN_TEXT = 16_384
+"""Characters of unrecordable arguments, or of an error, an event carries."""
 
 
 async def run_tool_calls(
@@ -46,11 +49,19 @@ async def _call(
     run: RunContext, tools: Mapping[str, Tool], call: ToolCall, default_timeout: float
 ) -> ChatMessage:
     about = {"name": call.name, "call_id": call.id}
-    await run.emit(ev.TOOL_STARTED, {**about, "arguments": _shown(call.arguments)})
+    unstorable: str | None = None
+    try:
+        await run.emit(ev.TOOL_STARTED, {**about, "arguments": _shown(call.arguments)})
+    except InvalidPayload as exc:  # arguments the log cannot hold: shown as text, not run
+        unstorable = exc.message
+        shown = call.arguments[:_SHOWN_TEXT]
+        await run.emit(ev.TOOL_STARTED, {**about, "arguments": shown, "truncated": True})
     tool = tools.get(call.name)
     deadline: asyncio.Timeout | None = None
     limit = (tool.timeout if tool is not None else None) or default_timeout
     try:
+        if unstorable is not None:
+            raise ToolArgumentsError(f"the arguments cannot be recorded: {unstorable}")
         if tool is None:
             known = ", ".join(sorted(tools)) or "none"
             raise ToolArgumentsError(f"there is no tool named {call.name!r} (tools: {known})")
@@ -68,9 +79,12 @@ async def _call(
             log.info("tool %s failed in run %s", call.name, run.run_id, exc_info=True)
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     else:
-        await run.emit(ev.TOOL_COMPLETED, {**about, "result": result_data(value)})
-        return {"role": "tool", "tool_call_id": call.id, "content": result_text(value)}
-    await run.emit(ev.TOOL_FAILED, {**about, "error": error})
+        try:
+            await run.emit(ev.TOOL_COMPLETED, {**about, "result": result_data(value)})
+            return {"role": "tool", "tool_call_id": call.id, "content": result_text(value)}
+        except InvalidPayload as exc:
+            error = f"the result cannot be recorded: {exc.message}"
+    await run.emit(ev.TOOL_FAILED, {**about, "error": error[:_SHOWN_TEXT]})
     return {"role": "tool", "tool_call_id": call.id, "content": f"Error: {error}"}
 
 
@@ -78,5 +92,5 @@ def _shown(arguments: str) -> Any:
     """The arguments as data when they are JSON, else the text the model wrote."""
     try:
         return json.loads(arguments)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return arguments
