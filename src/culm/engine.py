@@ -35,15 +35,16 @@ from culm.models import (
 )
 from culm.payload import check
 from culm.projection import advance
-from culm.runtime.executor import PENDING, Executor
+from culm.runtime.executor import ACTIVE, PENDING, Executor
 from culm.runtime.follow import EventReader, follow_run, follow_sessions
 from culm.runtime.log import EventLog
-from culm.runtime.owners import new_worker_id, release_worker_id
+from culm.runtime.owners import new_worker_id, owner_is_dead, release_worker_id
 from culm.runtime.recent import RecentEvents, RecordingBus
 from culm.runtime.runner import Runner, cancelled_data
 from culm.runtime.tail import LogTail
 from culm.schedule import ScheduleBook, Scheduler
 from culm.store import RunFilter, Store, open_store
+from culm.store.base import Fence
 from culm.store.runs import replay
 from culm.tree import RunNode, build_tree
 
@@ -448,6 +449,16 @@ class Engine:
             return run
         if run.status.terminal:
             raise RunFinished(run_id, run.status.value)
+        owner = await self.store.ownership(run_id)
+        if (
+            owner is not None
+            and owner.worker_id is not None
+            and (owner.expired or owner_is_dead(owner.worker_id, self.worker_id))
+        ):  # its process died: nobody will resume it only to cancel it
+            data = cancelled_data(by, reason, forced=False)
+            held = Fence(owner.worker_id, owner.epoch)
+            ended = await self.executor.end(run_id, ACTIVE, ev.RUN_CANCELLED, data, held)
+            return ended or await self.cancel(run_id, by=by, reason=reason, tenant=tenant)
         raise Conflict(
             f"run {run_id} is executing in another process; "
             "cancel it through a server connected to that process's bus"

@@ -141,6 +141,8 @@ class Run:
     """What its parent granted a spawned run (``tokens``, ``rounds``); None: no limit."""
     depth: int = 0
     """Levels below its root run (0 for a root)."""
+    attempt: int = 0
+    """0 for its first execution; each resume after its process died adds one."""
 
     @property
     def status(self) -> RunStatus:
@@ -169,6 +171,7 @@ class Run:
             "tree_usage": s.tree_usage,
             "output": s.output,
             "error": s.error,
+            "attempt": self.attempt,
         }
 
 

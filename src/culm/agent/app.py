@@ -5,6 +5,7 @@ Loaded as ``module:app`` the way uvicorn and Celery load theirs.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import typing
@@ -39,6 +40,9 @@ class AgentSpec:
     """What else a listing shows (a model agent's model and tools)."""
     budget: Budget = field(default_factory=Budget)
     """The most one run may use (a model agent's token budget and max rounds)."""
+    resume: bool = False
+    """When the process running one of its runs dies, resume the run (from its log) rather
+    than end it ``interrupted``: model agents by default, function agents that opt in."""
     spawn: SpawnLimits = field(default_factory=SpawnLimits)
     """Limits on the children its runs start, on top of the engine's."""
     input_default: Any = inspect.Parameter.empty
@@ -106,6 +110,7 @@ class App:
         name: str | None = None,
         description: str | None = None,
         spawn: SpawnLimits | None = None,
+        resume: bool = False,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
     def agent(
@@ -116,16 +121,21 @@ class App:
         name: str | None = None,
         description: str | None = None,
         spawn: SpawnLimits | None = None,
+        resume: bool = False,
     ) -> Any:
         """Register ``async def agent(run: RunContext, input: T)`` as an agent.
 
         The function may return its output, or be an async generator that yields events
         as ``(type, data)`` pairs. ``T`` (from the annotation) validates the input.
-        ``spawn`` limits the children its runs may start (``run.spawn``).
+        ``spawn`` limits the children its runs may start (``run.spawn``). With ``resume``
+        a run whose process died runs again from the top on resume: its emits and
+        ``run.step`` results are matched against its log and not done again (see
+        ``RunContext.step``); without it such a run ends ``interrupted``.
         """
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.add(function_agent(fn, name=name, description=description, spawn=spawn))
+            made = function_agent(fn, name=name, description=description, spawn=spawn)
+            self.add(dataclasses.replace(made, resume=resume))
             return fn
 
         return register(fn) if fn is not None else register
@@ -142,6 +152,7 @@ class App:
         name: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> Callable[[Callable[..., Any]], Tool]: ...
 
     def tool(
@@ -152,15 +163,20 @@ class App:
         name: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> Any:
         """Register a function or coroutine as a tool model agents may use.
 
         Its schema comes from its type hints and docstring; the ``Tool`` returned still
         calls the function when called. ``timeout`` (seconds) bounds each call.
+        ``idempotent``: a call that a crash cut off is made again when the run resumes
+        (otherwise the model is told it may or may not have taken effect).
         """
 
         def register(fn: Callable[..., Any]) -> Tool:
-            made = Tool(fn, name=name, description=description, timeout=timeout)
+            made = Tool(
+                fn, name=name, description=description, timeout=timeout, idempotent=idempotent
+            )
             if made.name in self.tools:
                 raise ValueError(f"a tool named {made.name!r} is already registered")
             self.tools[made.name] = made
@@ -180,6 +196,7 @@ class App:
         timeout: float | None = None,
         description: str | None = None,
         spawn: SpawnLimits | None = None,
+        resume: bool = True,
         **options: Any,
     ) -> AgentSpec:
         """Register a model agent: ``model`` (``openai:gpt-4o-mini``, ``local:smollm2``...)
@@ -188,7 +205,9 @@ class App:
         ``tools`` are ``Tool``s, plain functions, or names of tools registered here (or
         the built-in ``spawn_agent`` and ``wait_children``). ``token_budget`` caps total
         tokens (its children's included), ``timeout`` the run's wall-clock seconds;
-        ``spawn`` limits the children it starts.
+        ``spawn`` limits the children it starts. With ``resume`` (the default) a run whose
+        process died goes on from its log when resumed: completed rounds and recorded tool
+        results are not redone; a model call that was cut off is made again.
         ``options``: ``tool_timeout``, ``tool_choice``, ``retry``, ``model_settings``.
         """
         from culm.agent.model_agent import model_agent  # it builds on this module
@@ -197,6 +216,7 @@ class App:
             model_agent(
                 name,
                 model,
+                resume=resume,
                 description=description,
                 instructions=instructions,
                 tools=[self._tool(t) for t in tools],

@@ -19,6 +19,7 @@ from typing import Any
 from culm import events as ev
 from culm.agent.app import App
 from culm.agent.budget import Budget
+from culm.agent.journal import RUN_RESUMED, Journal
 from culm.config import Settings
 from culm.errors import CulmError
 from culm.events import Event
@@ -116,8 +117,11 @@ class Executor:
         """A run was queued here on this busy session: start it when the session frees."""
         self._waiting.add(session_id)
 
-    async def launch(self, run: Run, *, epoch: int | None = None) -> None:
-        """Execute a run here: claimed already at ``epoch`` (by its start), or claimed now."""
+    async def launch(
+        self, run: Run, *, epoch: int | None = None, journal: Journal | None = None
+    ) -> None:
+        """Execute a run here: claimed already at ``epoch`` (by its start or its resume,
+        then with its ``journal``), or claimed now."""
         if run.id in self._runners:
             return
         if self.closing:
@@ -142,6 +146,7 @@ class Executor:
             door=self._door,
             budget=spec.budget.cap(grant),
             depth=run.depth,
+            journal=journal,
         )
         # registered before the claim, so a cancel arriving meanwhile finds it
         self._runners[run.id] = runner
@@ -259,21 +264,66 @@ class Executor:
                 runner.lose()
 
     async def recover(self) -> None:
-        """Interrupt runs whose process died: at once on this host, by lease elsewhere
-        (judged by the database's clock)."""
+        """Take over the runs whose process died (at once on this host, by lease, judged
+        by the database's clock, elsewhere): resume those whose agent allows it, end the
+        others ``interrupted``."""
+        if self.closing:
+            return
         for owned in await self.store.runs_owned_elsewhere(self.worker_id):
             dead = owned.worker_id is not None and owner_is_dead(owned.worker_id, self.worker_id)
             if dead or owned.expired:
                 why = "the process running it died" if dead else "its process stopped responding"
                 fence = None if owned.worker_id is None else Fence(owned.worker_id, owned.epoch)
-                await self.end(owned.run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
+                if not await self._resume(owned.run_id, fence):
+                    await self.end(owned.run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
+
+    async def _resume(self, run_id: str, fence: Fence | None) -> bool:
+        """Resume a running run here from its log, if its agent allows and it has resumes
+        left; False when it must end instead (or ended meanwhile)."""
+        run = await self.store.get_run(run_id)
+        spec = self.app.agents.get(run.agent)
+        if run.status is not RunStatus.RUNNING or spec is None or not spec.resume:
+            return False
+        if run.attempt >= self.settings.max_resumes:
+            why = (
+                f"its process died {run.attempt + 1} times; it was resumed "
+                f"{self.settings.max_resumes} times, the most allowed (max_resumes)"
+            )
+            await self.end(run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
+            return True
+        now = self.clock()
+
+        def resumed(stored: Run) -> Event:
+            seq = stored.state.last_seq + 1
+            data = {"attempt": stored.attempt + 1, "after_seq": stored.state.last_seq}
+            parent = stored.parent_run_id
+            return Event(seq, run_id, stored.session_id, RUN_RESUMED, data, now, 0, parent)
+
+        taken = await self.store.resume_run(
+            run_id, fence, self.worker_id, self.settings.lease_seconds, resumed
+        )
+        if taken is None:  # someone else took it, or it ended: nothing to do here
+            return True
+        log.info("resuming run %s (attempt %d)", run_id, taken.attempt)
+        past = await _all_events(self.store, run_id)
+        await self.launch(taken, epoch=taken.epoch, journal=Journal(past, taken.attempt))
+        return True
 
     # shutdown
 
     async def shutdown(self) -> None:
-        """Interrupt every run still going, all at once, under one deadline; then stop
-        every task. Returns within about ``cancel_grace + 3`` seconds whatever happens."""
+        """Hand back the runs that can be resumed (their leases lapse at once, so the next
+        process to open the database resumes them) and interrupt the others, all at once,
+        under one deadline; then stop every task. Returns within about
+        ``cancel_grace + 3`` seconds whatever happens."""
         self.closing = True
+        handed = {
+            rid: r.fence.epoch
+            for rid, r in self._runners.items()
+            if r.spec.resume and not r.finalized and r.fence.epoch
+        }
+        for run_id in handed:
+            self._runners[run_id].lose(quietly=True)  # stops it; writes no end
         runners = [r for r in self._runners.values() if not r.finalized]
         for runner in runners:
             if runner.task is not None:
@@ -294,6 +344,10 @@ class Executor:
                 self.log.queued_bytes,
                 self.log.problem,
             )
+        if handed:
+            with contextlib.suppress(CulmError):
+                await asyncio.wait_for(self.store.release_runs(self.worker_id, handed), 2.0)
+            log.info("%d runs handed back, to be resumed", len(handed))
         for _ in range(3):  # a task may swallow a cancel; ask again, but never wait forever
             if not self._tasks:
                 break
@@ -314,3 +368,12 @@ async def _wait_all(coros: list[Coroutine[Any, Any, Any]], timeout: float) -> No
         task.cancel()
     if left:
         await asyncio.wait(left, timeout=0.5)
+
+
+async def _all_events(store: Store, run_id: str) -> list[Event]:
+    events: list[Event] = []
+    while True:
+        page = await store.read_events(run_id, after=events[-1].seq if events else 0, limit=5000)
+        events.extend(page)
+        if len(page) < 5000:
+            return events

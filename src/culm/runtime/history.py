@@ -42,6 +42,9 @@ class SessionHistory:
                 return out
             after = page[-1].id
 
+    async def written(self) -> int:
+        return await self._store.count_messages(self._session_id, self._run_id)
+
     async def append(self, messages: Sequence[dict[str, Any]]) -> None:
         now = self._clock()
         await self._store.append_messages(

@@ -15,6 +15,7 @@ from culm import events as ev
 from culm.agent.app import AgentSpec
 from culm.agent.budget import Budget
 from culm.agent.context import CancelToken, RunContext
+from culm.agent.journal import Journal, Replay
 from culm.errors import InvalidPayload, RunCancelled
 from culm.events import Event
 from culm.models import Run, RunState
@@ -40,7 +41,9 @@ class Runner:
         "done",
         "fence",
         "finalized",
+        "journal",
         "lost",
+        "replay",
         "run",
         "spec",
         "state",
@@ -60,9 +63,12 @@ class Runner:
         door: SpawnDoor | None = None,
         budget: Budget | None = None,
         depth: int = 0,
+        journal: Journal | None = None,
     ) -> None:
         """With ``door`` the run may spawn children, within ``budget`` (its agent's limits
-        capped by its parent's grant), ``depth`` levels below its root."""
+        capped by its parent's grant), ``depth`` levels below its root. With ``journal``
+        the run is being resumed: its earlier attempts' events (``run.resumed``, already
+        written, last)."""
         self.run = run
         self.spec = spec
         self.state: RunState = run.state
@@ -74,6 +80,11 @@ class Runner:
         """The claim this process holds on the run; every write for it names this."""
         self.lost = False
         """True once another process took the run over: nothing more is written for it."""
+        self.journal = journal
+        self.replay: Replay | None = None
+        if journal is not None and spec.resume and spec.details.get("kind") != "model":
+            # a function agent runs again from the top; a model agent reads its rounds
+            self.replay = Replay(journal)
         self._log = event_log
         self._on_end = on_end
         self._clock = clock
@@ -90,6 +101,10 @@ class Runner:
         """
         if self.finalized:
             raise RunCancelled(self.token.by or "engine", self.token.reason)
+        if self.replay is not None and self.replay.replaying and type not in _SPAWN_EVENTS:
+            checked = check(data, self._log.limits, what=f"the data of a {type} event")
+            self.replay.emitted(type, checked)  # in the log already: not written again
+            return
         self._append(type, data)
         await self._log.backpressure()
 
@@ -165,12 +180,17 @@ class Runner:
             budget=children.budget if children is not None else self.spec.budget,
             parent_run_id=r.parent_run_id,
             depth=children.depth if children is not None else 0,
+            journal=self.journal,
+            replay=self.replay,
         )
         type: str
         data: dict[str, Any]
         try:
             self.token.raise_if_requested()
-            await self.emit(ev.RUN_STARTED, {"agent": r.agent})
+            if self.journal is None:
+                await self.emit(ev.RUN_STARTED, {"agent": r.agent})
+            elif children is not None:
+                await children.restore(self.journal.events, replay=self.replay is not None)
             output = await self.spec.body(context, self.spec.parse_input(r.input))
             output = check(output, self._log.limits, what="the agent's output")
         except RunCancelled as exc:
@@ -195,6 +215,9 @@ class Runner:
         finally:
             await self.finish(type, data)
 
+
+_SPAWN_EVENTS = frozenset({ev.CHILD_STARTED, ev.CHILD_COMPLETED})
+"""Written for the run by its children's bookkeeping, never replayed."""
 
 _ENDINGS = {
     ev.RUN_COMPLETED: "completed",

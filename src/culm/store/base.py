@@ -178,12 +178,32 @@ class Store(Protocol):
         event of the stored run) and its projected state atomically and bump its epoch, so
         whoever executed it can write nothing more. Returns the ended run, or None."""
 
+    async def resume_run(
+        self,
+        run_id: str,
+        fence: Fence | None,
+        worker_id: str,
+        lease_seconds: float,
+        resumed: Callable[[Run], Event],
+    ) -> Run | None:
+        """Take over a running run whose owner died (still held under ``fence``, when
+        given): owner ``worker_id``, epoch and attempt bumped, lease renewed, and the event
+        ``resumed(run)`` appended, atomically. None when it is not running under that
+        fence any more (someone else took or ended it)."""
+
+    async def release_runs(self, worker_id: str, held: Mapping[str, int]) -> None:
+        """Let the leases of these runs (id -> epoch, still ours) lapse now, so another
+        process, or this one started again, resumes them without waiting."""
+
     # conversation history
     async def append_messages(
         self, messages: Sequence[Message], fence: Fence | None = None
     ) -> None:
         """Add messages to their sessions' histories, in order, in one transaction; with
         ``fence``, only while it holds for the messages' run (else ``Conflict``)."""
+
+    async def count_messages(self, session_id: str, run_id: str) -> int:
+        """How many messages of the session's history the run added."""
 
     async def read_messages(
         self, session_id: str, *, after: int = 0, limit: int = 1000
@@ -226,6 +246,9 @@ class Store(Protocol):
 
     async def runs_owned_elsewhere(self, worker_id: str) -> list[Ownership]:
         """Active runs that another process owns, or nobody does."""
+
+    async def ownership(self, run_id: str) -> Ownership | None:
+        """Who owns the run while it is active; None once it ended."""
 
     async def purge_events(self, finished_before: float) -> int:
         """Delete the events of runs that ended before this time; the count deleted."""

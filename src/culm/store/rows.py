@@ -93,6 +93,7 @@ def run_columns(run: Run) -> dict[str, Any]:
         "epoch": run.epoch,
         "grant": None if run.grant is None else dumps(run.grant),
         "depth": run.depth,
+        "attempt": run.attempt,
         **state_columns(run.state),
     }
 
@@ -137,6 +138,7 @@ def run_record(row: sa.Row[Any]) -> Run:
         epoch=row.epoch,
         grant=loads(row.grant),
         depth=row.depth,
+        attempt=row.attempt,
     )
 
 

@@ -325,6 +325,54 @@ class RunQueries:
             )
             return run, event
 
+    async def resume_run(
+        self,
+        run_id: str,
+        fence: Fence | None,
+        worker_id: str,
+        lease_seconds: float,
+        resumed: Callable[[Run], Event],
+    ) -> Run | None:
+        async with self._write() as conn:
+            row = (await conn.execute(runs.select().where(runs.c.id == run_id))).first()
+            if row is None or row.status != RunStatus.RUNNING.value:
+                return None
+            if fence is not None and (row.worker_id, row.epoch) != (fence.worker_id, fence.epoch):
+                return None
+            run = run_record(row)
+            event = resumed(run)
+            run.state = advance(run.state, event)
+            run.epoch += 1
+            run.attempt += 1
+            await self._insert_events(conn, [event])
+            await conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(
+                    epoch=run.epoch,
+                    attempt=run.attempt,
+                    worker_id=worker_id,
+                    lease_expires_at=db_now(conn) + lease_seconds,
+                    **state_columns(run.state),
+                )
+            )
+            return run
+
+    async def release_runs(self, worker_id: str, held: Mapping[str, int]) -> None:
+        if not held:
+            return
+        async with self._write() as conn:
+            await conn.execute(
+                runs.update()
+                .where(
+                    runs.c.id == sa.bindparam("run_id"),
+                    runs.c.worker_id == worker_id,
+                    runs.c.epoch == sa.bindparam("held_epoch"),
+                )
+                .values(lease_expires_at=db_now(conn) - 1.0),
+                [{"run_id": rid, "held_epoch": epoch} for rid, epoch in held.items()],
+            )
+
     # leases
 
     async def renew_leases(
@@ -339,16 +387,23 @@ class RunQueries:
             return await _lost(conn, {rid: Fence(worker_id, e) for rid, e in held.items()})
 
     async def runs_owned_elsewhere(self, worker_id: str) -> list[Ownership]:
+        return await self._ownership(
+            runs.c.status.in_(ACTIVE_STATUSES),
+            sa.or_(runs.c.worker_id.is_(None), runs.c.worker_id != worker_id),
+        )
+
+    async def ownership(self, run_id: str) -> Ownership | None:
+        found = await self._ownership(runs.c.id == run_id, runs.c.status.in_(ACTIVE_STATUSES))
+        return found[0] if found else None
+
+    async def _ownership(self, *where: sa.ColumnElement[bool]) -> list[Ownership]:
         async with self._read() as conn:
             expired = sa.or_(
                 runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < db_now(conn)
             )
             query = sa.select(
                 runs.c.id, runs.c.worker_id, runs.c.epoch, expired.label("expired")
-            ).where(
-                runs.c.status.in_(ACTIVE_STATUSES),
-                sa.or_(runs.c.worker_id.is_(None), runs.c.worker_id != worker_id),
-            )
+            ).where(*where)
             rows = (await conn.execute(query)).all()
         return [Ownership(r.id, r.worker_id, r.epoch, bool(r.expired)) for r in rows]
 

@@ -62,6 +62,8 @@ runs = sa.Table(
     # a spawned run's grant from its parent (JSON) and its depth below its root
     sa.Column("grant", sa.Text),
     sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
+    # 0 for the first execution; each resume after the process running it died adds one
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_runs_session_created", "session_id", "id"),
     sa.Index("ix_runs_tenant_id", "tenant", "id"),
     sa.Index("ix_runs_status", "status"),

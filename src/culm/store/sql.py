@@ -224,6 +224,13 @@ class SqlStore(RunQueries, ScheduleQueries):
                 assert key is not None
                 message.id = key[0]
 
+    async def count_messages(self, session_id: str, run_id: str) -> int:
+        query = sa.select(sa.func.count()).where(
+            messages.c.session_id == session_id, messages.c.run_id == run_id
+        )
+        async with self._read() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def read_messages(
         self, session_id: str, *, after: int = 0, limit: int = 1000
     ) -> list[Message]:
