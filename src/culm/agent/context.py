@@ -96,6 +96,7 @@ class RunContext:
 
     __slots__ = (
         "_emit",
+        "_flush",
         "_spawner",
         "agent",
         "budget",
@@ -126,6 +127,7 @@ class RunContext:
         depth: int = 0,
         journal: Journal | None = None,
         replay: Replay | None = None,
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.run_id = run_id
         self.session_id = session_id
@@ -141,11 +143,18 @@ class RunContext:
         self.parent_run_id = parent_run_id
         self.depth = depth
         """How far below its root run this run is (a root is at 0)."""
+        self._flush = flush
         self.journal = journal
         """On a resumed run, the events of its earlier attempts; None on a first run."""
         self.replay = replay
         """On a resumed function agent that opted in, what its emits and steps are matched
         against before they take effect again."""
+
+    async def flush(self) -> None:
+        """Return once everything this run emitted so far is durable: before a side effect
+        that must never happen without a record that it was started."""
+        if self._flush is not None:
+            await self._flush()
 
     @property
     def attempt(self) -> int:

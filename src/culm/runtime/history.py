@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from culm.models import Message
@@ -15,7 +15,7 @@ _PAGE = 1000
 class SessionHistory:
     """Reads a session's stored messages and appends a run's new ones, tagged with the run."""
 
-    __slots__ = ("_clock", "_fence", "_run_id", "_session_id", "_store")
+    __slots__ = ("_clock", "_fence", "_flush", "_run_id", "_session_id", "_store")
 
     def __init__(
         self,
@@ -24,10 +24,14 @@ class SessionHistory:
         run_id: str,
         clock: Callable[[], float],
         fence: Fence | None = None,
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """With ``fence``, messages are added only while this process still owns the run."""
+        """With ``fence``, messages are added only while this process still owns the run.
+        With ``flush``, the run's events so far are committed before messages are added:
+        the history never holds what the log does not (a resumed run relies on it)."""
         self._store = store
         self._fence = fence
+        self._flush = flush
         self._session_id = session_id
         self._run_id = run_id
         self._clock = clock
@@ -46,6 +50,8 @@ class SessionHistory:
         return await self._store.count_messages(self._session_id, self._run_id)
 
     async def append(self, messages: Sequence[dict[str, Any]]) -> None:
+        if self._flush is not None:
+            await self._flush()
         now = self._clock()
         await self._store.append_messages(
             [

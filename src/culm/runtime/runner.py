@@ -175,13 +175,16 @@ class Runner:
             agent=r.agent,
             emit=self.emit,
             cancel_token=self.token,
-            history=SessionHistory(self._log.store, r.session_id, r.id, self._clock, self.fence),
+            history=SessionHistory(
+                self._log.store, r.session_id, r.id, self._clock, self.fence, self.flush
+            ),
             spawner=children,
             budget=children.budget if children is not None else self.spec.budget,
             parent_run_id=r.parent_run_id,
             depth=children.depth if children is not None else 0,
             journal=self.journal,
             replay=self.replay,
+            flush=self.flush,
         )
         type: str
         data: dict[str, Any]
