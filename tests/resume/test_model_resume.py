@@ -162,7 +162,7 @@ class TestLimits:
             for attempt in (1, 2):
                 async with make_engine(app, max_resumes=2) as engine:
                     assert (await engine.get_run(run.id)).attempt == attempt
-                    await until(lambda: seq_of(engine, run.id, "round.restarted", attempt))
+                    await until(lambda e=engine, n=attempt: seq_of(e, run.id, "round.restarted", n))
                     await crash(engine)
             async with make_engine(app, max_resumes=2) as engine:
                 ended = await engine.get_run(run.id)
