@@ -26,12 +26,24 @@ class CreateSession(_Request):
     parent_id: str | None = Field(default=None, max_length=64)
 
 
+class RunWebhook(_Request):
+    """A run's own webhook: its terminal event is posted to ``url``, signed with ``secret``
+    (``whsec_`` + base64 of 24 to 64 bytes; one is made when left out)."""
+
+    url: str = Field(max_length=2048)
+    secret: str | None = Field(default=None, max_length=128)
+
+
 class StartRun(_Request):
     agent: str = Field(max_length=256)
     input: Any = None
     """Validated against the agent's input schema (see ``GET /v1/agents``)."""
     if_busy: BusyPolicy = BusyPolicy.REJECT
     """What to do when the session already has an active run."""
+    webhook: RunWebhook | str | None = None
+    """Post the run's terminal event to this URL (or ``{url, secret}``), signed per
+    Standard Webhooks; the answer's ``webhook`` holds the endpoint and its secret, this once.
+    """
 
 
 class StartRunAnywhere(StartRun):
