@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 import uvicorn
 from standardwebhooks import Webhook, WebhookVerificationError
+
+from tests.api.helpers import eventually
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,7 @@ async def receiving() -> AsyncIterator[Receiver]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await eventually(_started(server))
     try:
         yield receiver
     finally:
@@ -144,3 +145,10 @@ async def receiving() -> AsyncIterator[Receiver]:
         server.should_exit = True
         await task
         sock.close()
+
+
+def _started(server: uvicorn.Server) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bool(server.started)
+
+    return check
