@@ -216,7 +216,8 @@ class WebhookStore:
     async def set_enabled(
         self, endpoint_id: str, tenant: str | None, enabled: bool, reason: str | None, now: float
     ) -> Endpoint:
-        """Enable (forgetting the failure streak) or disable the endpoint; idempotent."""
+        """Enable (forgetting the failure streak; events committed from now on are for it)
+        or disable the endpoint; idempotent."""
         values: dict[str, Any] = {"enabled": enabled}
         if enabled:
             values |= {
@@ -230,6 +231,8 @@ class WebhookStore:
         async with self._write() as conn:
             current = await _require_endpoint(conn, endpoint_id, tenant)
             if current.enabled != enabled:
+                if enabled:  # what was committed while it was disabled is not for it
+                    values["after_pos"] = await _head(conn)
                 await conn.execute(
                     endpoints.update().where(endpoints.c.id == endpoint_id).values(**values)
                 )
