@@ -436,6 +436,31 @@ class TestRestart:
         finally:
             second.stop()
 
+    async def test_a_stop_gives_back_the_attempts_it_cut_short(
+        self, tmp_path: Path, receiver: Receiver
+    ) -> None:
+        """A graceful stop (SIGTERM) during an attempt that could last a minute: the
+        restarted server posts the same webhook-id again at once, not after the claim."""
+        receiver.script("cut", HANG, then=OK)
+        first = start_server(tmp_path, **{**FAST, "CULM_WEBHOOK_TIMEOUT": "60"})
+        try:
+            async with httpx.AsyncClient(base_url=first.url, timeout=30) as api:
+                endpoint = await create(api, receiver.url("cut"), ["run.completed"])
+                run = await start(api, "echo", "x")
+                await finished(api, run["id"])
+                [held] = await receiver.wait_for("cut", 1)
+        finally:
+            first.stop()
+        second = start_server(tmp_path, **FAST)
+        try:
+            _, again = await receiver.wait_for("cut", 2, timeout=20)
+            assert again.id == held.id
+            async with httpx.AsyncClient(base_url=second.url, timeout=30) as api:
+                [delivery] = await delivered(api, endpoint["id"])
+                assert delivery["id"] == held.id
+        finally:
+            second.stop()
+
 
 def kill(server: Server) -> None:
     os.kill(server.process.pid, signal.SIGKILL)

@@ -442,6 +442,22 @@ class WebhookStore:
                     taken.append(delivery.id)
         return taken
 
+    async def release(self, delivery_ids: Sequence[str], now: float) -> None:
+        """Give back claims of attempts that were cut short, due again at ``now``."""
+        if not delivery_ids:
+            return
+        d = webhook_deliveries.c
+        async with self._write() as conn:
+            await conn.execute(
+                webhook_deliveries.update()
+                .where(
+                    d.id.in_(delivery_ids),
+                    d.status == DeliveryStatus.PENDING.value,
+                    d.next_attempt_at > now,
+                )
+                .values(next_attempt_at=now)
+            )
+
     async def record(
         self,
         attempt: Attempt,

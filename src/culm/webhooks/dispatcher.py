@@ -95,7 +95,9 @@ class Dispatcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop both loops; attempts cut short are tried again when their claim lapses."""
+        """Stop both loops; attempts cut short are due again at once (after a crash, when
+        their claim lapses)."""
+        cut = list(self._inflight)
         tasks = [*self._tasks, *self._inflight.values()]
         for task in tasks:
             task.cancel()
@@ -103,6 +105,10 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        try:
+            await self.store.release(cut, self.clock())
+        except Exception:
+            log.exception("giving back %d webhook deliveries failed", len(cut))
         if self._client is not None:
             await self._client.aclose()
             self._client = None
