@@ -10,11 +10,14 @@ Two loops, each in its own task, apart from every run:
   restart, with the id its delivery row was given. A stretch with nothing to deliver moves
   the cursor only in memory; it is written every ``PERSIST_SECONDS`` or with the next
   deliveries, so a quiet log costs no writes.
-* **Sending.** Due deliveries are claimed (their next attempt pushed past the attempt's own
-  deadline, so nobody else takes them meanwhile, and a process that dies mid-attempt leaves
-  them to be tried again) and attempted by at most ``webhook_concurrency`` tasks, at most
-  ``webhook_endpoint_concurrency`` per endpoint. Each outcome is written with the next
-  attempt's time, following ``delivery.next_step``.
+* **Sending.** Rounds: each writes, in one transaction, the outcomes of the attempts that
+  ended since the last round (with the next attempt's time, following ``delivery.next_step``)
+  and claims the due deliveries that fit the limits (their next attempt pushed past the
+  attempt's own deadline, so nobody else takes them meanwhile, and a process that dies
+  mid-attempt leaves them to be tried again), then starts those attempts: at most
+  ``webhook_concurrency`` at once, at most ``webhook_endpoint_concurrency`` per endpoint.
+  The store's writer, which the runs' group commits share, thus sees one short
+  transaction per round, however many deliveries the round carries.
 
 Nothing here is on a run's path: a run only appends events to the log, as it always does.
 """
@@ -37,7 +40,7 @@ import httpx
 from culm import events as ev
 from culm.config import Settings
 from culm.ids import new_id
-from culm.store.webhooks import Attempt, Delivery, Endpoint, LoggedEvent, WebhookStore
+from culm.store.webhooks import Attempt, Delivery, Endpoint, LoggedEvent, Settled, WebhookStore
 from culm.webhooks import delivery as attempts
 from culm.webhooks.patterns import matches, split
 
@@ -70,6 +73,8 @@ class Dispatcher:
         self._send_wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._settled: list[Settled] = []
+        """Outcomes of ended attempts, written by the next round."""
         self._per_endpoint: Counter[str] = Counter()
         self._client: httpx.AsyncClient | None = None
         self._cursor = 0
@@ -95,8 +100,9 @@ class Dispatcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop both loops; attempts cut short are due again at once (after a crash, when
-        their claim lapses)."""
+        """Stop both loops, write the outcomes not yet written, and give back the claims of
+        attempts cut short, so they are due again at once (after a crash, when their claims
+        lapse)."""
         cut = list(self._inflight)
         tasks = [*self._tasks, *self._inflight.values()]
         for task in tasks:
@@ -105,10 +111,25 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        settled, self._settled = self._settled, []
+        written = {s.attempt.delivery_id for s in settled}
+        s = self.settings
         try:
-            await self.store.release(cut, self.clock())
+            if settled:
+                now = self.clock()
+                await self.store.step(
+                    settled,
+                    [],
+                    now=now,
+                    until=now,
+                    disable_after=(
+                        s.webhook_disable_after_failures,
+                        s.webhook_disable_after_seconds,
+                    ),
+                )
+            await self.store.release([i for i in cut if i not in written], self.clock())
         except Exception:
-            log.exception("giving back %d webhook deliveries failed", len(cut))
+            log.exception("writing back %d webhook deliveries failed", len(cut))
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -209,33 +230,44 @@ class Dispatcher:
     # sending
 
     async def send_due(self) -> int:
-        """Claim and start the attempts that are due and fit the limits; how many started."""
+        """One round: write the outcomes of the attempts that ended, claim the due
+        deliveries that fit the limits, start their attempts. Returns how many outcomes and
+        attempts it handled (0: nothing to do)."""
         s = self.settings
-        free = s.webhook_concurrency - len(self._inflight)
-        if free <= 0:
-            return 0
+        settled, self._settled = self._settled, []
         now = self.clock()
-        chosen: list[tuple[Delivery, Endpoint]] = []
-        room = Counter(self._per_endpoint)
-        for delivery, endpoint in await self.store.due(now, free * 4):
-            if delivery.id in self._inflight or room[endpoint.id] >= s.webhook_endpoint_concurrency:
-                continue
-            room[endpoint.id] += 1
-            chosen.append((delivery, endpoint))
-            if len(chosen) == free:
-                break
-        if not chosen:
+        free = s.webhook_concurrency - len(self._inflight)
+        chosen: list[str] = []
+        if free > 0:
+            room = Counter(self._per_endpoint)
+            for delivery_id, endpoint_id in await self.store.due(now, free * 4):
+                if room[endpoint_id] >= s.webhook_endpoint_concurrency:
+                    continue
+                room[endpoint_id] += 1
+                chosen.append(delivery_id)
+                if len(chosen) == free:
+                    break
+        if not settled and not chosen:
             return 0
-        until = now + s.webhook_timeout + CLAIM_MARGIN
-        taken = set(await self.store.claim([d for d, _ in chosen], until))
-        for delivery, endpoint in chosen:
-            if delivery.id not in taken:
-                continue
+        try:
+            taken, disabled = await self.store.step(
+                settled,
+                chosen,
+                now=now,
+                until=now + s.webhook_timeout + CLAIM_MARGIN,
+                disable_after=(s.webhook_disable_after_failures, s.webhook_disable_after_seconds),
+            )
+        except Exception:  # those outcomes are lost: their claims lapse, they are sent again
+            log.exception("writing %d webhook outcomes failed", len(settled))
+            return 0
+        for endpoint in disabled:
+            log.warning("webhook endpoint %s %s", endpoint.id, endpoint.disabled_reason)
+        for delivery, endpoint in taken:
             self._per_endpoint[endpoint.id] += 1
             task = asyncio.create_task(self._attempt(delivery, endpoint))
             self._inflight[delivery.id] = task
             task.add_done_callback(functools.partial(self._done, delivery.id, endpoint.id))
-        return len(taken)
+        return len(settled) + len(taken)
 
     def _done(self, delivery_id: str, endpoint_id: str, _: object) -> None:
         self._inflight.pop(delivery_id, None)
@@ -245,48 +277,38 @@ class Dispatcher:
         self._send_wake.set()
 
     async def _attempt(self, delivery: Delivery, endpoint: Endpoint) -> None:
+        """Attempt once and keep the outcome for the next round to write."""
         s = self.settings
         assert self._client is not None
-        try:
-            outcome = await attempts.attempt(
-                self._client,
-                endpoint.url,
-                endpoint.secret,
-                delivery.id,
-                delivery.body.encode(),
-                allow_private=s.webhook_allow_private,
-                timeout=s.webhook_timeout,
-                clock=self.clock,
-            )
-            now = self.clock()
-            status, next_at = attempts.next_step(
-                outcome,
-                attempts=delivery.attempts + 1,
-                now=now,
-                deadline=delivery.deadline,
-                base=s.webhook_retry_base,
-                cap=s.webhook_retry_max_delay,
-                jitter=self.jitter(),
-            )
-            record = Attempt(
-                delivery_id=delivery.id,
-                at=now,
-                latency_ms=outcome.latency_ms,
-                status_code=outcome.status_code,
-                error=outcome.error,
-                response=outcome.response,
-            )
-            disabled = await self.store.record(
-                record,
-                endpoint.id,
-                status=status,
-                next_attempt_at=next_at,
-                disable_after=(s.webhook_disable_after_failures, s.webhook_disable_after_seconds),
-            )
-            if disabled is not None:
-                log.warning("webhook endpoint %s %s", endpoint.id, disabled.disabled_reason)
-        except Exception:  # its claim lapses and it is tried again
-            log.exception("delivering %s to webhook endpoint %s failed", delivery.id, endpoint.id)
+        outcome = await attempts.attempt(
+            self._client,
+            endpoint.url,
+            endpoint.secret,
+            delivery.id,
+            delivery.body.encode(),
+            allow_private=s.webhook_allow_private,
+            timeout=s.webhook_timeout,
+            clock=self.clock,
+        )
+        now = self.clock()
+        status, next_at = attempts.next_step(
+            outcome,
+            attempts=delivery.attempts + 1,
+            now=now,
+            deadline=delivery.deadline,
+            base=s.webhook_retry_base,
+            cap=s.webhook_retry_max_delay,
+            jitter=self.jitter(),
+        )
+        attempt = Attempt(
+            delivery_id=delivery.id,
+            at=now,
+            latency_ms=outcome.latency_ms,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            response=outcome.response,
+        )
+        self._settled.append(Settled(attempt, endpoint.id, status, next_at))
 
     async def _send_loop(self) -> None:
         while True:
