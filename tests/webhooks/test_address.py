@@ -116,3 +116,9 @@ class TestAttempt:
             )
         assert outcome.status_code == 307 and not outcome.retryable
         assert len(receiver.received) == 1
+
+
+async def test_an_ipv6_literal_is_pinned_as_itself() -> None:
+    target = await resolve(parse_url("http://[::1]:81/x?y=1"), allow_private=True, timeout=5)
+    assert str(target.pinned) == "http://[::1]:81/x?y=1"
+    assert target.url.netloc == b"[::1]:81"

@@ -241,6 +241,9 @@ class Dispatcher:
         if free > 0:
             room = Counter(self._per_endpoint)
             for delivery_id, endpoint_id in await self.store.due(now, free * 4):
+                # one in flight here already is one redelivered meanwhile: it waits its turn
+                if delivery_id in self._inflight:
+                    continue
                 if room[endpoint_id] >= s.webhook_endpoint_concurrency:
                     continue
                 room[endpoint_id] += 1
