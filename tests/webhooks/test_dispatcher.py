@@ -3,12 +3,13 @@ also with two dispatchers (as two processes would run) filling and sending from 
 
 from __future__ import annotations
 
+import culm
 from culm.store import open_store
 from culm.store.webhooks import DeliveryStatus
 from culm.webhooks import Webhooks
 from tests.api.helpers import eventually
 from tests.conftest import EngineFactory
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import HANG, Receiver
 
 FAST = {"webhook_allow_private": True, "webhook_poll_seconds": 0.05, "webhook_retry_base": 0.05}
 
@@ -96,3 +97,28 @@ async def test_the_ledger_forgets_finished_deliveries_after_its_time(
         assert await store.purge(before=delivery.created_at + 1) == 1
         assert await store.list_deliveries(created.endpoint.id) == []
         assert await store.attempts(delivery.id) == []
+
+
+async def test_a_run_never_waits_for_its_deliveries(
+    make_engine: EngineFactory, receiver: Receiver
+) -> None:
+    """Every attempt hangs (the receiver never answers): the run still emits its 500 events
+    and ends, durably, while the first attempts are held open."""
+    receiver.script("stuck", then=HANG)
+    settings = {**FAST, "webhook_timeout": 60.0}
+    async with make_engine(**settings) as engine, Webhooks(engine.store, engine.settings) as hooks:
+        created = await hooks.create("default", receiver.url("stuck"), ["test.*", "run.*"])
+        run = await engine.start_run("count", 500)
+        first = await engine.wait(run.id, timeout=10)
+        assert first.status is culm.RunStatus.COMPLETED
+        held = await receiver.wait_for("stuck", 4)  # webhook_endpoint_concurrency
+        assert all(p.answer is HANG for p in held)
+
+        async def all_queued() -> bool:
+            pending = await hooks.deliveries(
+                created.endpoint.id, "default", status=DeliveryStatus.PENDING, limit=1000
+            )
+            return len(pending) == 503  # run.queued, run.started, 500 ticks, run.completed
+
+        await eventually(all_queued)
+        assert len(receiver.received) == 4
