@@ -44,12 +44,12 @@ _RUN_LINKS = {
 }
 _START_DOCS: dict[int | str, dict[str, Any]] = {
     200: {
-        "model": schemas.Run,
+        "model": schemas.StartedRun,
         "description": "A replay: the run this key already started.",
         "links": _RUN_LINKS,
     },
     201: {
-        "model": schemas.Run,
+        "model": schemas.StartedRun,
         "description": "The new run (pending or already running).",
         "links": _RUN_LINKS,
     },

@@ -111,6 +111,12 @@ class Run(BaseModel):
     error: str | None
 
 
+class StartedRun(Run):
+    webhook: dict[str, Any] | None = None
+    """Only with ``webhook`` in the request: the run's own webhook endpoint with its secret,
+    shown this once (the shape of ``POST /v1/webhooks``'s answer)."""
+
+
 class RunPage(BaseModel):
     data: list[Run]
     next_cursor: str | None
