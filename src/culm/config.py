@@ -73,6 +73,35 @@ class Settings(BaseSettings):
     """Seconds a child (with its own children) may emit nothing before it is cancelled with
     reason ``timeout``; None: no limit."""
 
+    webhook_dispatcher: bool = True
+    """Deliver webhooks from this process (every process may: each delivery is claimed by
+    one at a time)."""
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback, private, link-local and other non-public addresses. Off,
+    a webhook cannot be a way into the server's own network."""
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    """Seconds one delivery attempt may take, from resolving the host to the response."""
+    webhook_retry_for: float = Field(default=86_400.0, gt=0)
+    """Seconds a delivery is retried for (after failures that may pass) before it fails."""
+    webhook_retry_base: float = Field(default=5.0, gt=0)
+    """Delay before the first retry; each later one doubles, with jitter."""
+    webhook_retry_max_delay: float = Field(default=3_600.0, gt=0)
+    """Longest delay between two attempts (a longer ``Retry-After`` is still honoured)."""
+    webhook_concurrency: int = Field(default=16, ge=1)
+    """Attempts in flight at once from this process."""
+    webhook_endpoint_concurrency: int = Field(default=4, ge=1)
+    """Attempts in flight at once to one endpoint, so a slow one cannot hold every slot."""
+    webhook_disable_after_failures: int = Field(default=20, ge=1)
+    """An endpoint is disabled after this many failed attempts in a row..."""
+    webhook_disable_after_seconds: float = Field(default=86_400.0, ge=0)
+    """...spread over at least this many seconds without a success."""
+    webhook_poll_seconds: float = Field(default=0.5, gt=0)
+    """How often the dispatcher looks for new events and due retries."""
+    webhook_ledger_seconds: float = Field(default=7 * 86_400.0, gt=0)
+    """Finished deliveries (and their attempts) are kept this long, then deleted."""
+    webhook_max_endpoints: int = Field(default=100, ge=1)
+    """Webhook endpoints one tenant may have."""
+
     @property
     def payload_limits(self) -> Limits:
         """The limits every JSON value entering culm is checked against."""
