@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
@@ -37,13 +39,29 @@ async def list_agents(request: Request, engine: EngineDep, tenant: TenantDep) ->
     responses={200: {"model": schemas.Health}, **error_docs(503)},
 )
 async def healthz(engine: EngineDep) -> Response:
-    """200 when the process is serving and its database answers; 503 otherwise. Needs no key,
-    so load balancers can ask."""
+    """200 when the process is serving, its database answers and the engine reports nothing
+    wrong (a full disk, say); 503 with the reason otherwise. Needs no key, so load balancers
+    can ask."""
     try:
         await engine.store.ping()
     except Exception as exc:
         return error_response(503, "unavailable", f"the database is not reachable: {exc}")
+    problem = await _engine_problem(engine)
+    if problem:
+        return error_response(503, "unavailable", problem)
     return JSONResponse({"status": "ok"})
+
+
+async def _engine_problem(engine: object) -> str | None:
+    """What ``engine.health()`` says is wrong (a reason, or None when all is well), for an
+    engine that has one; it may be a plain or an async method."""
+    health = getattr(engine, "health", None)
+    if health is None:
+        return None
+    result = health()
+    if inspect.isawaitable(result):
+        result = await result
+    return str(result) if result else None
 
 
 @router.get(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.responses import StreamingResponse
 
@@ -76,26 +78,74 @@ class Shutdown:
             self.signal.set_result(None)
 
 
+class Deletions:
+    """Sessions deleted through this process: their open streams end at once. (A session
+    deleted by another process is noticed by the stream's own periodic check, ``Until``.)"""
+
+    def __init__(self) -> None:
+        self._watchers: dict[str, set[asyncio.Future[None]]] = {}
+
+    def watch(self, session_id: str) -> asyncio.Future[None]:
+        """A future resolved when ``session_id`` is deleted here; ``unwatch`` it when done."""
+        future = asyncio.get_running_loop().create_future()
+        self._watchers.setdefault(session_id, set()).add(future)
+        return future
+
+    def unwatch(self, session_id: str, future: asyncio.Future[None]) -> None:
+        watchers = self._watchers.get(session_id)
+        if watchers is not None:
+            watchers.discard(future)
+            if not watchers:
+                del self._watchers[session_id]
+
+    def deleted(self, session_ids: Iterable[str]) -> None:
+        for session_id in session_ids:
+            for future in self._watchers.pop(session_id, ()):
+                if not future.done():
+                    future.set_result(None)
+
+
+@dataclass(slots=True)
+class Until:
+    """What ends a session's stream, which would not end by itself: the session's deletion
+    through this process (``deletions``), or ``alive`` answering False when asked every
+    ``every`` heartbeats of quiet (a deletion by another process)."""
+
+    deletions: Deletions
+    session_id: str
+    alive: Callable[[], Awaitable[bool]]
+    every: int
+
+
 async def _chunks(
     batches: AsyncIterator[list[Event]],
     encode: Encoder,
     heartbeat: float,
     metrics: Metrics,
     shutdown: Shutdown,
+    until: Until | None,
 ) -> AsyncIterator[bytes]:
     since = time.time()
     metrics.streams += 1
     pending: asyncio.Future[list[Event]] | None = None
-    stop = shutdown.signal
+    stops: tuple[asyncio.Future[None], ...] = (shutdown.signal,)
+    if until is not None:
+        stops += (until.deletions.watch(until.session_id),)
+    quiet = 0
     try:
         yield RETRY
-        while not stop.done():
+        while not any(s.done() for s in stops):
             if pending is None:
                 pending = asyncio.ensure_future(anext(batches))
-            await asyncio.wait((pending, stop), timeout=heartbeat, return_when=FIRST)
+            waits: list[asyncio.Future[Any]] = [pending, *stops]
+            await asyncio.wait(waits, timeout=heartbeat, return_when=FIRST)
             if not pending.done():
-                if not stop.done():
-                    yield PING
+                if any(s.done() for s in stops):
+                    return
+                quiet += 1
+                if until is not None and quiet % until.every == 0 and not await until.alive():
+                    return
+                yield PING
                 continue
             future, pending = pending, None
             try:
@@ -106,6 +156,8 @@ async def _chunks(
             yield encode(batch)
     finally:
         metrics.streams -= 1
+        if until is not None:
+            until.deletions.unwatch(until.session_id, stops[1])
         if pending is not None:
             # cancelling the pending read throws into the generator, which closes it (and
             # its subscription); awaiting here could itself be cancelled by the disconnect
@@ -133,11 +185,12 @@ def event_stream(
     heartbeat: float,
     metrics: Metrics,
     shutdown: Shutdown,
+    until: Until | None = None,
 ) -> StreamingResponse:
     """A ``text/event-stream`` response; Starlette ends it (and closes ``batches``) when the
-    client disconnects, and ``shutdown`` when the server stops."""
+    client disconnects, ``shutdown`` when the server stops, and ``until`` says when else."""
     return StreamingResponse(
-        _chunks(batches, encode, heartbeat, metrics, shutdown),
+        _chunks(batches, encode, heartbeat, metrics, shutdown, until),
         media_type="text/event-stream",
         headers=HEADERS,
     )
