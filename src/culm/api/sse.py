@@ -17,6 +17,7 @@ from typing import Any
 from starlette.responses import StreamingResponse
 
 from culm.api.metrics import Metrics
+from culm.errors import NotFound
 from culm.events import Event
 
 Encoder = Callable[[Sequence[Event]], bytes]
@@ -150,8 +151,8 @@ async def _chunks(
             future, pending = pending, None
             try:
                 batch = future.result()
-            except StopAsyncIteration:
-                return
+            except (StopAsyncIteration, NotFound):
+                return  # the end, or what was followed has been deleted meanwhile
             _observe(metrics, batch, since)
             yield encode(batch)
     finally:
