@@ -30,7 +30,7 @@ Run LLM agents in the background and follow them from anywhere.
 
 Every error is `{"error": {"code", "message"}}`. With API keys configured, send
 `Authorization: Bearer KEY` (or `X-API-Key: KEY`); each key belongs to a tenant, which sees
-only its own sessions and runs.
+only its own sessions and runs. `/docs` and `/redoc` also take the key as `?api_key=KEY`.
 """
 
 

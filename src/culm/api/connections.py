@@ -287,6 +287,11 @@ class GuardedProtocol(HttpToolsProtocol):
             # the application is not to answer this request any more: it reads a disconnect
             self.cycle.disconnected = True
             self.cycle.message_event.set()
+            if self.cycle.response_started:
+                # a response is under way (a stream, say): an answer now would land in the
+                # middle of it, so the connection is just closed
+                self.transport.close()
+                return
         body = dumps({"error": {"code": code, "message": message}})
         head = (
             f"HTTP/1.1 {status.value} {status.phrase}\r\n"
