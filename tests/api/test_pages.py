@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from culm.api.sse import _pieces
+from culm.events import Event
 from tests.api.helpers import finished
 
 BUDGET = 16_384
@@ -136,3 +138,22 @@ class TestListings:
         assert len(pages) > 2
         assert [i for i in listed if i in ids] == ids[::-1]
         assert len(listed) == len(set(listed))
+
+
+class TestStreamChunks:
+    """An SSE catch-up batch is written in chunks of at most the page budget (or one event),
+    in order, none empty."""
+
+    def test_pieces(self) -> None:
+        sizes = [10, 5_000, 5_000, 100, 20_000, 1, 1, 9_000, 9_000]
+        batch = [
+            Event(seq=i + 1, run_id="run_x", session_id="ses_x", type="t", data={"x": "y" * n})
+            for i, n in enumerate(sizes)
+        ]
+        pieces = list(_pieces(batch, 12_000))
+        assert [e for piece in pieces for e in piece] == batch
+        for piece in pieces:
+            assert piece
+            assert len(piece) == 1 or sum(len(e.to_json()) for e in piece) <= 12_000
+        assert [len(p) for p in pieces] == [4, 1, 3, 1]
+        assert list(_pieces(batch[:2], 12_000)) == [batch[:2]]

@@ -4,8 +4,10 @@ A page of a thousand runs or ten thousand events is a few hundred kilobytes when
 small and gigabytes when each carries a megabyte of input or data. Every JSON page stops at
 ``max_page_bytes`` (always with at least one item, so a client can always move on) and says
 where to continue: the same ``next_cursor`` / ``next_after`` a full page gives. The items
-are read in slices sized from the largest item seen so far, so what the server holds to
-build a page stays near the budget instead of growing with ``limit``.
+are read in slices sized from the largest item seen so far (64 first, at most 1,000), so for
+items of similar sizes what the server holds to build a page stays near the budget instead
+of growing with ``limit``. (A slice of small items followed by large ones can still be read
+whole before the page stops: only a read bounded in bytes by the store would close that.)
 """
 
 from __future__ import annotations

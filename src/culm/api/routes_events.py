@@ -152,6 +152,7 @@ async def run_events(
         heartbeat=state.settings.heartbeat_seconds,
         metrics=state.metrics,
         shutdown=state.shutdown,
+        chunk_bytes=settings.max_page_bytes,
     )
 
 
@@ -193,6 +194,7 @@ async def session_events(
         heartbeat=settings.heartbeat_seconds,
         metrics=state.metrics,
         shutdown=state.shutdown,
+        chunk_bytes=settings.max_page_bytes,
         until=_until_deleted(state.deletions, engine, session_id, tenant),
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +125,7 @@ async def _chunks(
     metrics: Metrics,
     shutdown: Shutdown,
     until: Until | None,
+    chunk_bytes: int,
 ) -> AsyncIterator[bytes]:
     since = time.time()
     metrics.streams += 1
@@ -154,7 +155,8 @@ async def _chunks(
             except (StopAsyncIteration, NotFound):
                 return  # the end, or what was followed has been deleted meanwhile
             _observe(metrics, batch, since)
-            yield encode(batch)
+            for piece in _pieces(batch, chunk_bytes):
+                yield encode(piece)
     finally:
         metrics.streams -= 1
         if until is not None:
@@ -179,6 +181,20 @@ def _observe(metrics: Metrics, batch: Sequence[Event], since: float) -> None:
     metrics.delivery.observe(max(0.0, time.time() - oldest.ts), len(batch))
 
 
+def _pieces(batch: list[Event], limit: int) -> Iterator[list[Event]]:
+    """The batch in runs of events of at most ``limit`` bytes of JSON (at least one each):
+    a catch-up batch of large events is written as several chunks, each encoded when the
+    previous one has been taken by the client, not as one copy of the whole batch."""
+    start = size = 0
+    for i, event in enumerate(batch):
+        length = len(event.to_json())
+        if size and size + length > limit:
+            yield batch[start:i]
+            start, size = i, 0
+        size += length
+    yield batch if start == 0 else batch[start:]
+
+
 def event_stream(
     batches: AsyncIterator[list[Event]],
     encode: Encoder,
@@ -187,11 +203,13 @@ def event_stream(
     metrics: Metrics,
     shutdown: Shutdown,
     until: Until | None = None,
+    chunk_bytes: int = 4_194_304,
 ) -> StreamingResponse:
     """A ``text/event-stream`` response; Starlette ends it (and closes ``batches``) when the
-    client disconnects, ``shutdown`` when the server stops, and ``until`` says when else."""
+    client disconnects, ``shutdown`` when the server stops, and ``until`` says when else.
+    Each chunk written holds at most ``chunk_bytes`` of events' JSON (or one event)."""
     return StreamingResponse(
-        _chunks(batches, encode, heartbeat, metrics, shutdown, until),
+        _chunks(batches, encode, heartbeat, metrics, shutdown, until, chunk_bytes),
         media_type="text/event-stream",
         headers=HEADERS,
     )
