@@ -53,15 +53,20 @@ async def healthz(engine: EngineDep) -> Response:
 
 
 async def _engine_problem(engine: object) -> str | None:
-    """What ``engine.health()`` says is wrong (a reason, or None when all is well), for an
-    engine that has one; it may be a plain or an async method."""
+    """What the engine's ``health()`` (plain or async, where it has one) says is wrong: it
+    answers None (or an empty string) when all is well, else the reason as a string, or an
+    object with ``ok`` and ``reason`` attributes."""
     health = getattr(engine, "health", None)
     if health is None:
         return None
     result = health()
     if inspect.isawaitable(result):
         result = await result
-    return str(result) if result else None
+    if result is None or isinstance(result, str):
+        return result or None
+    if getattr(result, "ok", False):
+        return None
+    return str(getattr(result, "reason", None) or result)
 
 
 @router.get(
