@@ -202,6 +202,9 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self.parser.should_upgrade() and self._should_upgrade():
+            super().on_headers_complete()  # a WebSocket: no longer this protocol's business
+            return
         if len(self.url) > self.limits.max_url_bytes:
             self._answer(
                 HTTPStatus.REQUEST_URI_TOO_LONG,
