@@ -11,7 +11,8 @@ httptools protocol with those bounds, the ones nginx puts in front of an applica
 - a head must arrive within ``header_timeout`` of the connection opening (or of the first
   byte of the next request): 408, or a silent close if nothing came at all;
 - a body must arrive within ``body_timeout`` of its head (``culm.api.limits`` answers 408
-  first; this closes what is left, a body still draining after its answer, say);
+  first; this closes what is left: the rest of a body already answered 413, which is read
+  and discarded so that the connection can serve the next request, but not for longer);
 - a client that reads nothing while a response waits to be written is cut after
   ``send_timeout``;
 - past ``max_connections`` open connections a new one is answered 503 at once, closed,
@@ -303,6 +304,12 @@ class GuardedProtocol(HttpToolsProtocol):
             "connection: close\r\n"
         ).encode()
         self.transport.write(head + extra + b"\r\n" + body)
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Read no more requests: half-close, discard what still comes for ``LINGER``
+        seconds (so the client reads what was sent rather than a reset), then close."""
+        self._closing = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self._linger = self.loop.call_later(LINGER, self.transport.close)

@@ -14,10 +14,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from culm.api.errors import error_response
 
-DRAIN_FACTOR = 4
-"""A body declared larger than this many times the limit is not drained after the 413:
-the connection is closed instead (keeping it would mean reading all of it)."""
-
 
 def _declared(scope: Scope) -> tuple[int | None, bool]:
     """The declared Content-Length (None if absent or not a number), and whether the
@@ -38,9 +34,9 @@ class BodyLimit:
 
     A declared ``Content-Length`` over the limit is answered 413 at once; a chunked body
     that grows past it is answered 413 as soon as it does. Either way the app never runs,
-    and the connection stays usable (the server discards the rest of the body) unless the
-    declared body is much larger than the limit. A body still incomplete after
-    ``timeout`` seconds is answered 408 and the connection closed.
+    and the connection stays usable: the server discards the rest of the body (for at most
+    ``body_timeout_seconds``, see ``connections.GuardedProtocol``). A body still incomplete
+    after ``timeout`` seconds is answered 408 and the connection closed.
     """
 
     def __init__(self, app: ASGIApp, limit: int, timeout: float) -> None:
@@ -57,8 +53,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         if length is not None and length > self.limit:
-            close = length > DRAIN_FACTOR * self.limit
-            await self._too_large(scope, receive, send, close=close)
+            await self._too_large(scope, receive, send)
             return
         chunks: list[bytes] = []
         received = 0
@@ -71,7 +66,7 @@ class BodyLimit:
                     body = message.get("body", b"")
                     received += len(body)
                     if received > self.limit:
-                        await self._too_large(scope, receive, send, close=False)
+                        await self._too_large(scope, receive, send)
                         return
                     chunks.append(body)
                     if not message.get("more_body", False):
@@ -97,11 +92,10 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send, *, close: bool) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
             413,
             "payload_too_large",
             f"the request body is larger than the limit of {self.limit} bytes",
-            headers={"Connection": "close"} if close else None,
         )
         await response(scope, receive, send)
