@@ -49,7 +49,7 @@ class BadRequest(InvalidInput):
     code = "invalid_request"
 
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def parse_body(body: bytes, limits: Limits) -> Any:
