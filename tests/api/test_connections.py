@@ -4,6 +4,7 @@ slow connections, unread responses, the number of open connections, the open-fil
 from __future__ import annotations
 
 import re
+import resource
 import select
 import socket
 import threading
@@ -233,6 +234,26 @@ class TestCapacity:
                     break
             assert time.monotonic() < deadline, "still refused after the others left"
             time.sleep(0.05)
+
+
+def test_silent_connections_past_the_default_file_limit(tmp_path: Path) -> None:
+    """1,100 silent connections once took every descriptor of a server started with the
+    usual limit of 1,024 open files, and every new request failed. The server now raises
+    its own limit, so it still serves; and it closes the silent ones after their deadline."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    silent = min(1_100, hard - 300)  # this process holds them too
+    running = start_server(tmp_path, open_files=(silent - 76, hard), **EDGE_ENV)
+    sockets = []
+    try:
+        sockets = [connect(running.url) for _ in range(silent)]
+        with httpx.Client(base_url=running.url, timeout=10) as http:
+            assert http.get("/healthz").status_code == 200
+        raw, _ = read_until_closed(sockets[0])  # the header deadline closes them
+        assert raw == b""
+    finally:
+        for sock in sockets:
+            sock.close()
+        running.stop()
 
 
 def test_too_many_connections_for_the_open_file_limit(tmp_path: Path) -> None:
