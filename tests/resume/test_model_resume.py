@@ -134,9 +134,21 @@ class TestKillPoints:
         model = Stepper(steps=2)
         with override_model(app, "worker", model):
             async with make_engine(app) as first:
-                first.log.on_lost = lambda run_id: None
+                # the process dies after the result is committed, before the round's
+                # messages reach the history
+                stuck = asyncio.Event()
+                append = first.store.append_messages
+
+                async def append_or_die(batch: Any, fence: Any = None) -> None:
+                    if any(m.role == "tool" for m in batch):
+                        stuck.set()
+                        await asyncio.Event().wait()
+                    await append(batch, fence)
+
+                first.store.append_messages = append_or_die  # type: ignore[method-assign]
                 run = await first.start_run("worker", "go")
-                await until(lambda: seq_of(first, run.id, "tool.completed", 1))
+                await until(lambda: _set(stuck))
+                assert await seq_of(first, run.id, "tool.completed", 1)
                 await crash(first)
             async with make_engine(app) as second:
                 ended = await second.wait(run.id, timeout=20)
@@ -248,6 +260,10 @@ def test_random_kill_points_give_the_uninterrupted_transcript(
     assert whole_runs == [1, 2, 3, 4]
     # every call ran; at most the one the kill cut off ran twice
     assert sorted(set(executions)) == [1, 2, 3, 4] and len(executions) <= 5
+
+
+async def _set(event: asyncio.Event) -> bool:
+    return event.is_set()
 
 
 async def _past(engine: culm.Engine, run_id: str, seq: int) -> bool:
