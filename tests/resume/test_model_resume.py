@@ -18,6 +18,10 @@ from tests.resume.crash import Stepper, crash, transcript, until
 Executions = list[int]
 
 
+KEYS: list[str] = []
+"""The idempotency keys the idempotent tool saw, run after run."""
+
+
 def model_app(executions: Executions, gate: asyncio.Event | None = None) -> culm.App:
     app = culm.App()
 
@@ -30,8 +34,9 @@ def model_app(executions: Executions, gate: asyncio.Event | None = None) -> culm
         return f"recorded {n}"
 
     @app.tool(idempotent=True)
-    async def record_safely(n: int) -> str:
+    async def record_safely(n: int, run: culm.RunContext) -> str:
         """Records that it ran; safe to run again."""
+        KEYS.append(run.idempotency_key)
         if gate is not None and n == 2 and not gate.is_set():
             await gate.wait()
         executions.append(n)
@@ -89,6 +94,7 @@ class TestKillPoints:
 
     @pytest.mark.parametrize("tool", ["record", "record_safely"])
     async def test_inside_a_tool(self, make_engine: EngineFactory, tool: str) -> None:
+        KEYS.clear()
         executions: Executions = []
         gate = asyncio.Event()
         app = model_app(executions, gate)
@@ -106,9 +112,10 @@ class TestKillPoints:
         if tool == "record":  # not idempotent: not run again; the model is told
             assert executions == [1, 3]
             assert len(failed) == 1 and "interrupted by a restart" in failed[0]["error"]
-        else:  # idempotent: run again, once, to completion
+        else:  # idempotent: run again, once, to completion, under the same key
             assert executions == [1, 2, 3]
             assert failed == []
+            assert KEYS == [f"{run.id}:1:0", f"{run.id}:2:0", f"{run.id}:2:0", f"{run.id}:3:0"]
 
     async def test_between_rounds(self, make_engine: EngineFactory) -> None:
         executions: Executions = []
