@@ -9,9 +9,11 @@ from typing import Any
 from fastapi import FastAPI
 
 import culm
+from culm import dashboard
 from culm.agent.app import App
 from culm.api import (
     errors,
+    routes_dashboard,
     routes_events,
     routes_ops,
     routes_runs,
@@ -30,6 +32,8 @@ Run LLM agents in the background and follow them from anywhere.
 Every error is `{"error": {"code", "message"}}`. With API keys configured, send
 `Authorization: Bearer KEY` (or `X-API-Key: KEY`); each key belongs to a tenant, which sees
 only its own sessions and runs.
+
+The [dashboard](/) shows the same runs, schedules and sessions in a browser.
 """
 
 
@@ -62,6 +66,8 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
     api.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     for module in (routes_ops, routes_sessions, routes_runs, routes_events, routes_schedules):
         api.include_router(module.router)
+    api.include_router(routes_dashboard.router)
+    dashboard.mount(api)
     _document_agents(api, app)
     return api
 
