@@ -3,11 +3,14 @@ streamed text, tool calls, budget, children), at a pace the test chooses."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 import culm
+from culm.agent.budget import Budget
+from culm.testing import Reply, ScriptedModel, call
 
 app = culm.App()
 
@@ -129,3 +132,32 @@ async def crash(run: culm.RunContext, input: str = "boom") -> None:
     """Raises with ``input`` as the message."""
     await run.emit("test.before_crash", {})
     raise RuntimeError(input)
+
+
+@app.tool
+def lookup(query: str) -> str:
+    """Looks ``query`` up.
+
+    Args:
+        query: What to look up.
+    """
+    return f"found {query}"
+
+
+# a model agent on a scripted model: what the dashboard shows for the real thing
+app.add_agent(
+    "helper",
+    model=ScriptedModel(
+        *[Reply(calls=[call("lookup", query="weather in Paris")]), "It is sunny in Paris."] * 500,
+        chunk_delay=0.02,
+    ),
+    instructions="You help.",
+    tools=[lookup],
+    max_rounds=4,
+    token_budget=BUDGET,
+)
+
+# the function agents that talk like models get a model agent's limits, so the pages show
+# "round 2 of 8" and "tokens of the budget" for them too
+for _name in ("talker", "lingerer"):
+    app.agents[_name] = replace(app.agents[_name], budget=Budget(BUDGET, 8))

@@ -144,6 +144,7 @@ export async function runView(main, { id }, signal) {
     bar.firstChild.style.width = `${(share * 100).toFixed(1)}%`;
     bar.classList.toggle("high", share > 0.9);
     bar.setAttribute("aria-valuenow", String(Math.round(share * 100)));
+    bar.parentElement.hidden = used === null && !total;
     barText.textContent = used === null ? "no tokens used"
       : total ? `${num(used)} of ${num(total)} tokens` : `${num(used)} tokens`;
     const active = isActive(state.status);

@@ -6,7 +6,7 @@
 // out while off screen (CSS content-visibility). Arguments, results and long data are
 // drawn only when their fold is opened.
 
-import { clip, h, num, pretty, tokens } from "./util.js";
+import { clip, h, indented, num, pretty, tokens } from "./util.js";
 
 const BLOCK = 200;
 const FRAME_BUDGET_MS = 10;
@@ -239,11 +239,11 @@ export class Timeline {
     const el = h("details", { class: "ev tool running" }, summary);
     const call = { el, phase, arguments: data.arguments, started: ts, result: undefined };
     lazy(el, () => {
-      const parts = [h("h4", null, "Arguments"), h("pre", null, pretty(call.arguments ?? {}))];
+      const parts = [h("h4", null, "Arguments"), h("pre", null, indented(call.arguments ?? {}))];
       if (call.error !== undefined) {
         parts.push(h("h4", null, "Error"), h("pre", { class: "error-text" }, String(call.error)));
       } else if (call.result !== undefined) {
-        parts.push(h("h4", null, "Result"), h("pre", null, pretty(call.result)));
+        parts.push(h("h4", null, "Result"), h("pre", null, indented(call.result)));
       }
       return parts;
     });
@@ -332,6 +332,7 @@ function strike(message, after, title) {
   const offset = segs[i + 1];
   const tail = offset > 0 ? message.node.splitText(offset) : message.node;
   const del = h("del", { class: "discarded", title });
+  message.el.classList.add("complete");
   tail.replaceWith(del);
   del.append(tail);
   if (offset > 0) {
@@ -364,6 +365,6 @@ function lazy(details, build) {
 
 function fold(label, value) {
   const details = h("details", { class: "inline-fold" }, h("summary", null, label));
-  lazy(details, () => h("pre", null, pretty(value)));
+  lazy(details, () => h("pre", null, indented(value)));
   return details;
 }

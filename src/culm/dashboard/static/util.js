@@ -95,6 +95,15 @@ export function pretty(value, indent = 2) {
   }
 }
 
+/** JSON indented for reading, whatever its length; never throws. */
+export function indented(value) {
+  try {
+    return JSON.stringify(value, null, 2) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
 /** At most ``max`` characters of ``text``, with an ellipsis when cut. */
 export function clip(text, max = 160) {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
