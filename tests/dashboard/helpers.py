@@ -45,7 +45,7 @@ def until(check: Any, timeout: float = 15, what: str = "condition") -> Any:
 
 CACHED_SEQ = """async (runId) => {
   const db = await new Promise((ok, no) => {
-    const r = indexedDB.open("culm-dashboard", 1);
+    const r = indexedDB.open("culm-dashboard");
     r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error);
   });
   const record = await new Promise((ok, no) => {

@@ -29,6 +29,20 @@ class TestServing:
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
 
+    def test_files_are_revalidated_by_etag(self, http: httpx.Client) -> None:
+        first = http.get("/dashboard/timeline.js")
+        assert first.headers["cache-control"] == "no-cache"
+        again = http.get("/dashboard/timeline.js", headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304
+        assert again.content == b""
+
+    def test_every_module_is_preloaded(self, http: httpx.Client) -> None:
+        # the browser fetches them all at once instead of discovering imports level by level
+        html = http.get("/").text
+        for path in STATIC.glob("*.js"):
+            if path.name != "app.js":
+                assert f'<link rel="modulepreload" href="dashboard/{path.name}">' in html
+
     def test_docs_link_to_it(self, http: httpx.Client) -> None:
         description = http.get("/openapi.json").json()["info"]["description"]
         assert "[dashboard](/)" in description
@@ -248,3 +262,59 @@ class TestTenants:
         other = page.context.new_page()  # another tab asks again
         other.goto(f"{url}/#/runs")
         expect(other.locator("#key-dialog")).to_be_visible()
+
+
+class TestSchedules:
+    """Schedules: cadence, next fire, counters; pause, resume, trigger; the ledger."""
+
+    def test_trigger_pause_resume_and_the_ledger(
+        self, page: Page, dash_server: Server, http: httpx.Client
+    ) -> None:
+        made = http.post(
+            "/v1/schedules", json={"agent": "echo", "input": "tick", "every": 3600, "name": "hourly"}
+        )
+        assert made.status_code == 201, made.text
+        schedule = made.json()
+        page.goto(f"{dash_server.url}/#/schedules")
+        row = page.locator(f'tr[data-schedule-id="{schedule["id"]}"]')
+        expect(row).to_contain_text("every 1 h")
+        expect(row).to_contain_text(re.compile(r"in (59|60) min"))
+        expect(row.locator(".badge")).to_have_text("active")
+        row.get_by_role("button", name="Trigger now").click()
+        fired = page.locator(".notice a")
+        expect(fired).to_have_text(re.compile("run_"))
+        expect(row).to_contain_text("1 started")
+        row.get_by_role("button", name="Pause").click()
+        expect(row.locator(".badge")).to_have_text("paused")
+        row.get_by_role("link", name="hourly").click()
+        ledger = page.locator("tbody tr")
+        expect(ledger).to_have_count(1)
+        expect(ledger.first).to_contain_text("(manual)")
+        expect(ledger.first.locator(".badge").last).to_have_text("completed")
+        page.get_by_role("button", name="Resume").click()
+        expect(page.locator("h1 .badge")).to_have_text("active")
+        ledger.first.locator("a").click()
+        expect(page.locator(".run-title .agent")).to_have_text("echo")
+        expect(page.locator(".run-side")).to_contain_text("Schedule")
+
+
+class TestSessions:
+    """A session's page: its runs and its conversation, tool calls and results folded."""
+
+    def test_conversation_with_tool_calls(
+        self, page: Page, dash_server: Server, http: httpx.Client
+    ) -> None:
+        run = finished(http, start(http, "helper", "Weather in Paris?")["id"])
+        assert run["status"] == "completed", run
+        page.goto(f"{dash_server.url}/#/sessions")
+        page.locator(f'a[href="#/sessions/{run["session_id"]}"]').click()
+        expect(page.locator(f'tr[data-run-id="{run["id"]}"] .badge')).to_have_text("completed")
+        messages = page.locator(".conversation .message")
+        expect(messages).to_have_count(4)  # user, assistant's call, tool result, answer
+        expect(messages.nth(0)).to_contain_text("Weather in Paris?")
+        call = messages.nth(1).locator("details.tool")
+        expect(call).to_contain_text("lookup")
+        call.locator("summary").click()
+        expect(call.locator("pre")).to_contain_text('"query": "weather in Paris"')
+        expect(messages.nth(2)).to_contain_text("found weather in Paris")
+        expect(messages.nth(3)).to_contain_text("It is sunny in Paris.")

@@ -4,16 +4,21 @@ The server answers ``/`` with the page and ``/dashboard/...`` with its files; th
 then talks to the same ``/v1`` API as every other client, with the caller's API key, so
 it can see and do nothing a key could not. There is no build step and nothing is loaded
 from anywhere else: the machines it runs on may have no internet.
+
+The files are small (about 100 KB in all) and do not change while the server runs, so
+they are read once and served from memory, each with an ETag the browser revalidates.
 """
 
 from __future__ import annotations
 
+import hashlib
+import mimetypes
+from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI
-from starlette.responses import FileResponse, Response
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 __all__ = ["STATIC", "mount"]
 
@@ -33,23 +38,53 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
-
-class _Files(StaticFiles):
-    """Static files with the dashboard's headers."""
-
-    def file_response(
-        self, full_path: str | Path, stat_result: object, scope: Scope, status_code: int = 200
-    ) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)  # type: ignore[arg-type]
-        response.headers.update(HEADERS)
-        return response
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 
-async def _index() -> Response:
-    return FileResponse(STATIC / "index.html", headers=HEADERS)
+@dataclass(frozen=True, slots=True)
+class File:
+    """One file of the dashboard, as served."""
+
+    body: bytes
+    media_type: str
+    etag: str
+
+    def response(self, request: Request) -> Response:
+        headers = {**HEADERS, "ETag": self.etag}
+        if request.headers.get("if-none-match") == self.etag:
+            return Response(status_code=304, headers=headers)
+        return Response(self.body, media_type=self.media_type, headers=headers)
+
+
+def load(directory: Path = STATIC) -> dict[str, File]:
+    """Every file under ``directory`` by its relative path."""
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        if not path.is_file():
+            continue
+        body = path.read_bytes()
+        media_type = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
+        files[path.relative_to(directory).as_posix()] = File(
+            body,
+            media_type or "application/octet-stream",
+            f'"{hashlib.sha256(body).hexdigest()[:32]}"',
+        )
+    return files
 
 
 def mount(api: FastAPI) -> None:
     """Serve the dashboard at ``/`` and its files under ``/dashboard/``."""
-    api.add_api_route("/", _index, methods=["GET"], include_in_schema=False)
-    api.mount("/dashboard", _Files(directory=STATIC), name="dashboard")
+    files = load()
+    index = files["index.html"]
+
+    async def page(request: Request) -> Response:
+        return index.response(request)
+
+    async def asset(path: str, request: Request) -> Response:
+        found = files.get(path)
+        if found is None:
+            raise HTTPException(404, f"no file {path} in the dashboard")
+        return found.response(request)
+
+    api.add_api_route("/", page, methods=["GET"], include_in_schema=False)
+    api.add_api_route("/dashboard/{path:path}", asset, methods=["GET"], include_in_schema=False)

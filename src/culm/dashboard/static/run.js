@@ -194,12 +194,16 @@ export async function runView(main, { id }, signal) {
   followBox.addEventListener("change", () => {
     timeline.follow = followBox.checked;
   });
-  addEventListener("wheel", (event) => {
-    if (event.deltaY < 0 && followBox.checked) {
-      followBox.checked = false;
-      timeline.follow = false;
-    }
-  }, { signal, passive: true });
+  // a person who scrolls up, or works inside the timeline, is reading: stop following
+  const unfollow = () => {
+    followBox.checked = false;
+    timeline.follow = false;
+  };
+  addEventListener("wheel", (event) => event.deltaY < 0 && unfollow(), { signal, passive: true });
+  addEventListener("keydown", (event) => {
+    if (["PageUp", "Home", "ArrowUp"].includes(event.key) && !event.target.closest?.("input, textarea, select")) unfollow();
+  }, { signal });
+  timelineEl.addEventListener("focusin", unfollow);
 
   drawState();
   drawOutcome();
@@ -207,9 +211,13 @@ export async function runView(main, { id }, signal) {
 
   const cached = await cache.load(run.id, run.last_seq);
   let after = 0;
+  for (const batch of cached) {
+    after = batch.at(-1).seq;
+    received(batch, false);
+  }
   if (cached.length) {
-    after = cached.at(-1).seq;
-    received(cached, false);
+    drawState();
+    if (!isActive(state.status)) drawOutcome();
   }
   every(() => 1, () => {
     drawState();
@@ -226,8 +234,9 @@ export async function runView(main, { id }, signal) {
       if (event.type.startsWith("child.")) children = true;
       if (event.seq > state.last_seq) advance(state, event); // the run record already has the rest
     }
-    if (fresh) cache.store(run.id, events);
     timeline.push(events);
+    if (!fresh) return; // drawn once for all of them
+    cache.store(run.id, events);
     drawState();
     if (children) drawTree().catch(() => {});
     if (!isActive(state.status)) drawOutcome();

@@ -40,8 +40,11 @@ export class RunsTable {
   }
 
   async start() {
-    this.limits = await limits();
-    const first = await api("/v1/runs", { query: { ...this.filter, limit: PAGE }, signal: this.signal });
+    const [known, first] = await Promise.all([
+      limits(),
+      api("/v1/runs", { query: { ...this.filter, limit: PAGE }, signal: this.signal }),
+    ]);
+    this.limits = known;
     this.cursor = first.next_cursor;
     for (const run of first.data) this.body.append(this.row(run));
     this.more.hidden = !this.cursor;
@@ -163,7 +166,7 @@ export async function runsView(main, _params, signal, query) {
   for (const name of ["status", "agent", "trigger", "session_id", "schedule_id"]) {
     if (query.get(name)) filter[name] = query.get(name);
   }
-  const agents = await api("/v1/agents", { signal }).catch(() => ({ data: [] }));
+  const table = new RunsTable(filter, signal);
   const choose = (name, label, options) => h("label", null, label,
     h("select", { name, onchange: apply },
       h("option", { value: "" }, "any"),
@@ -172,7 +175,7 @@ export async function runsView(main, _params, signal, query) {
   const sessions = h("datalist", { id: "recent-sessions" });
   const form = h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); apply(); } },
     choose("status", "Status", ["pending", "running", "completed", "failed", "cancelled", "interrupted"]),
-    choose("agent", "Agent", agents.data.map((a) => a.name)),
+    choose("agent", "Agent", filter.agent ? [filter.agent] : []),
     choose("trigger", "Trigger", ["http", "spawn", "schedule", "python"]),
     h("label", null, "Session", session, sessions),
     filter.schedule_id ? h("span", { class: "chip" }, `schedule ${shortId(filter.schedule_id)}`) : "",
@@ -186,13 +189,20 @@ export async function runsView(main, _params, signal, query) {
     location.hash = `#/runs${next.size ? `?${next}` : ""}`;
   }
 
-  const table = new RunsTable(filter, signal);
   main.append(
     h("div", { class: "page-head" }, h("h1", null, "Runs"), h("a", { class: "button-like primary", href: "#/start" }, "Start a run")),
     form,
     table.element);
+  // the runs first: the filters' choices come after
+  const started = table.start();
+  api("/v1/agents", { signal }).then((agents) => {
+    const select = form.elements.agent;
+    for (const { name } of agents.data) {
+      if (name !== filter.agent) select.append(h("option", { value: name }, name));
+    }
+  }).catch(() => {});
   api("/v1/sessions", { query: { limit: 50 }, signal }).then((page) => {
     clear(sessions).append(...page.data.map((s) => h("option", { value: s.id })));
   }).catch(() => {});
-  await table.start();
+  await started;
 }

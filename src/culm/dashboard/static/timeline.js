@@ -71,6 +71,7 @@ export class Timeline {
       this.batches.shift();
       this.index = 0;
     }
+    this.text();
     if (this.follow) this.root.lastElementChild?.scrollIntoView?.({ block: "end" });
     this.root.dataset.lastSeq = String(this.lastSeq);
     if (this.batches.length) this.schedule();
@@ -115,6 +116,7 @@ export class Timeline {
 
   draw(event) {
     const { type, data = {}, seq } = event;
+    if (type !== "message.delta") this.text();
     switch (type) {
       case "round.started": {
         const section = this.open("round", `Round ${data.round ?? ""}`, seq);
@@ -170,6 +172,7 @@ export class Timeline {
   delta({ data, seq }) {
     if (data.reset) {
       // the model's stream broke and was retried: the text so far is void
+      this.text();
       if (this.message) strike(this.message, -1, "discarded: the model's stream was retried");
       this.message = null;
       return;
@@ -180,12 +183,21 @@ export class Timeline {
       const node = document.createTextNode("");
       const el = h("div", { class: "msg" }, node);
       this.row(el, seq);
-      message = this.message = { el, node, segs: [], length: 0 };
+      message = this.message = { el, node, segs: [], length: 0, waiting: [] };
       this.section.messages.push(message);
     }
     message.segs.push(seq, message.length);
-    message.node.appendData(text);
+    message.waiting.push(text);
     message.length += text.length;
+  }
+
+  /** Put the text of the deltas drawn since the last call into the page, in one piece. */
+  text() {
+    const message = this.message;
+    if (message?.waiting.length) {
+      message.node.appendData(message.waiting.join(""));
+      message.waiting = [];
+    }
   }
 
   completed({ data, seq }) {
