@@ -44,8 +44,14 @@ async def _talk(run: culm.RunContext, talk: Talk, *, hold: bool = False) -> dict
         used += 40 + talk.words * 2
         await run.emit(
             "budget.updated",
-            {"usage": {"prompt_tokens": used // 2, "completion_tokens": used - used // 2,
-                       "total_tokens": used}, "budget_left": BUDGET - used},
+            {
+                "usage": {
+                    "prompt_tokens": used // 2,
+                    "completion_tokens": used - used // 2,
+                    "total_tokens": used,
+                },
+                "budget_left": BUDGET - used,
+            },
         )
         call_id = f"call_{number}"
         await run.emit(
@@ -59,7 +65,11 @@ async def _talk(run: culm.RunContext, talk: Talk, *, hold: bool = False) -> dict
         else:
             await run.emit(
                 "tool.completed",
-                {"name": "lookup", "call_id": call_id, "result": {"found": number, "of": talk.topic}},
+                {
+                    "name": "lookup",
+                    "call_id": call_id,
+                    "result": {"found": number, "of": talk.topic},
+                },
             )
         if number == 1:
             for _ in range(talk.children):

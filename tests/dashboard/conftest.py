@@ -31,13 +31,15 @@ ARGS = [
 LAPTOP = {"width": 1440, "height": 900}
 
 
-@pytest.fixture(scope="session")
+# package scope: Playwright's sync API holds an event loop on this thread while it runs,
+# which the asyncio tests of other packages must not find there
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         raise RuntimeError(

@@ -144,7 +144,9 @@ class TestRunPage:
         ended = finished(http, run["id"])
         until(lambda: last_seq(page) == ended["last_seq"], what="every event drawn")
         expect(page.locator(".run-title .badge")).to_have_text("completed")
-        seqs = page.eval_on_selector_all("#timeline .block > [data-seq]", "els => els.map(e => e.dataset.seq)")
+        seqs = page.eval_on_selector_all(
+            "#timeline .block > [data-seq]", "els => els.map(e => e.dataset.seq)"
+        )
         rows = [s for s in seqs if s]
         assert len(rows) == len(set(rows)), "an event drawn twice"
         # the same timeline as a browser that saw it all in one go
@@ -271,7 +273,8 @@ class TestSchedules:
         self, page: Page, dash_server: Server, http: httpx.Client
     ) -> None:
         made = http.post(
-            "/v1/schedules", json={"agent": "echo", "input": "tick", "every": 3600, "name": "hourly"}
+            "/v1/schedules",
+            json={"agent": "echo", "input": "tick", "every": 3600, "name": "hourly"},
         )
         assert made.status_code == 201, made.text
         schedule = made.json()
