@@ -2,23 +2,20 @@
 // #/schedules, #/settings), the theme, and the API key of this tab.
 
 import { apiKey, forgetKey } from "./api.js";
-import * as cache from "./cache.js";
-import { runView } from "./run.js";
-import { runsView } from "./runs.js";
-import { scheduleView, schedulesView } from "./schedules.js";
-import { sessionView, sessionsView } from "./sessions.js";
 import { applyTheme, save, settings } from "./settings.js";
-import { startView } from "./start.js";
 import { h } from "./util.js";
 
+// each page's module is loaded when first shown (the runs page's is preloaded by index.html)
+const view = (module, name) => async (...args) => (await import(module))[name](...args);
+
 const ROUTES = [
-  [/^runs$/, runsView, "runs"],
-  [/^runs\/(?<id>[^/]+)$/, runView, "runs"],
-  [/^start$/, startView, "start"],
-  [/^sessions$/, sessionsView, "sessions"],
-  [/^sessions\/(?<id>[^/]+)$/, sessionView, "sessions"],
-  [/^schedules$/, schedulesView, "schedules"],
-  [/^schedules\/(?<id>[^/]+)$/, scheduleView, "schedules"],
+  [/^runs$/, view("./runs.js", "runsView"), "runs"],
+  [/^runs\/(?<id>[^/]+)$/, view("./run.js", "runView"), "runs"],
+  [/^start$/, view("./start.js", "startView"), "start"],
+  [/^sessions$/, view("./sessions.js", "sessionsView"), "sessions"],
+  [/^sessions\/(?<id>[^/]+)$/, view("./sessions.js", "sessionView"), "sessions"],
+  [/^schedules$/, view("./schedules.js", "schedulesView"), "schedules"],
+  [/^schedules\/(?<id>[^/]+)$/, view("./schedules.js", "scheduleView"), "schedules"],
   [/^settings$/, settingsView, "settings"],
 ];
 
@@ -81,7 +78,10 @@ async function settingsView(main) {
     h("p", null, apiKey() ? "This tab has an API key. " : "This tab has no API key. ",
       apiKey() ? h("button", { type: "button", onclick: () => { forgetKey(); location.reload(); } }, "Forget the key") : ""),
     h("p", null, "Run pages keep the events they received in this browser, so a reload asks only for what is new. ",
-      h("button", { type: "button", onclick: async () => { await cache.clearAll(); cleared.textContent = "Emptied."; } }, "Empty that cache"), " ", cleared));
+      h("button", { type: "button", onclick: async () => {
+        await (await import("./cache.js")).clearAll();
+        cleared.textContent = "Emptied.";
+      } }, "Empty that cache"), " ", cleared));
 }
 
 function toggleTheme() {

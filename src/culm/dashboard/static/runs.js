@@ -193,8 +193,8 @@ export async function runsView(main, _params, signal, query) {
     h("div", { class: "page-head" }, h("h1", null, "Runs"), h("a", { class: "button-like primary", href: "#/start" }, "Start a run")),
     form,
     table.element);
-  // the runs first: the filters' choices come after
-  const started = table.start();
+  // the runs first: the filters' choices come after them
+  await table.start();
   api("/v1/agents", { signal }).then((agents) => {
     const select = form.elements.agent;
     for (const { name } of agents.data) {
@@ -204,5 +204,4 @@ export async function runsView(main, _params, signal, query) {
   api("/v1/sessions", { query: { limit: 50 }, signal }).then((page) => {
     clear(sessions).append(...page.data.map((s) => h("option", { value: s.id })));
   }).catch(() => {});
-  await started;
 }
