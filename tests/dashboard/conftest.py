@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from tests.api.conftest import KEYS, Server, start_server
 
@@ -29,6 +29,9 @@ ARGS = [
     "--no-first-run",
 ]
 LAPTOP = {"width": 1440, "height": 900}
+
+# deadlines for what a page should show: generous, the machine is shared with the server
+expect.set_options(timeout=15_000)
 
 
 # package scope: Playwright's sync API holds an event loop on this thread while it runs,

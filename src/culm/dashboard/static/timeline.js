@@ -367,6 +367,11 @@ function lazy(details, build) {
     else details.append(fresh);
     body = fresh;
   };
+  // drawn as the click (or Enter, or Space) that opens it happens, not at the "toggle"
+  // event after it, which a busy page may deliver late
+  details.firstElementChild.addEventListener("click", () => {
+    if (!details.open && !body) draw();
+  });
   details.addEventListener("toggle", () => {
     if (details.open && !body) draw();
   });
