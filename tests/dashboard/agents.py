@@ -107,6 +107,19 @@ async def restarter(run: culm.RunContext, input: None = None) -> str:
 
 
 @app.agent
+async def retrier(run: culm.RunContext, input: None = None) -> str:
+    """A model stream that broke and was retried: a delta with ``reset`` voids the text."""
+    await run.emit("round.started", {"round": 1})
+    await run.emit("message.delta", {"text": "broken "})
+    await run.emit("message.delta", {"text": "stream "})
+    await run.emit("message.delta", {"text": "", "reset": True})
+    await run.emit("message.delta", {"text": "whole answer"})
+    await run.emit("message.completed", {"text": "whole answer"})
+    await run.emit("round.completed", {"round": 1})
+    return "ok"
+
+
+@app.agent
 async def flood(run: culm.RunContext, input: int = 50_000) -> int:
     """Emits about ``input`` events in model-shaped rounds (each: 1 start, 94 words,
     1 message, 1 budget, 2 tool events, 1 end = 100 events), as fast as it can."""
