@@ -268,14 +268,23 @@ class TestTenants:
         expect(dialog).to_be_hidden()
         expect(page.locator(f'tr[data-run-id="{mine["id"]}"]')).to_have_count(1)
         expect(page.locator(f'tr[data-run-id="{theirs["id"]}"]')).to_have_count(0)
+        page.goto(f"{url}/#/runs/{mine['id']}")
+        expect(page.locator(".run-title .badge")).to_have_text("completed")
+        until(lambda: page.evaluate(CACHED_SEQ, mine["id"]) > 0, what="the run kept in the browser")
         page.goto(f"{url}/#/runs/{theirs['id']}")
         expect(page.locator("h1")).to_have_text("Run not found")
         page.reload()  # the key is kept for the tab
         expect(page.locator("h1")).to_have_text("Run not found")
         expect(dialog).to_be_hidden()
-        other = page.context.new_page()  # another tab asks again
-        other.goto(f"{url}/#/runs")
+        # another tab of the same browser asks again, and another tenant's key does not
+        # show the run this browser keeps for the first
+        other = page.context.new_page()
+        other.goto(f"{url}/#/runs/{mine['id']}")
         expect(other.locator("#key-dialog")).to_be_visible()
+        other.fill("#key-input", "key-b")
+        other.keyboard.press("Enter")
+        expect(other.locator("h1")).to_have_text("Run not found")
+        expect(other.locator("#timeline")).to_have_count(0)
 
 
 class TestSchedules:

@@ -54,6 +54,22 @@ def test_screenshots_of_the_runs_page_and_a_run_page(
         finally:
             context.close()
     http.post(f"/v1/runs/{live['id']}/cancel")
+    chat = finished(http, start(http, "helper", "Weather in Paris?")["id"])
+    made = http.post("/v1/schedules", json={"agent": "echo", "every": 600, "name": "ten minutes"})
+    http.post(f"/v1/schedules/{made.json()['id']}/trigger")
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    try:
+        page.goto(f"{dash_server.url}/#/sessions/{chat['session_id']}")
+        expect(page.locator(".conversation .message")).to_have_count(4)
+        page.screenshot(path=artifacts / "session-light.png")
+        page.goto(f"{dash_server.url}/#/schedules/{made.json()['id']}")
+        expect(page.locator("tbody tr .badge").last).to_have_text("completed")
+        page.screenshot(path=artifacts / "schedule-light.png")
+    finally:
+        context.close()
+    for name in ("session", "schedule"):
+        assert (artifacts / f"{name}-light.png").stat().st_size > 10_000
     for name in ("runs", "run", "start"):
         for scheme in ("light", "dark"):
             assert (artifacts / f"{name}-{scheme}.png").stat().st_size > 10_000

@@ -75,8 +75,9 @@ export async function sessionView(main, { id }, signal) {
 function message(m, calls) {
   const role = m.role;
   const li = h("li", { class: `message role-${role}`, dataset: { id: m.id } },
-    h("div", { class: "who" }, role, m.run_id ? h("a", { href: `#/runs/${m.run_id}`, class: "mono" }, ` ${shortId(m.run_id)}`) : "",
-      h("span", { class: "muted" }, ` ${when(m.created_at)}`)));
+    h("div", { class: "who" }, h("span", { class: "role" }, role),
+      m.run_id ? h("a", { href: `#/runs/${m.run_id}`, class: "mono" }, shortId(m.run_id)) : "",
+      h("span", null, when(m.created_at))));
   const content = typeof m.content === "string" ? m.content : m.content === null || m.content === undefined ? "" : pretty(m.content);
   if (role === "tool") {
     const call = calls.get(m.tool_call_id);
