@@ -149,7 +149,8 @@ export class RunsTable {
     const run = row.run;
     const last = run.last_event_at ?? run.started_at ?? run.created_at;
     const cell = row.tr.children[7];
-    cell.textContent = ago(last, now);
+    // only a live run's silence means something; an ended run's is its "Ended" time
+    cell.textContent = isActive(run.status) ? ago(last, now) : "";
     const stalled = run.status === "running" && now - ms(last) > settings().stallSeconds * 1000;
     row.tr.classList.toggle("stalled", stalled);
     row.tr.querySelector(".stall").hidden = !stalled;
