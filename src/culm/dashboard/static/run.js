@@ -191,6 +191,8 @@ export async function runView(main, { id }, signal) {
       if (seq >= state.last_seq && !isActive(state.status)) performance.mark("culm:timeline-complete");
     },
   });
+  // a live run is followed at its end; an ended one is read from the top
+  followBox.checked = timeline.follow = isActive(run.status);
   followBox.addEventListener("change", () => {
     timeline.follow = followBox.checked;
   });
