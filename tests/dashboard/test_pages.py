@@ -56,6 +56,20 @@ class TestServing:
             needed |= more
         assert needed <= preloaded, needed - preloaded
 
+    def test_with_keys_the_page_loads_and_the_limits_need_one(
+        self, keyed_dash_server: Server
+    ) -> None:
+        with httpx.Client(base_url=keyed_dash_server.url) as http:
+            assert http.get("/").status_code == 200  # it must load to ask for a key
+            assert http.get("/dashboard/app.js").status_code == 200
+            refused = http.get("/dashboard/api/limits")
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "unauthenticated"
+            limits = http.get("/dashboard/api/limits", headers={"X-API-Key": "key-b"}).json()
+        assert limits["data"]["talker"] == {"max_rounds": 8, "token_budget": 20_000}
+        assert limits["data"]["helper"] == {"max_rounds": 4, "token_budget": 20_000}
+        assert limits["data"]["echo"] == {"max_rounds": None, "token_budget": None}
+
     def test_docs_link_to_it(self, http: httpx.Client) -> None:
         description = http.get("/openapi.json").json()["info"]["description"]
         assert "[dashboard](/)" in description
