@@ -98,7 +98,8 @@ async def restarter(run: culm.RunContext, input: None = None) -> str:
     await run.emit("round.started", {"round": 1})
     for word in ("first", "attempt", "text"):
         await run.emit("message.delta", {"text": f"{word} "})
-    await run.emit("round.restarted", {"round": 1, "discard_after_seq": 3})
+    # as a resumed model agent says it: the round's start is the last event that stands
+    await run.emit("round.restarted", {"round": 1, "attempt": 2, "discard_after_seq": 3})
     for word in ("second", "attempt"):
         await run.emit("message.delta", {"text": f"{word} "})
     await run.emit("message.completed", {"text": "second attempt "})

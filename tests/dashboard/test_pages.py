@@ -196,6 +196,8 @@ class TestRunPage:
         until(lambda: last_seq(page) == run["last_seq"], what="every event drawn")
         expect(page.locator("del.discarded")).to_have_text("first attempt text ")
         expect(page.locator(".section.round .msg").last).to_have_text("second attempt ")
+        rounds = page.locator(".section.round > summary .title")
+        expect(rounds).to_have_text(["Round 1", "Round 1, made again"])
         expect(page.locator(".ev.restarted")).to_contain_text("round.restarted")
 
     def test_children_link_and_tree(

@@ -228,7 +228,8 @@ export class Timeline {
       }
       if (section.seq <= after) break;
     }
-    this.message = null;
+    // the round goes on in a group of its own, after whatever came between (run.resumed)
+    this.open("round", `Round ${data.round ?? ""}, made again`, seq).number = data.round;
     const row = h("div", { class: "ev restarted" }, h("span", { class: "seq" }, seq));
     row.append(
       h("span", { class: "type" }, "round.restarted"),
