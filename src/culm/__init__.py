@@ -13,12 +13,16 @@ from culm.engine import Engine
 from culm.errors import (
     Conflict,
     CulmError,
+    IdempotencyKeyReused,
     InvalidInput,
+    InvalidPayload,
     NotFound,
+    OwnershipLost,
     RunCancelled,
     RunFinished,
     SessionBusy,
     SpawnRefused,
+    Unavailable,
 )
 from culm.events import Event
 from culm.models import (
@@ -54,10 +58,13 @@ __all__ = [
     "Event",
     "Firing",
     "FiringOutcome",
+    "IdempotencyKeyReused",
     "InvalidInput",
+    "InvalidPayload",
     "Misfire",
     "NotFound",
     "Overlap",
+    "OwnershipLost",
     "Run",
     "RunCancelled",
     "RunContext",
@@ -75,6 +82,7 @@ __all__ = [
     "SpawnRefused",
     "ToolPhase",
     "Trigger",
+    "Unavailable",
     "WaitMode",
     "load_app",
     "spawn_agent",

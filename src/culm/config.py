@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     """FULL survives power loss; NORMAL (in WAL) survives a process crash and commits faster."""
     cancel_grace: float = Field(default=5.0, ge=0)
     """Seconds a run gets to stop at a safe point before it is cancelled outright."""
+    max_resumes: int = Field(default=3, ge=0)
+    """How often a run whose process died is resumed (agents that allow it) before it ends
+    ``interrupted``: a run that keeps killing its process is not resumed forever."""
     lease_seconds: float = Field(default=30.0, gt=0)
     """A run whose process stops renewing its lease for this long is interrupted."""
     retention_seconds: float | None = Field(default=None, gt=0)
@@ -28,9 +31,14 @@ class Settings(BaseSettings):
     subscriber_buffer: int = Field(default=10_000, ge=1)
     """Events a live subscriber may fall behind before it continues from the log."""
     idle_poll_seconds: float = Field(default=5.0, gt=0)
-    """A quiet subscriber re-checks the log this often (a safety net under the bus)."""
+    """How often the log's tail is checked for events other processes sharing the database
+    committed (one query per process, however many followers), and queued runs whose turn
+    came unnoticed are started."""
     max_batch: int = Field(default=5_000, ge=1)
-    """Most events written in one group commit."""
+    """Events queued for the next group commit past which emitters wait for the disk."""
+    max_queued_bytes: int = Field(default=64 * 1_048_576, ge=1_048_576)
+    """Bytes of event data queued for the next group commit past which emitters wait: what
+    a run can make the server hold while the disk is slow or full."""
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
     """API key -> tenant; from ``CULM_API_KEYS`` as ``key1=tenantA,key2=tenantB``. With none
     configured every caller is tenant ``default`` and the server binds to loopback only."""
@@ -44,9 +52,9 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=1_048_576, ge=1_024)
     """Largest encoded JSON of one value a run stores: an event's data, its input, its
     output. A larger one fails the call that made it (``InvalidPayload``; HTTP 422)."""
-    recent_events: int = Field(default=50_000, ge=0)
-    """Committed events an engine keeps in memory, so followers catching up on the same
-    recent runs share them instead of each reading the database; 0 turns it off."""
+    recent_events_bytes: int = Field(default=32 * 1_048_576, ge=0)
+    """Bytes of committed events an engine keeps in memory, so followers catching up on
+    the same recent runs share them instead of each reading the database; 0 turns it off."""
 
     scheduler: bool = True
     """Fire schedules from this process (every process may: each fire time fires once)."""
@@ -64,6 +72,35 @@ class Settings(BaseSettings):
     spawn_child_idle_timeout: float | None = Field(default=None, gt=0)
     """Seconds a child (with its own children) may emit nothing before it is cancelled with
     reason ``timeout``; None: no limit."""
+
+    webhook_dispatcher: bool = True
+    """Deliver webhooks from this process (every process may: each delivery is claimed by
+    one at a time)."""
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback, private, link-local and other non-public addresses. Off,
+    a webhook cannot be a way into the server's own network."""
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    """Seconds one delivery attempt may take, from resolving the host to the response."""
+    webhook_retry_for: float = Field(default=86_400.0, gt=0)
+    """Seconds a delivery is retried for (after failures that may pass) before it fails."""
+    webhook_retry_base: float = Field(default=5.0, gt=0)
+    """Delay before the first retry; each later one doubles, with jitter."""
+    webhook_retry_max_delay: float = Field(default=3_600.0, gt=0)
+    """Longest delay between two attempts (a longer ``Retry-After`` is still honoured)."""
+    webhook_concurrency: int = Field(default=16, ge=1)
+    """Attempts in flight at once from this process."""
+    webhook_endpoint_concurrency: int = Field(default=4, ge=1)
+    """Attempts in flight at once to one endpoint, so a slow one cannot hold every slot."""
+    webhook_disable_after_failures: int = Field(default=20, ge=1)
+    """An endpoint is disabled after this many failed attempts in a row..."""
+    webhook_disable_after_seconds: float = Field(default=86_400.0, ge=0)
+    """...spread over at least this many seconds without a success."""
+    webhook_poll_seconds: float = Field(default=0.5, gt=0)
+    """How often the dispatcher looks for new events and due retries."""
+    webhook_ledger_seconds: float = Field(default=7 * 86_400.0, gt=0)
+    """Finished deliveries (and their attempts) are kept this long, then deleted."""
+    webhook_max_endpoints: int = Field(default=100, ge=1)
+    """Webhook endpoints one tenant may have."""
 
     @property
     def payload_limits(self) -> Limits:

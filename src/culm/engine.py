@@ -9,17 +9,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
-
-from sqlalchemy.exc import IntegrityError
 
 from culm import events as ev
 from culm.agent.app import App
 from culm.agent.budget import Budget
 from culm.bus import Bus, LocalBus, run_key
 from culm.config import Settings
-from culm.errors import Conflict, CulmError, InvalidInput, RunFinished
+from culm.errors import Conflict, CulmError, InvalidInput, RunFinished, Unavailable
 from culm.events import Event
 from culm.ids import new_id
 from culm.models import (
@@ -34,14 +33,19 @@ from culm.models import (
     Session,
     Trigger,
 )
+from culm.payload import check
 from culm.projection import advance
+from culm.runtime.executor import ACTIVE, PENDING, Executor
 from culm.runtime.follow import EventReader, follow_run, follow_sessions
 from culm.runtime.log import EventLog
-from culm.runtime.owners import new_worker_id, owner_is_dead
+from culm.runtime.owners import new_worker_id, owner_is_dead, release_worker_id
 from culm.runtime.recent import RecentEvents, RecordingBus
-from culm.runtime.runner import Runner, _cancelled
+from culm.runtime.runner import Runner, cancelled_data
+from culm.runtime.tail import LogTail
 from culm.schedule import ScheduleBook, Scheduler
 from culm.store import RunFilter, Store, open_store
+from culm.store.base import Fence
+from culm.store.runs import replay
 from culm.tree import RunNode, build_tree
 
 log = logging.getLogger("culm.engine")
@@ -51,8 +55,25 @@ def _announces_child(event: Event) -> bool:
     return event.type == ev.CHILD_STARTED
 
 
-_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
-_PENDING = frozenset({RunStatus.PENDING})
+def _ender(type: str, data: dict[str, Any], now: float) -> Callable[[Run], Event]:
+    """How the store ends a run this call supersedes: the next event of its stream."""
+
+    def terminal(run: Run) -> Event:
+        seq = run.state.last_seq + 1
+        return Event(
+            seq, run.id, run.session_id, type, data, ts=now, parent_run_id=run.parent_run_id
+        )
+
+    return terminal
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What ``Engine.start`` did: the run as stored, and whether this call created it
+    (False when its idempotency key named a run started before)."""
+
+    run: Run
+    created: bool
 
 
 class Engine:
@@ -73,23 +94,24 @@ class Engine:
         self.recent: RecentEvents | None = None
         """Recent committed events, shared by followers catching up (see runtime/recent.py)."""
         self.bus = bus or LocalBus()
-        if self.settings.recent_events > 0:
-            self.recent = RecentEvents(self.store, self.settings.recent_events)
+        if self.settings.recent_events_bytes > 0:
+            self.recent = RecentEvents(self.store, self.settings.recent_events_bytes)
             self.bus = RecordingBus(self.bus, self.recent)
         self._reads: EventReader = self.recent if self.recent is not None else self.store
-        # every committed event is announced by the store, in commit order
-        self.store.on_commit = self.bus.publish
+        # every committed event is announced by the store, in commit order; what other
+        # processes sharing the database commit, the log's tail announces
+        self.tail = LogTail(self.store, self.bus.publish)
+        self.store.on_commit = self.tail.announce
         self.clock = clock
         self.worker_id = new_worker_id()
-        self.log = EventLog(self.store, self.settings.max_batch)
-        self._runners: dict[str, Runner] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.log = EventLog(
+            self.store,
+            self.settings.max_batch,
+            max_bytes=self.settings.max_queued_bytes,
+            limits=self.settings.payload_limits,
+        )
+        self.executor = Executor(self.settings, self.store, self.log, self.worker_id, door=self)
         self._stack = AsyncExitStack()
-        self._closing = False
-        self._waiting: set[str] = set()
-        """Sessions with runs queued here: their next run starts when the active one ends."""
-        self._children: dict[str, tuple[Budget, int]] = {}
-        """Spawned runs about to start: the budget their parent granted, and their depth."""
         self.scheduler = Scheduler(
             self,
             self.store,
@@ -97,7 +119,9 @@ class Engine:
             worker_id=self.worker_id,
             poll=self.settings.schedule_poll_seconds,
         )
-        self.schedules = ScheduleBook(app, self.store, self, self.scheduler, clock)
+        self.schedules = ScheduleBook(
+            app, self.store, self, self.scheduler, clock, self.settings.payload_limits
+        )
 
     # lifecycle
 
@@ -106,16 +130,20 @@ class Engine:
         self._stack.push_async_callback(self.store.close)
         await self.bus.open()
         self._stack.push_async_callback(self.bus.close)
+        self._stack.callback(release_worker_id, self.worker_id)
+        every = self.executor.every
+        await self.tail.open()
+        self._background(every(self.settings.idle_poll_seconds, self.tail.poll))
         self._background(self.log.run())
-        await self.recover()
-        self._background(self._every(self.settings.lease_seconds / 3, self._renew_leases))
-        self._background(self._every(self.settings.lease_seconds / 2, self.recover))
-        self._background(self._every(self.settings.idle_poll_seconds, self.start_waiting))
+        await self.executor.recover()
+        self._background(every(self.settings.lease_seconds / 3, self.executor.renew))
+        self._background(every(self.settings.lease_seconds / 2, self.executor.recover))
+        self._background(every(self.settings.idle_poll_seconds, self.executor.start_waiting))
         if self.settings.scheduler:
             self._background(self.scheduler.run())
         if self.settings.retention_seconds is not None:
             period = min(3600.0, self.settings.retention_seconds / 10)
-            self._background(self._every(period, self.purge))
+            self._background(every(period, self.purge))
         return self
 
     async def __aexit__(
@@ -127,36 +155,19 @@ class Engine:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Interrupt the runs still going (each gets its terminal event), then close."""
-        if self._closing:
+        """Interrupt the runs still going (each gets its terminal event, all at once, under
+        one deadline), then close. Returns within a few seconds past ``cancel_grace``,
+        even when the database cannot be written."""
+        if self.executor.closing:
             return
-        self._closing = True
-        await self.scheduler.stop()
-        runners = list(self._runners.values())
-        for runner in runners:
-            if runner.task is not None and not runner.finalized:
-                runner.task.cancel()
-        for runner in runners:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runner.done.wait(), self.settings.cancel_grace + 1)
-            if not runner.done.is_set():
-                await runner.finish(ev.RUN_INTERRUPTED, {"error": "the server shut down"})
-        await self.log.flush()
-        for _ in range(3):  # a task may swallow a cancel; ask again, but never wait forever
-            if not self._tasks:
-                break
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.wait(self._tasks, timeout=1.0)
-        if self._tasks:
-            log.warning("%d tasks ignored cancellation at shutdown", len(self._tasks))
+        self.executor.closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.scheduler.stop(), self.settings.cancel_grace)
+        await self.executor.shutdown()
         await self._stack.aclose()
 
     def _background(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self.executor.background(coro)
 
     def background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``coro`` in a task the engine owns: cancelled, at the latest, when it closes."""
@@ -165,15 +176,17 @@ class Engine:
     @property
     def closing(self) -> bool:
         """True once the engine has begun to shut down."""
-        return self._closing
+        return self.executor.closing
 
-    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await job()
-            except Exception:
-                log.exception("background job %s failed", getattr(job, "__name__", job))
+    def health(self) -> str | None:
+        """Why this engine cannot take new work now (the database cannot be written), or
+        None when it can. Reads keep working either way."""
+        return self.log.problem
+
+    def _refuse_when_unhealthy(self) -> None:
+        problem = self.log.problem
+        if problem is not None:
+            raise Unavailable(f"no new work is taken now: {problem}")
 
     # sessions
 
@@ -184,11 +197,13 @@ class Engine:
         metadata: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
     ) -> Session:
+        self._refuse_when_unhealthy()
+        limits = self.settings.payload_limits
         session = Session(
             id=new_id("ses"),
             tenant=tenant,
             created_at=self.clock(),
-            metadata=dict(metadata or {}),
+            metadata=check(dict(metadata or {}), limits, what="the session's metadata"),
             parent_id=parent_id,
         )
         await self.store.create_session(session)
@@ -240,22 +255,64 @@ class Engine:
         idempotency_key: str | None = None,
         by: str = "user",
         run_id: str | None = None,
+        grant: Budget | None = None,
+        depth: int = 0,
     ) -> Run:
-        """Create a run and hand it to the executor; returns at once with the pending run.
+        """Create a run and hand it to the executor; returns at once with the run as
+        stored (see ``start`` for everything it does)."""
+        started = await self.start(
+            agent,
+            input,
+            session_id=session_id,
+            tenant=tenant,
+            trigger=trigger,
+            if_busy=if_busy,
+            parent_run_id=parent_run_id,
+            schedule_id=schedule_id,
+            idempotency_key=idempotency_key,
+            by=by,
+            run_id=run_id,
+            grant=grant,
+            depth=depth,
+        )
+        return started.run
+
+    async def start(
+        self,
+        agent: str,
+        input: Any = None,
+        *,
+        session_id: str | None = None,
+        tenant: str = "default",
+        trigger: Trigger = Trigger.PYTHON,
+        if_busy: BusyPolicy = BusyPolicy.REJECT,
+        parent_run_id: str | None = None,
+        schedule_id: str | None = None,
+        idempotency_key: str | None = None,
+        by: str = "user",
+        run_id: str | None = None,
+        grant: Budget | None = None,
+        depth: int = 0,
+    ) -> Started:
+        """Create a run and hand it to the executor; returns at once.
 
         Without ``session_id`` the run gets a new session. When the session has an active
         run, ``if_busy`` decides: ``reject`` raises ``SessionBusy``, ``enqueue`` waits in
         line, ``interrupt`` cancels what is active (on behalf of ``by``) and then starts.
-        A retried call with the same ``idempotency_key`` returns the same run. ``run_id``
-        is for callers that announce a run before it exists (spawn); children are started
-        with ``spawn``, which passes ``parent_run_id``.
+        A retried call with the same ``idempotency_key`` returns the same run
+        (``created`` False), concurrent retries included; a key the tenant used for another
+        agent or session raises ``IdempotencyKeyReused``. The input is checked and copied
+        (``InvalidInput``, ``InvalidPayload``). ``run_id``, ``grant`` and ``depth`` are for
+        spawn, which announces a child before it exists and passes what its parent
+        granted it. While the database cannot be written, ``Unavailable``.
         """
         spec = self.app.get(agent)
-        value = spec.validate_input(input)
+        self._refuse_when_unhealthy()
+        value = spec.validate_input(input, self.settings.payload_limits)
         if idempotency_key is not None:
             existing = await self.store.find_run(tenant, idempotency_key)
-            if existing is not None:
-                return existing
+            if existing is not None:  # a retry: before any interrupt or new session
+                return Started(replay(existing, agent, session_id), False)
         new_session = None
         if session_id is None:  # created with the run, in one transaction
             new_session = Session(id=new_id("ses"), tenant=tenant, created_at=self.clock())
@@ -263,10 +320,7 @@ class Engine:
         else:
             await self.store.get_session(session_id, tenant)
         run_id = run_id or new_id("run")
-        if if_busy is BusyPolicy.INTERRUPT:
-            for active in await self.store.active_runs(session_id):
-                with contextlib.suppress(RunFinished):
-                    await self.cancel(active.id, by=by, reason=f"interrupted by run {run_id}")
+        interrupted = cancelled_data(by, f"interrupted by run {run_id}", forced=False)
         now = self.clock()
         queued = Event(
             1,
@@ -294,87 +348,41 @@ class Engine:
             parent_run_id=parent_run_id,
             schedule_id=schedule_id,
             idempotency_key=idempotency_key,
+            grant=None if grant is None else grant.to_dict(),
+            depth=depth,
         )
-        try:
-            ahead = await self.store.create_run(
-                run,
-                queued,
-                reject_if_busy=if_busy is BusyPolicy.REJECT,
-                owner=self.worker_id,
-                lease_until=now + self.settings.lease_seconds,
-                claim=True,
-                new_session=new_session,
-            )
-        except IntegrityError:
-            if idempotency_key is not None:
-                existing = await self.store.find_run(tenant, idempotency_key)
-                if existing is not None:
-                    return existing
-            raise
-        if ahead is not None:
-            self._waiting.add(session_id)
-        if ahead is None:
-            await self._launch(run, claimed=True)
-        return self._runners[run.id].snapshot() if run.id in self._runners else run
-
-    async def _launch(self, run: Run, *, claimed: bool = False) -> None:
-        """Execute a run here: claimed already by ``create_run``, or claimed now."""
-        if run.id in self._runners:
-            return
-        if self._closing:
-            if claimed:
-                await self._end_elsewhere(
-                    run.id, _ACTIVE, ev.RUN_INTERRUPTED, {"error": "the server shut down"}
-                )
-            return
-        try:
-            spec = self.app.get(run.agent)
-        except Exception as exc:
-            await self._end_elsewhere(run.id, _ACTIVE, ev.RUN_FAILED, {"error": str(exc)})
-            return
-        grant, depth = self._children.pop(run.id, (Budget(), 0))
-        budget = spec.budget.cap(grant)
-        runner = Runner(
-            run, spec, self.log, self._on_end, self.clock, door=self, budget=budget, depth=depth
+        created = await self.store.create_run(
+            run,
+            queued,
+            reject_if_busy=if_busy is BusyPolicy.REJECT,
+            owner=self.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+            claim=True,
+            new_session=new_session,
+            supersede=_ender(ev.RUN_CANCELLED, interrupted, now)
+            if if_busy is BusyPolicy.INTERRUPT
+            else None,
         )
-        self._runners[run.id] = runner
-        lease = self.clock() + self.settings.lease_seconds
-        if not claimed and not await self.store.claim_run(run.id, self.worker_id, lease):
-            self._runners.pop(run.id, None)
-            return
-        runner.task = self._background(runner.execute())
-
-    def _on_end(self, runner: Runner) -> None:
-        self._runners.pop(runner.run.id, None)
-        session_id = runner.run.session_id
-        if not self._closing and session_id in self._waiting:
-            self._background(self._start_next(session_id))
-
-    async def _start_next(self, session_id: str) -> None:
-        active = await self.store.active_runs(session_id)
-        if not any(r.status is RunStatus.PENDING for r in active):
-            self._waiting.discard(session_id)
-        if active and all(r.status is RunStatus.PENDING for r in active):
-            await self._launch(active[0])
-
-    async def start_waiting(self) -> None:
-        """Start pending runs whose session became free without this process noticing
-        (their turn came in another process, or a process died)."""
-        for run in await self.store.startable_runs():
-            if run.agent in self.app.agents:
-                await self._launch(run)
+        if not created.created:
+            return Started(created.run, False)
+        if created.ahead is None:
+            await self.executor.launch(created.run, epoch=created.run.epoch)
+            return Started(created.run, True)
+        self.executor.waits_on(session_id)
+        if if_busy is BusyPolicy.INTERRUPT:  # what waited was cancelled with the start
+            with contextlib.suppress(RunFinished):
+                await self.cancel(created.ahead, by=by, reason=f"interrupted by run {run_id}")
+        return Started(created.run, True)
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
-        """The run with its live state (from memory while this process runs it)."""
-        run = await self.store.get_run(run_id, tenant)
-        runner = self._runners.get(run_id)
-        return runner.snapshot() if runner is not None else run
+        """The run as last committed: its live state lags what it is doing by at most one
+        group commit (milliseconds)."""
+        return await self.store.get_run(run_id, tenant)
 
     async def list_runs(
         self, where: RunFilter | None = None, *, limit: int = 50, before: str | None = None
     ) -> list[Run]:
-        runs = await self.store.list_runs(where or RunFilter(), limit=limit, before=before)
-        return [self._runners[r.id].snapshot() if r.id in self._runners else r for r in runs]
+        return await self.store.list_runs(where or RunFilter(), limit=limit, before=before)
 
     async def wait(
         self, run_id: str, timeout: float | None = None, tenant: str | None = None
@@ -384,18 +392,14 @@ class Engine:
         with self.bus.subscribe((run_key(run_id),), 16) as feed:
             while True:
                 run = await self.store.get_run(run_id, tenant)
-                if run.status.terminal:
-                    return run
-                runner = self._runners.get(run_id)
                 left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return runner.snapshot() if runner is not None else run
+                if run.status.terminal or (left is not None and left <= 0):
+                    return run
+                runner = self.executor.runner(run_id)
                 if runner is not None:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(left):
                             await runner.done.wait()
-                    if runner.done.is_set() and runner.finalized:
-                        return runner.snapshot()  # done means durable: no need to re-read
                 else:
                     poll = self.settings.idle_poll_seconds
                     await feed.next(poll if left is None else min(left, poll))
@@ -409,7 +413,8 @@ class Engine:
         reason: str | None = None,
         tenant: str | None = None,
     ) -> Run:
-        """Ask a run to stop; returns the run. Idempotent: asking again changes nothing.
+        """Ask a run to stop; returns the run as committed. Idempotent: asking again
+        changes nothing.
 
         A running run stops at its next safe point, or is cancelled outright after the
         grace period; a pending run ends at once. Its live children (and theirs) are asked
@@ -417,24 +422,25 @@ class Engine:
         by cancellation raises ``RunFinished``.
         """
         run = await self.store.get_run(run_id, tenant)
-        runner = self._runners.get(run_id)
+        runner = self.executor.runner(run_id)
         if runner is None and run.status is RunStatus.RUNNING:
             # its runner may have ended while we read; it leaves only once its end is
             # stored, so a second read tells
             run = await self.store.get_run(run_id, tenant)
-            runner = self._runners.get(run_id)
-        if runner is not None:
-            if runner.state.status.terminal and not runner.token.requested:
-                raise RunFinished(run_id, runner.state.status.value)
-            if runner.token.request(by, reason):
-                self._background(self._force_cancel(runner))
+            runner = self.executor.runner(run_id)
+        if runner is not None and not runner.finalized:
+            if self.executor.request_cancel(runner, by, reason):
                 for child in runner.children.live() if runner.children else ():
                     with contextlib.suppress(CulmError):
                         await self.cancel(child, by=by, reason=f"parent run {run_id} was cancelled")
-            return runner.snapshot()
+            return await self.store.get_run(run_id, tenant)
+        if runner is not None:  # ending as we speak: its end decides the answer
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.done.wait(), self.settings.cancel_grace + 1)
+            run = await self.store.get_run(run_id, tenant)
         if run.status is RunStatus.PENDING:
-            ended = await self._end_elsewhere(
-                run_id, _PENDING, ev.RUN_CANCELLED, _cancelled(by, reason, forced=False)
+            ended = await self.executor.end(
+                run_id, PENDING, ev.RUN_CANCELLED, cancelled_data(by, reason, forced=False)
             )
             if ended is not None:
                 return ended
@@ -443,48 +449,20 @@ class Engine:
             return run
         if run.status.terminal:
             raise RunFinished(run_id, run.status.value)
+        owner = await self.store.ownership(run_id)
+        if (
+            owner is not None
+            and owner.worker_id is not None
+            and (owner.expired or owner_is_dead(owner.worker_id, self.worker_id))
+        ):  # its process died: nobody will resume it only to cancel it
+            data = cancelled_data(by, reason, forced=False)
+            held = Fence(owner.worker_id, owner.epoch)
+            ended = await self.executor.end(run_id, ACTIVE, ev.RUN_CANCELLED, data, held)
+            return ended or await self.cancel(run_id, by=by, reason=reason, tenant=tenant)
         raise Conflict(
             f"run {run_id} is executing in another process; "
             "cancel it through a server connected to that process's bus"
         )
-
-    async def _force_cancel(self, runner: Runner) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(runner.done.wait(), self.settings.cancel_grace)
-        if runner.done.is_set():
-            return
-        log.warning(
-            "run %s ignored cancellation for %.1fs; cancelling it outright",
-            runner.run.id,
-            self.settings.cancel_grace,
-        )
-        if runner.task is not None:
-            runner.task.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(runner.done.wait(), 0.5)
-        await runner.finish(
-            ev.RUN_CANCELLED, _cancelled(runner.token.by, runner.token.reason, forced=True)
-        )
-
-    async def _end_elsewhere(
-        self, run_id: str, only_if: frozenset[RunStatus], type: str, data: dict[str, Any]
-    ) -> Run | None:
-        """End a run no runner here holds: terminal event and state in one transaction."""
-        now = self.clock()
-
-        def terminal(run: Run) -> Event:
-            seq = run.state.last_seq + 1
-            return Event(
-                seq, run_id, run.session_id, type, data, ts=now, parent_run_id=run.parent_run_id
-            )
-
-        result = await self.store.end_run(run_id, only_if, terminal)
-        if result is None:
-            return None
-        run, _ = result
-        if not self._closing:
-            self._background(self._start_next(run.session_id))
-        return run
 
     # events
 
@@ -526,7 +504,7 @@ class Engine:
             run_id,
             after,
             buffer=self.settings.subscriber_buffer,
-            idle_poll=self.settings.idle_poll_seconds,
+            idle_poll=None,  # woken by the bus only: the log's tail covers other writers
         ):
             yield batch
 
@@ -557,7 +535,7 @@ class Engine:
             ids,
             after,
             buffer=self.settings.subscriber_buffer,
-            idle_poll=self.settings.idle_poll_seconds,
+            idle_poll=None,  # woken by the bus only: the log's tail covers other writers
             grows=_announces_child,
         ):
             yield batch
@@ -580,7 +558,7 @@ class Engine:
         parent's limits and budget (``SpawnRefused`` otherwise). The parent's stream gets
         ``child.started`` and, when the child ends, ``child.completed``."""
         parent = await self.store.get_run(parent_run_id, tenant)
-        runner = self._runners.get(parent_run_id)
+        runner = self.executor.runner(parent_run_id)
         if runner is None or runner.children is None:
             if parent.status.terminal:
                 raise RunFinished(parent_run_id, parent.status.value)
@@ -604,18 +582,11 @@ class Engine:
 
     async def run_tree(self, run_id: str, tenant: str | None = None) -> RunNode:
         """The run and every run spawned below it, with their live state."""
-        runs = await self.store.run_tree(run_id, tenant)
-        return build_tree(
-            [self._runners[r.id].snapshot() if r.id in self._runners else r for r in runs]
-        )
+        return build_tree(await self.store.run_tree(run_id, tenant))
 
     def local_runner(self, run_id: str) -> Runner | None:
         """The runner of a run this process executes, if any."""
-        return self._runners.get(run_id)
-
-    def expect_child(self, run_id: str, budget: Budget, depth: int) -> None:
-        """Note what a spawned run about to start was granted, for its runner."""
-        self._children[run_id] = (budget, depth)
+        return self.executor.runner(run_id)
 
     # schedules
 
@@ -675,16 +646,11 @@ class Engine:
 
     async def recover(self) -> None:
         """Interrupt runs whose process died: at once on this host, by lease elsewhere."""
-        now = self.clock()
-        for owned in await self.store.runs_owned_elsewhere(self.worker_id):
-            expired = owned.lease_expires_at is None or owned.lease_expires_at < now
-            dead = owned.worker_id is not None and owner_is_dead(owned.worker_id, self.worker_id)
-            if dead or expired:
-                why = "the process running it died" if dead else "its process stopped responding"
-                await self._end_elsewhere(owned.run_id, _ACTIVE, ev.RUN_INTERRUPTED, {"error": why})
+        await self.executor.recover()
 
-    async def _renew_leases(self) -> None:
-        await self.store.renew_leases(self.worker_id, self.clock() + self.settings.lease_seconds)
+    async def start_waiting(self) -> None:
+        """Start pending runs whose session became free without this process noticing."""
+        await self.executor.start_waiting()
 
     async def purge(self) -> int:
         """Delete the events of runs that ended longer ago than the retention age."""

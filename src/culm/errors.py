@@ -5,8 +5,12 @@
     ├── Conflict                  conflict         (409)
     │   ├── SessionBusy           session_busy     the session has an active run
     │   ├── RunFinished           run_finished     the run already ended
-    │   └── SpawnRefused          spawn_refused    a spawn limit (depth, children, budget)
+    │   ├── SpawnRefused          spawn_refused    a spawn limit (depth, children, budget)
+    │   ├── IdempotencyKeyReused  idempotency_key_reused  the key started another run
+    │   └── OwnershipLost         ownership_lost   another process took the run over
     ├── InvalidInput              invalid_input    (400/422)
+    │   └── InvalidPayload        invalid_payload  a value that cannot be stored as JSON
+    ├── Unavailable               unavailable      (503) the database cannot be written
     └── RunCancelled              cancelled        raised inside an agent at a safe point
 
 Each error carries a stable ``code``; the HTTP API maps the class to a status.
@@ -66,8 +70,35 @@ class SpawnRefused(Conflict):
     code = "spawn_refused"
 
 
+class IdempotencyKeyReused(Conflict):
+    """An idempotency key the tenant already used to start a run of another agent or on
+    another session."""
+
+    code = "idempotency_key_reused"
+
+
+class OwnershipLost(Conflict):
+    """This process may no longer write for a run: its lease ran out and another process
+    ended or took over the run (its epoch moved on)."""
+
+    code = "ownership_lost"
+
+
 class InvalidInput(CulmError):
     code = "invalid_input"
+
+
+class InvalidPayload(InvalidInput):
+    """A value that cannot be stored as JSON, or is past a limit; says where and why."""
+
+    code = "invalid_payload"
+
+
+class Unavailable(CulmError):
+    """The database cannot be written now (disk full, gone away). Reads still work; the
+    server retries by itself and recovers without a restart when the cause is fixed."""
+
+    code = "unavailable"
 
 
 class RunCancelled(CulmError):

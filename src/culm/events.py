@@ -54,6 +54,7 @@ class Event:
     """The parent of the event's run (a spawned run's), so a stream of a whole tree says
     where each event belongs. Not part of the stored row: the store reads it from the run."""
     _json: bytes | None = field(default=None, repr=False, compare=False)
+    _data_json: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def terminal(self) -> bool:
@@ -69,6 +70,12 @@ class Event:
             "data": self.data,
             "parent_run_id": self.parent_run_id,
         }
+
+    def data_json(self) -> bytes:
+        """``data`` as JSON bytes, as the log stores it (encoded once, when it was checked)."""
+        if self._data_json is None:
+            self._data_json = orjson.dumps(self.data)
+        return self._data_json
 
     def to_json(self) -> bytes:
         """The event as JSON bytes, encoded once however many subscribers receive it."""

@@ -134,6 +134,15 @@ class Run:
     parent_run_id: str | None = None
     schedule_id: str | None = None
     idempotency_key: str | None = None
+    epoch: int = 0
+    """Bumped by every claim of the run and by every end written from outside its runner:
+    a process may write for the run only while the epoch it claimed is still current."""
+    grant: dict[str, int | None] | None = None
+    """What its parent granted a spawned run (``tokens``, ``rounds``); None: no limit."""
+    depth: int = 0
+    """Levels below its root run (0 for a root)."""
+    attempt: int = 0
+    """0 for its first execution; each resume after its process died adds one."""
 
     @property
     def status(self) -> RunStatus:
@@ -162,6 +171,7 @@ class Run:
             "tree_usage": s.tree_usage,
             "output": s.output,
             "error": s.error,
+            "attempt": self.attempt,
         }
 
 

@@ -19,16 +19,12 @@ from typing import Any
 
 import orjson
 
-from culm.errors import InvalidInput
+from culm.errors import InvalidPayload
+
+__all__ = ["DEFAULT_LIMITS", "InvalidPayload", "Limits", "check", "check_encoded", "loads"]
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
-
-
-class InvalidPayload(InvalidInput):
-    """A value that cannot be stored as JSON, or is past a limit; says where and why."""
-
-    code = "invalid_payload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,24 +43,20 @@ DEFAULT_LIMITS = Limits()
 def check(value: Any, limits: Limits = DEFAULT_LIMITS, *, what: str = "value") -> Any:
     """A copy of ``value`` made of plain JSON types only (tuples become lists), or
     ``InvalidPayload`` naming the first part that cannot be stored and why."""
+    return check_encoded(value, limits, what=what)[0]
+
+
+def check_encoded(
+    value: Any, limits: Limits = DEFAULT_LIMITS, *, what: str = "value"
+) -> tuple[Any, bytes]:
+    """``check``, and the copy's JSON, which the caller may store as it is."""
     copy = _copy(value, what, 1, limits.max_depth)
-    size = len(orjson.dumps(copy))
-    if size > limits.max_bytes:
+    encoded = orjson.dumps(copy)
+    if len(encoded) > limits.max_bytes:
         raise InvalidPayload(
-            f"{what} is {size} bytes of JSON, more than the limit of {limits.max_bytes}"
+            f"{what} is {len(encoded)} bytes of JSON, more than the limit of {limits.max_bytes}"
         )
-    return copy
-
-
-def checked_size(value: Any, limits: Limits = DEFAULT_LIMITS, *, what: str = "value") -> int:
-    """The encoded size of a value already known to be plain JSON, checked against the
-    byte limit (for callers that built the value themselves)."""
-    size = len(orjson.dumps(value))
-    if size > limits.max_bytes:
-        raise InvalidPayload(
-            f"{what} is {size} bytes of JSON, more than the limit of {limits.max_bytes}"
-        )
-    return size
+    return copy, encoded
 
 
 def _copy(value: Any, path: str, depth: int, max_depth: int) -> Any:
@@ -110,7 +102,7 @@ def _copy(value: Any, path: str, depth: int, max_depth: int) -> Any:
         if isinstance(value, plain):
             return _copy(plain(value), path, depth, max_depth)
     raise InvalidPayload(
-        f"{path}: a {type(value).__name__} is not JSON "
+        f"{path}: a value of type {type(value).__name__} is not JSON serializable "
         "(use dicts, lists, strings, numbers, booleans and None)"
     )
 

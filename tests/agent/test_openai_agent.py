@@ -250,13 +250,14 @@ class TestModelErrors:
             run = await engine.start_run("helper", "Hi")
             events = await all_events(engine, run.id)
         deltas = [e.data for e in events if e.type == "message.delta"]
+        at = {"round": 1, "attempt": 0}  # every delta says which round and attempt it is of
         assert deltas == [
-            {"text": "Half"},
-            {"text": " an"},
-            {"text": "", "reset": True},  # what streamed before is void
-            {"text": "A"},
-            {"text": " whole"},
-            {"text": " answer."},
+            {"text": "Half", **at},
+            {"text": " an", **at},
+            {"text": "", "reset": True, **at},  # what streamed before is void
+            {"text": "A", **at},
+            {"text": " whole", **at},
+            {"text": " answer.", **at},
         ]
         assert output(events)["text"] == "A whole answer."
 

@@ -9,7 +9,7 @@ import pytest
 import culm
 from culm.bus import LocalBus
 from culm.events import Event
-from culm.runtime.recent import RecentEvents, RecordingBus
+from culm.runtime.recent import RecentEvents, RecordingBus, event_cost
 from culm.store import Store
 from tests.conftest import EngineFactory
 
@@ -32,8 +32,9 @@ def events(run_id: str, first: int, last: int) -> list[Event]:
 
 
 def cache(stored: list[Event], limit: int = 100) -> tuple[RecentEvents, FakeStore]:
+    """A cache with room for ``limit`` of these (empty-data) events."""
     store = FakeStore(stored)
-    return RecentEvents(cast(Store, store), limit), store
+    return RecentEvents(cast(Store, store), limit * event_cost(events("x", 1, 1)[0])), store
 
 
 def seqs(page: list[Event]) -> list[int]:
@@ -88,6 +89,22 @@ class TestRecentEvents:
         assert len(recent) <= 100
         assert seqs(await recent.read_events("big", 990)) == list(range(991, 1001))
 
+    async def test_bounded_in_bytes_not_events(self) -> None:
+        """Twenty-kilobyte events fill a one-megabyte cache after about fifty of them."""
+        recent = RecentEvents(cast(Store, FakeStore([])), 1_048_576)
+        big = {"text": "x" * 20_000}
+        for seq in range(1, 501):
+            recent.record([Event(seq, "big", "ses", "t", big)])
+        assert recent.bytes <= 1_048_576
+        assert 40 <= len(recent) <= 52
+
+    async def test_an_event_announced_twice_is_kept_once(self) -> None:
+        recent, store = cache([])
+        recent.record(events("r", 1, 5))
+        recent.record(events("r", 4, 6))  # the log's tail repeats what was announced
+        assert seqs(await recent.read_events("r", 0)) == [1, 2, 3, 4, 5, 6]
+        assert store.reads == 0
+
     async def test_disabled(self) -> None:
         recent, store = cache(events("r", 1, 3), limit=0)
         recent.record(events("r", 1, 3))
@@ -129,7 +146,7 @@ class TestEngineReadsRecentEventsFromMemory:
         assert [e.seq for e in await engine.events(run.id, after=3)] == list(range(4, 9))
 
     async def test_turned_off_it_reads_the_database(self, make_engine: EngineFactory) -> None:
-        async with make_engine(recent_events=0) as engine:
+        async with make_engine(recent_events_bytes=0) as engine:
             run = await engine.start_run("count", 2)
             await engine.wait(run.id, timeout=10)
             assert engine.recent is None

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from culm.errors import Conflict, NotFound, SessionBusy
+from culm.errors import Conflict, IdempotencyKeyReused, NotFound, OwnershipLost, SessionBusy
 from culm.events import Event
 from culm.ids import new_id
 from culm.models import Message, Run, RunState, RunStatus, Session, Trigger
 from culm.projection import advance
 from culm.store import RunFilter, Store
+from culm.store.base import Fence, Ownership
 
 
 def session(tenant: str = "t1", parent: str | None = None, **metadata: str) -> Session:
@@ -36,9 +37,13 @@ def pending(session: Session, agent: str = "a", **fields: object) -> tuple[Run, 
     return run, queued
 
 
-async def add_run(store: Store, s: Session, **fields: object) -> Run:
+async def add_run(
+    store: Store, s: Session, *, lease_seconds: float = 100.0, **fields: object
+) -> Run:
     run, queued = pending(s, **fields)
-    await store.create_run(run, queued, reject_if_busy=False, owner="w1", lease_until=100.0)
+    await store.create_run(
+        run, queued, reject_if_busy=False, owner="w1", lease_seconds=lease_seconds
+    )
     return run
 
 
@@ -86,15 +91,17 @@ class StoreContract:
         first = await add_run(store, s)
         run, queued = pending(s)
         with pytest.raises(SessionBusy) as caught:
-            await store.create_run(run, queued, reject_if_busy=True, owner="w1", lease_until=100.0)
+            await store.create_run(
+                run, queued, reject_if_busy=True, owner="w1", lease_seconds=100.0
+            )
         assert caught.value.active_run_id == first.id
         with pytest.raises(NotFound):
             await store.get_run(run.id)
         assert await store.read_events(run.id) == []
-        ahead = await store.create_run(
-            run, queued, reject_if_busy=False, owner="w1", lease_until=100.0
+        created = await store.create_run(
+            run, queued, reject_if_busy=False, owner="w1", lease_seconds=100.0
         )
-        assert ahead == first.id
+        assert created.ahead == first.id
         assert [r.id for r in await store.active_runs(s.id)] == [first.id, run.id]
 
     async def test_create_run_in_unknown_or_foreign_session(self, store: Store) -> None:
@@ -103,7 +110,7 @@ class StoreContract:
         run, queued = pending(s)
         run.tenant = "t2"
         with pytest.raises(NotFound):
-            await store.create_run(run, queued, reject_if_busy=False, owner="w", lease_until=1)
+            await store.create_run(run, queued, reject_if_busy=False, owner="w", lease_seconds=1)
 
     async def test_a_run_round_trips_with_its_state(self, store: Store) -> None:
         s = session()
@@ -123,9 +130,9 @@ class StoreContract:
         await store.create_session(s)
         a = await add_run(store, s)
         b = await add_run(store, s)
-        assert await store.claim_run(a.id, "w1", 50.0)
-        assert not await store.claim_run(a.id, "w2", 50.0)
-        assert not await store.claim_run(b.id, "w1", 50.0)
+        assert await store.claim_run(a.id, "w1", 50.0) == 1
+        assert await store.claim_run(a.id, "w2", 50.0) is None
+        assert await store.claim_run(b.id, "w1", 50.0) is None
         assert (await store.get_run(a.id)).status is RunStatus.RUNNING
 
     async def test_write_batch_appends_in_log_order_with_states(self, store: Store) -> None:
@@ -140,7 +147,8 @@ class StoreContract:
             e2, state2 = follow_up(r2, state2, "round.started")
             batch += [e1, e2]
         states = {r1.id: state1, r2.id: state2}
-        await store.write_batch(batch, states)
+        fences = {r1.id: Fence("w1", 0), r2.id: Fence("w1", 0)}
+        assert await store.write_batch(batch, states, fences) == set()
         positions = [e.pos for e in batch]
         assert positions == sorted(positions) and len(set(positions)) == 6
         assert (await store.get_run(r2.id)).state == state2
@@ -196,10 +204,14 @@ class StoreContract:
         run = await add_run(store, s)
         assert await store.runs_owned_elsewhere("w1") == []
         [owned] = await store.runs_owned_elsewhere("w2")
-        assert (owned.run_id, owned.worker_id, owned.lease_expires_at) == (run.id, "w1", 100.0)
-        await store.renew_leases("w1", 200.0)
-        [owned] = await store.runs_owned_elsewhere("w2")
-        assert owned.lease_expires_at == 200.0
+        assert owned == Ownership(run.id, "w1", 0, expired=False)
+        lapsed = await add_run(store, s, lease_seconds=-1.0)
+        [_, stale] = await store.runs_owned_elsewhere("w2")
+        assert stale == Ownership(lapsed.id, "w1", 0, expired=True)
+        # renewing is judged by the database's clock, and names what was lost
+        assert await store.renew_leases("w1", 200.0, {run.id: 0, lapsed.id: 0}) == set()
+        assert all(not o.expired for o in await store.runs_owned_elsewhere("w2"))
+        assert await store.renew_leases("w1", 200.0, {run.id: 5}) == {run.id}
 
     async def test_delete_session_takes_children_runs_events_messages(self, store: Store) -> None:
         parent = session()
@@ -260,17 +272,23 @@ class StoreContract:
     async def test_create_with_claim_and_new_session(self, store: Store) -> None:
         s = session()
         run, queued = pending(s)
-        ahead = await store.create_run(
-            run, queued, reject_if_busy=True, owner="w1", lease_until=9.0, claim=True, new_session=s
+        created = await store.create_run(
+            run,
+            queued,
+            reject_if_busy=True,
+            owner="w1",
+            lease_seconds=9.0,
+            claim=True,
+            new_session=s,
         )
-        assert ahead is None
+        assert (created.created, created.ahead, created.run.epoch) == (True, None, 1)
         assert await store.get_session(s.id) == s
         assert (await store.get_run(run.id)).status is RunStatus.RUNNING
         second, queued2 = pending(s)
-        ahead = await store.create_run(
-            second, queued2, reject_if_busy=False, owner="w1", lease_until=9.0, claim=True
+        created = await store.create_run(
+            second, queued2, reject_if_busy=False, owner="w1", lease_seconds=9.0, claim=True
         )
-        assert ahead == run.id
+        assert created.ahead == run.id
         assert (await store.get_run(second.id)).status is RunStatus.PENDING
 
     async def test_startable_runs_are_first_in_line_on_a_free_session(self, store: Store) -> None:
@@ -278,7 +296,7 @@ class StoreContract:
         for s in (busy, free, fresh):
             await store.create_session(s)
         running = await add_run(store, busy)
-        assert await store.claim_run(running.id, "w1", 9.0)
+        assert await store.claim_run(running.id, "w1", 9.0) == 1
         await add_run(store, busy)  # behind a running run
         first = await add_run(store, free)
         await add_run(store, free)  # behind a pending run
@@ -321,6 +339,76 @@ class StoreContract:
         run = await add_run(store, s)
         usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
         event, state = follow_up(run, run.state, "child.completed", {"usage": usage})
-        await store.write_batch([event], {run.id: state})
+        await store.write_batch([event], {run.id: state}, {run.id: Fence("w1", 0)})
         stored = await store.get_run(run.id)
         assert stored.state.children_usage == usage == stored.state.tree_usage
+
+
+class FencingContract:
+    """Writes for a run happen only under the claim that is current."""
+
+    async def test_a_stale_fence_writes_nothing_and_is_reported(self, store: Store) -> None:
+        s1, s2 = session(), session()
+        for s in (s1, s2):
+            await store.create_session(s)
+        mine, theirs = await add_run(store, s1), await add_run(store, s2)
+        assert await store.claim_run(mine.id, "w1", 30.0) == 1
+        assert await store.claim_run(theirs.id, "w2", 30.0) == 1
+        e1, st1 = follow_up(mine, mine.state, "x.tick")
+        e2, st2 = follow_up(theirs, theirs.state, "x.tick")
+        lost = await store.write_batch(
+            [e1, e2],
+            {mine.id: st1, theirs.id: st2},
+            {mine.id: Fence("w1", 1), theirs.id: Fence("w1", 1)},  # not its owner
+        )
+        assert lost == {theirs.id}
+        assert [e.type for e in await store.read_events(mine.id)] == ["run.queued", "x.tick"]
+        assert [e.type for e in await store.read_events(theirs.id)] == ["run.queued"]
+
+    async def test_an_outside_end_bumps_the_epoch_and_fences_the_old_owner(
+        self, store: Store
+    ) -> None:
+        s = session()
+        await store.create_session(s)
+        run = await add_run(store, s)
+        epoch = await store.claim_run(run.id, "w1", 30.0)
+        assert epoch == 1
+
+        def interrupted(r: Run) -> Event:
+            return Event(r.state.last_seq + 1, r.id, r.session_id, "run.interrupted", {}, ts=4.0)
+
+        running = frozenset({RunStatus.RUNNING})
+        assert await store.end_run(run.id, running, interrupted, fence=Fence("w1", 0)) is None
+        ended = await store.end_run(run.id, running, interrupted, fence=Fence("w1", 1))
+        assert ended is not None and ended[0].epoch == 2
+        late, state = follow_up(run, run.state, "run.completed")
+        lost = await store.write_batch([late], {run.id: state}, {run.id: Fence("w1", 1)})
+        assert lost == {run.id}
+        assert [e.type for e in await store.read_events(run.id)] == [
+            "run.queued",
+            "run.interrupted",
+        ]
+        assert await store.renew_leases("w1", 30.0, {run.id: 1}) == {run.id}
+        with pytest.raises(OwnershipLost):
+            await store.append_messages(
+                [Message(s.id, "user", {"content": "hi"}, 1.0, run_id=run.id)], Fence("w1", 1)
+            )
+
+    async def test_an_idempotency_key_names_one_run(self, store: Store) -> None:
+        s = session()
+        await store.create_session(s)
+        first, queued = pending(s, idempotency_key="k1")
+        made = await store.create_run(
+            first, queued, reject_if_busy=True, owner="w1", lease_seconds=9.0
+        )
+        assert made.created
+        again, queued2 = pending(s, idempotency_key="k1")
+        replayed = await store.create_run(
+            again, queued2, reject_if_busy=True, owner="w1", lease_seconds=9.0
+        )
+        assert (replayed.created, replayed.run.id) == (False, first.id)
+        other, queued3 = pending(s, agent="b", idempotency_key="k1")
+        with pytest.raises(IdempotencyKeyReused):
+            await store.create_run(
+                other, queued3, reject_if_busy=False, owner="w1", lease_seconds=9
+            )

@@ -24,16 +24,16 @@ async def store(db_url: str) -> AsyncIterator[Store]:
 
 async def create(store: Store, s, **kw):  # type: ignore[no-untyped-def]
     run, queued = pending(s)
-    ahead = await store.create_run(
+    created = await store.create_run(
         run,
         queued,
         reject_if_busy=kw.get("reject", False),
         owner="w",
-        lease_until=9.0,
+        lease_seconds=9.0,
         claim=True,
         new_session=kw.get("new"),
     )
-    return run, ahead
+    return run, created.ahead
 
 
 class TestGroupedStarts:
@@ -67,12 +67,11 @@ class TestGroupedStarts:
     async def test_a_failing_write_fails_alone(self, store: Store) -> None:
         s = session()
         await store.create_session(s)
-        run, queued = pending(s, idempotency_key="dup")
-        await store.create_run(run, queued, reject_if_busy=False, owner="w", lease_until=9.0)
+        run, queued = pending(s)
+        await store.create_run(run, queued, reject_if_busy=False, owner="w", lease_seconds=9.0)
 
-        async def duplicate() -> None:
-            again, queued = pending(s, idempotency_key="dup")
-            await store.create_run(again, queued, reject_if_busy=False, owner="w", lease_until=9.0)
+        async def duplicate() -> None:  # the same run id again: the database refuses it
+            await store.create_run(run, queued, reject_if_busy=False, owner="w", lease_seconds=9)
 
         fresh = [session() for _ in range(5)]
         outcomes = await asyncio.gather(
@@ -82,3 +81,17 @@ class TestGroupedStarts:
         for made in outcomes[1:]:
             run_made, _ = made  # type: ignore[misc]
             assert (await store.get_run(run_made.id)).status is RunStatus.RUNNING
+
+    async def test_concurrent_retries_with_one_key_make_one_run(self, store: Store) -> None:
+        s = session()
+        await store.create_session(s)
+        runs = [pending(s, idempotency_key="same") for _ in range(10)]
+        made = await asyncio.gather(
+            *(
+                store.create_run(r, q, reject_if_busy=True, owner="w", lease_seconds=9, claim=True)
+                for r, q in runs
+            )
+        )
+        assert [m.created for m in made] == [True] + [False] * 9
+        assert {m.run.id for m in made} == {runs[0][0].id}
+        assert len(await store.active_runs(s.id)) == 1

@@ -14,7 +14,7 @@ from culm.config import Settings
 from culm.errors import InvalidInput
 from culm.store import Store, open_store
 from culm.store.schema import metadata
-from tests.store.contract import StoreContract
+from tests.store.contract import FencingContract, StoreContract
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ async def store(db_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
-class TestSqliteStore(StoreContract):
+class TestSqliteStore(StoreContract, FencingContract):
     pass
 
 

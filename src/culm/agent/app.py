@@ -5,6 +5,7 @@ Loaded as ``module:app`` the way uvicorn and Celery load theirs.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import typing
@@ -12,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-import orjson
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
@@ -21,8 +21,9 @@ from culm.agent.context import RunContext
 from culm.agent.spawn import SpawnLimits
 from culm.agent.spawn_tools import BUILTIN_TOOLS
 from culm.agent.tools import Tool, as_tool
-from culm.errors import InvalidInput, NotFound
+from culm.errors import InvalidInput, InvalidPayload, NotFound
 from culm.llm.base import Model
+from culm.payload import DEFAULT_LIMITS, Limits, check
 
 AgentBody = Callable[[RunContext, Any], Awaitable[Any]]
 
@@ -39,6 +40,9 @@ class AgentSpec:
     """What else a listing shows (a model agent's model and tools)."""
     budget: Budget = field(default_factory=Budget)
     """The most one run may use (a model agent's token budget and max rounds)."""
+    resume: bool = False
+    """When the process running one of its runs dies, resume the run (from its log) rather
+    than end it ``interrupted``: model agents by default, function agents that opt in."""
     spawn: SpawnLimits = field(default_factory=SpawnLimits)
     """Limits on the children its runs start, on top of the engine's."""
     input_default: Any = inspect.Parameter.empty
@@ -52,20 +56,21 @@ class AgentSpec:
     def input_schema(self) -> dict[str, Any]:
         return self._adapter.json_schema()
 
-    def validate_input(self, value: Any) -> Any:
-        """The input in its stored (JSON) form, or ``InvalidInput`` saying what is wrong.
+    def validate_input(self, value: Any, limits: Limits = DEFAULT_LIMITS) -> Any:
+        """The input in its stored (JSON) form, or ``InvalidInput`` saying what is wrong
+        (``InvalidPayload`` when it cannot be stored as JSON within ``limits``).
 
         No input (None) means the agent's default input, when it declares one.
         """
         if value is None and self.input_default is not inspect.Parameter.empty:
             value = self.input_default
         typed = self.parse_input(value)
+        what = f"the input for agent {self.name!r}"
         try:  # a run's input is stored as JSON: refuse what cannot be, before storing anything
             stored = self._adapter.dump_python(typed, mode="json")
-            orjson.dumps(stored)
-        except (TypeError, PydanticSerializationError) as exc:
-            raise InvalidInput(f"input for agent {self.name!r} is not JSON: {exc}") from None
-        return stored
+        except (TypeError, ValueError, PydanticSerializationError) as exc:
+            raise InvalidPayload(f"{what} cannot be stored as JSON: {exc}") from None
+        return check(stored, limits, what=what)
 
     def parse_input(self, value: Any) -> Any:
         """The input as the agent receives it (a pydantic model, a dataclass...)."""
@@ -105,6 +110,7 @@ class App:
         name: str | None = None,
         description: str | None = None,
         spawn: SpawnLimits | None = None,
+        resume: bool = False,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
     def agent(
@@ -115,16 +121,21 @@ class App:
         name: str | None = None,
         description: str | None = None,
         spawn: SpawnLimits | None = None,
+        resume: bool = False,
     ) -> Any:
         """Register ``async def agent(run: RunContext, input: T)`` as an agent.
 
         The function may return its output, or be an async generator that yields events
         as ``(type, data)`` pairs. ``T`` (from the annotation) validates the input.
-        ``spawn`` limits the children its runs may start (``run.spawn``).
+        ``spawn`` limits the children its runs may start (``run.spawn``). With ``resume``
+        a run whose process died runs again from the top on resume: its emits and
+        ``run.step`` results are matched against its log and not done again (see
+        ``RunContext.step``); without it such a run ends ``interrupted``.
         """
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.add(function_agent(fn, name=name, description=description, spawn=spawn))
+            made = function_agent(fn, name=name, description=description, spawn=spawn)
+            self.add(dataclasses.replace(made, resume=resume))
             return fn
 
         return register(fn) if fn is not None else register
@@ -141,6 +152,7 @@ class App:
         name: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> Callable[[Callable[..., Any]], Tool]: ...
 
     def tool(
@@ -151,15 +163,20 @@ class App:
         name: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> Any:
         """Register a function or coroutine as a tool model agents may use.
 
         Its schema comes from its type hints and docstring; the ``Tool`` returned still
         calls the function when called. ``timeout`` (seconds) bounds each call.
+        ``idempotent``: a call that a crash cut off is made again when the run resumes
+        (otherwise the model is told it may or may not have taken effect).
         """
 
         def register(fn: Callable[..., Any]) -> Tool:
-            made = Tool(fn, name=name, description=description, timeout=timeout)
+            made = Tool(
+                fn, name=name, description=description, timeout=timeout, idempotent=idempotent
+            )
             if made.name in self.tools:
                 raise ValueError(f"a tool named {made.name!r} is already registered")
             self.tools[made.name] = made
@@ -179,6 +196,7 @@ class App:
         timeout: float | None = None,
         description: str | None = None,
         spawn: SpawnLimits | None = None,
+        resume: bool = True,
         **options: Any,
     ) -> AgentSpec:
         """Register a model agent: ``model`` (``openai:gpt-4o-mini``, ``local:smollm2``...)
@@ -187,7 +205,9 @@ class App:
         ``tools`` are ``Tool``s, plain functions, or names of tools registered here (or
         the built-in ``spawn_agent`` and ``wait_children``). ``token_budget`` caps total
         tokens (its children's included), ``timeout`` the run's wall-clock seconds;
-        ``spawn`` limits the children it starts.
+        ``spawn`` limits the children it starts. With ``resume`` (the default) a run whose
+        process died goes on from its log when resumed: completed rounds and recorded tool
+        results are not redone; a model call that was cut off is made again.
         ``options``: ``tool_timeout``, ``tool_choice``, ``retry``, ``model_settings``.
         """
         from culm.agent.model_agent import model_agent  # it builds on this module
@@ -196,6 +216,7 @@ class App:
             model_agent(
                 name,
                 model,
+                resume=resume,
                 description=description,
                 instructions=instructions,
                 tools=[self._tool(t) for t in tools],

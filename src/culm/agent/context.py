@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, Protocol, TypeVar, overload
 
 from culm.agent.budget import Budget
+from culm.agent.journal import STEP_COMPLETED, Journal, Replay
 from culm.agent.spawn import Child, ChildResult, Spawner, WaitMode, wait_results
 from culm.errors import RunCancelled, SpawnRefused
 from culm.events import RESERVED_PREFIX
@@ -46,6 +49,11 @@ class CancelToken:
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
+TOOL_CALL_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "culm_tool_call_key", default=None
+)
+"""The idempotency key of the tool call running in this task (see ``RunContext``)."""
+
 
 class History(Protocol):
     """A session's conversation, as messages in the OpenAI chat shape (``role``, ...)."""
@@ -56,6 +64,10 @@ class History(Protocol):
 
     async def append(self, messages: Sequence[dict[str, Any]]) -> None:
         """Add messages at the end, durably and all together."""
+        ...
+
+    async def written(self) -> int:
+        """How many messages this run has added so far (what a resumed run finds)."""
         ...
 
 
@@ -71,6 +83,9 @@ class MemoryHistory:
     async def append(self, messages: Sequence[dict[str, Any]]) -> None:
         self.messages.extend(messages)
 
+    async def written(self) -> int:
+        return len(self.messages)
+
 
 class RunContext:
     """The handle an agent receives: its run's identity, ``emit`` and safe points.
@@ -81,13 +96,16 @@ class RunContext:
 
     __slots__ = (
         "_emit",
+        "_flush",
         "_spawner",
         "agent",
         "budget",
         "cancel_token",
         "depth",
         "history",
+        "journal",
         "parent_run_id",
+        "replay",
         "run_id",
         "session_id",
         "tenant",
@@ -107,6 +125,9 @@ class RunContext:
         budget: Budget | None = None,
         parent_run_id: str | None = None,
         depth: int = 0,
+        journal: Journal | None = None,
+        replay: Replay | None = None,
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.run_id = run_id
         self.session_id = session_id
@@ -122,6 +143,45 @@ class RunContext:
         self.parent_run_id = parent_run_id
         self.depth = depth
         """How far below its root run this run is (a root is at 0)."""
+        self._flush = flush
+        self.journal = journal
+        """On a resumed run, the events of its earlier attempts; None on a first run."""
+        self.replay = replay
+        """On a resumed function agent that opted in, what its emits and steps are matched
+        against before they take effect again."""
+
+    async def flush(self) -> None:
+        """Return once everything this run emitted so far is durable: before a side effect
+        that must never happen without a record that it was started."""
+        if self._flush is not None:
+            await self._flush()
+
+    @property
+    def attempt(self) -> int:
+        """0 on a run's first execution; 1, 2... after each resume."""
+        return 0 if self.journal is None else self.journal.attempt
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key that stays the same when the same piece of work is done again after a
+        resume: inside a tool call, ``run id:round:call index``; elsewhere the run id.
+        Pass it to external systems that deduplicate (payments, emails)."""
+        return TOOL_CALL_KEY.get() or self.run_id
+
+    async def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` (sync or async) once, durably: its result is recorded
+        as ``step.completed`` (it must be JSON), and when the run is resumed after its
+        process died, a step whose result is recorded returns it without running again.
+        A step cut off by the crash runs again: make it safe to repeat, with
+        ``idempotency_key``. A safe point."""
+        self.cancel_token.raise_if_requested()
+        if self.replay is not None and self.replay.replaying:
+            return self.replay.step(name)
+        result = fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await self.until_cancelled(result)
+        await self._emit(STEP_COMPLETED, {"name": name, "result": result})
+        return result
 
     @property
     def cancel_requested(self) -> bool:

@@ -1,10 +1,16 @@
 """The agent loop: rounds of one model call and the tool calls it asked for.
 
-Each round emits ``round.started``, ``message.delta`` as text streams,
-``message.completed``, ``budget.updated``, the tool events, then ``round.completed``, and
-adds the assistant message and the tool results to the session's history together (so a
-history never holds a tool call without its result). Every emit is a safe point; the
-model call and the tool calls are also abandoned at once when the run is cancelled.
+Each round emits ``round.started``, ``message.delta`` as text streams (each carrying its
+round and attempt), ``message.completed``, ``budget.updated``, the tool events, then
+``round.completed``, and adds the assistant message and the tool results to the session's
+history together (so a history never holds a tool call without its result). Every emit is
+a safe point; the model call and the tool calls are also abandoned at once when the run is
+cancelled.
+
+A resumed run (its process died) goes on from its log: the rounds the history holds are
+done; a round whose answer is recorded is not asked again, only its missing tool results
+are made; a round cut off mid-answer is asked again, announced by ``round.restarted``
+(clients drop the text streamed after ``discard_after_seq``).
 """
 
 from __future__ import annotations
@@ -19,9 +25,18 @@ from typing import Any
 from culm import events as ev
 from culm.agent.budget import TokenBudget
 from culm.agent.context import RunContext
+from culm.agent.journal import ROUND_RESTARTED, RecordedRound, rounds
 from culm.agent.tool_calls import run_tool_calls
 from culm.agent.tools import Tool
-from culm.llm.base import ChatMessage, Connection, ModelRequest, ModelResponse, TextDelta, Usage
+from culm.llm.base import (
+    ChatMessage,
+    Connection,
+    ModelRequest,
+    ModelResponse,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
 from culm.llm.errors import ModelError, TransientModelError
 from culm.llm.retry import RetryPolicy
 
@@ -72,35 +87,61 @@ class Outcome:
 
 
 async def run_rounds(
-    run: RunContext, settings: LoopSettings, model: Connection, messages: list[ChatMessage]
+    run: RunContext,
+    settings: LoopSettings,
+    model: Connection,
+    messages: list[ChatMessage],
+    written: int = 0,
 ) -> Outcome:
     """Run rounds on ``messages`` (the conversation so far) until the model answers or a
-    limit stops it; ``messages`` grows with what each round adds."""
+    limit stops it; ``messages`` grows with what each round adds. On a resumed run,
+    ``written`` is how many of the history's messages this run's rounds already added."""
     budget = TokenBudget(settings.token_budget, run.children_tokens)
     tools = [tool.spec for tool in settings.tools.values()]
     system = [{"role": "system", "content": settings.instructions}] if settings.instructions else []
     text = ""
     number = 0
+    cut: RecordedRound | None = None  # the round a crash cut off, to finish first
+    if run.journal is not None:
+        number, text, cut, ended = await _resume(run, settings, budget, written)
+        if ended is not None:
+            return Outcome(text, ended, number, budget.used)
     while True:
         final = number >= settings.max_rounds
         sent = [*system, *messages]
         prompt = budget.next_prompt(sent, tools)
-        if not budget.allows(prompt):
-            return Outcome(text, StopReason.BUDGET_EXHAUSTED, number, budget.used)
-        number += 1
-        await run.emit(ev.ROUND_STARTED, {"round": number})
-        choice = "none" if final else settings.tool_choice
-        request = ModelRequest(sent, tools, choice, budget.completion_cap(prompt))
-        response = await call_model(run, model, request, settings.retry)
-        budget.record(response.usage, len(sent))
-        await run.emit(ev.MESSAGE_COMPLETED, _completed(response))
-        await run.emit(
-            ev.BUDGET_UPDATED, {"usage": budget.used.to_dict(), "budget_left": budget.left}
-        )
+        response: ModelResponse | None = None
+        if cut is None:
+            if not budget.allows(prompt):
+                return Outcome(text, StopReason.BUDGET_EXHAUSTED, number, budget.used)
+            number += 1
+            await run.emit(ev.ROUND_STARTED, {"round": number})
+        else:
+            number = cut.number
+            final = number > settings.max_rounds
+            response = _recorded_answer(cut)
+            if response is None:  # cut off mid-answer: asked again, its text void
+                restarted = {"round": number, "attempt": run.attempt}
+                restarted["discard_after_seq"] = cut.started_seq
+                await run.emit(ROUND_RESTARTED, restarted)
+            elif not cut.usage_recorded:
+                budget.record(response.usage, len(sent))
+                await _report_usage(run, budget)
+        if response is None:
+            choice = "none" if final else settings.tool_choice
+            request = ModelRequest(sent, tools, choice, budget.completion_cap(prompt))
+            response = await call_model(run, model, request, settings.retry, number)
+            budget.record(response.usage, len(sent))
+            await run.emit(ev.MESSAGE_COMPLETED, _completed(response))
+            await _report_usage(run, budget)
         calls = () if final else response.tool_calls  # a last round's calls are not run
         added = [ModelResponse(response.text, calls).to_message()]
         if calls:
-            added += await run_tool_calls(run, settings.tools, calls, settings.tool_timeout)
+            recorded = cut.tools if cut is not None else None
+            added += await run_tool_calls(
+                run, settings.tools, calls, settings.tool_timeout, number, recorded
+            )
+        cut = None
         await run.history.append(added)
         messages.extend(added)
         await run.emit(ev.ROUND_COMPLETED, {"round": number})
@@ -111,14 +152,70 @@ async def run_rounds(
             return Outcome(text, StopReason.ANSWERED, number, budget.used)
 
 
+async def _report_usage(run: RunContext, budget: TokenBudget) -> None:
+    await run.emit(ev.BUDGET_UPDATED, {"usage": budget.used.to_dict(), "budget_left": budget.left})
+
+
+async def _resume(
+    run: RunContext, settings: LoopSettings, budget: TokenBudget, written: int
+) -> tuple[int, str, RecordedRound | None, StopReason | None]:
+    """Where a resumed run goes on: the rounds done (those the history holds), the last
+    answer's text, the round a crash cut off (if any), and how the loop ended when it had
+    ended already (its terminal event was what the crash cut off)."""
+    assert run.journal is not None
+    recorded = rounds(run.journal)
+    if recorded.usage is not None:
+        budget.used = Usage(
+            int(recorded.usage.get("prompt_tokens", 0)),
+            int(recorded.usage.get("completion_tokens", 0)),
+        )
+    done, text, left = 0, "", written
+    for past in recorded.rounds:
+        answer = _recorded_answer(past)
+        if answer is None:
+            return done, text, past, None
+        final = past.number > settings.max_rounds
+        calls = () if final else answer.tool_calls
+        if left < 1 + len(calls):  # its messages are not in the history: finish it
+            return done, text, past, None
+        left -= 1 + len(calls)
+        done, text = past.number, answer.text
+        if not past.completed:
+            await run.emit(ev.ROUND_COMPLETED, {"round": past.number})
+        if final:
+            return done, text, None, StopReason.MAX_ROUNDS
+        if not calls:
+            return done, text, None, StopReason.ANSWERED
+    return done, text, None, None
+
+
+def _recorded_answer(past: RecordedRound) -> ModelResponse | None:
+    if past.answer is None:
+        return None
+    calls = tuple(
+        ToolCall(str(c["id"]), str(c["name"]), str(c["arguments"]))
+        for c in past.answer.get("tool_calls") or ()
+    )
+    usage = past.answer.get("usage") or {}
+    return ModelResponse(
+        str(past.answer.get("text", "")),
+        calls,
+        Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+    )
+
+
 async def call_model(
-    run: RunContext, model: Connection, request: ModelRequest, retry: RetryPolicy
+    run: RunContext,
+    model: Connection,
+    request: ModelRequest,
+    retry: RetryPolicy,
+    round: int = 0,
 ) -> ModelResponse:
-    """One model call, streamed as ``message.delta`` events, retried when it fails
-    transiently; other failures raise ``ModelError`` at once."""
+    """One model call, streamed as ``message.delta`` events (of ``round``), retried when it
+    fails transiently; other failures raise ``ModelError`` at once."""
     failures = 0
     while True:
-        attempt = _Attempt()
+        attempt = _Attempt(round)
         try:
             return await run.until_cancelled(attempt.stream(run, model, request))
         except TransientModelError as exc:
@@ -137,15 +234,19 @@ async def call_model(
                 delay,
             )
             if attempt.streamed:  # what streamed so far is void: the retry starts over
-                await run.emit(ev.MESSAGE_DELTA, {"text": "", "reset": True})
+                await run.emit(ev.MESSAGE_DELTA, {**attempt.where(run), "text": "", "reset": True})
             await run.sleep(delay)
 
 
 class _Attempt:
-    __slots__ = ("streamed",)
+    __slots__ = ("round", "streamed")
 
-    def __init__(self) -> None:
+    def __init__(self, round: int) -> None:
+        self.round = round
         self.streamed = False
+
+    def where(self, run: RunContext) -> dict[str, int]:
+        return {"round": self.round, "attempt": run.attempt}
 
     async def stream(
         self, run: RunContext, model: Connection, request: ModelRequest
@@ -157,7 +258,7 @@ class _Attempt:
             async for item in items:
                 if isinstance(item, TextDelta):
                     self.streamed = True
-                    await run.emit(ev.MESSAGE_DELTA, {"text": item.text})
+                    await run.emit(ev.MESSAGE_DELTA, {"text": item.text, **self.where(run)})
                 else:
                     response = item
         if response is None:
@@ -166,7 +267,7 @@ class _Attempt:
 
 
 def _completed(response: ModelResponse) -> dict[str, Any]:
-    data: dict[str, Any] = {"text": response.text}
+    data: dict[str, Any] = {"text": response.text, "usage": response.usage.to_dict()}
     if response.tool_calls:
         data["tool_calls"] = [
             {"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls

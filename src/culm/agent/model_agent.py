@@ -68,14 +68,18 @@ class ModelAgent:
         if isinstance(self.model, str):  # resolved lazily, so no provider loads at import
             self.model = resolve_model(self.model, **self._model_settings)
         messages = await run.history.read()
-        if input:
+        written = 0 if run.journal is None else await run.history.written()
+        if input and written == 0:  # on a resume the user's message may be there already
             user = {"role": "user", "content": input}
             await run.history.append([user])
             messages.append(user)
+        elif input:
+            written -= 1
         deadline = asyncio.timeout(self.timeout)
         try:
             async with deadline, self.model.connect() as connection:
-                outcome = await run_rounds(run, self.limited(run.budget), connection, messages)
+                settings = self.limited(run.budget)
+                outcome = await run_rounds(run, settings, connection, messages, written)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -105,6 +109,7 @@ def model_agent(
     *,
     description: str | None = None,
     spawn: SpawnLimits | None = None,
+    resume: bool = True,
     **options: Any,
 ) -> AgentSpec:
     """An ``AgentSpec`` for a model agent; ``options`` are ``ModelAgent``'s."""
@@ -118,4 +123,5 @@ def model_agent(
         details={"kind": "model", "model": body.model_name, "tools": tools},
         budget=body.budget,
         spawn=spawn or SpawnLimits(),
+        resume=resume,
     )

@@ -52,7 +52,8 @@ async def _wait_children(
 
 
 spawn_agent = Tool(_spawn_agent, name="spawn_agent", timeout=WAIT_TIMEOUT)
-wait_children = Tool(_wait_children, name="wait_children", timeout=WAIT_TIMEOUT)
+# waiting again after a restart is harmless: a wait cut off by a crash is simply redone
+wait_children = Tool(_wait_children, name="wait_children", timeout=WAIT_TIMEOUT, idempotent=True)
 
 BUILTIN_TOOLS: dict[str, Tool] = {tool.name: tool for tool in (spawn_agent, wait_children)}
 """Tools every app knows by name, unless it registers its own under the same name."""

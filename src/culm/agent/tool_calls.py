@@ -3,6 +3,10 @@
 Every call gets ``tool.started`` and then ``tool.completed`` or ``tool.failed``. A failure
 (unknown tool, invalid arguments, an exception, a timeout) becomes an error result that
 the model reads in the next round; it never ends the run. Cancellation does.
+
+On a resumed run a call whose end is in the log is not made again: its recorded result is
+what the model reads. A call that had started when the process died is made again only if
+its tool is idempotent; otherwise the model is told it may or may not have taken effect.
 """
 
 from __future__ import annotations
@@ -14,25 +18,46 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from culm import events as ev
-from culm.agent.context import RunContext
+from culm.agent.context import TOOL_CALL_KEY, RunContext
 from culm.agent.tools import Tool, ToolArgumentsError, result_data, result_text
-from culm.errors import RunCancelled
+from culm.errors import InvalidPayload, RunCancelled
+from culm.events import Event
 from culm.llm.base import ChatMessage, ToolCall
 
 log = logging.getLogger("culm.tools")
 
+_SHOWN_TEXT = 16_384
+"""Characters of unrecordable arguments, or of an error, an event carries."""
+_INTERRUPTED = (
+    "the call was interrupted by a restart of the server; it may or may not have taken "
+    "effect. Check before calling it again."
+)
+
 
 async def run_tool_calls(
-    run: RunContext, tools: Mapping[str, Tool], calls: Sequence[ToolCall], timeout: float
+    run: RunContext,
+    tools: Mapping[str, Tool],
+    calls: Sequence[ToolCall],
+    timeout: float,
+    round: int = 0,
+    recorded: Mapping[str, Event] | None = None,
 ) -> list[ChatMessage]:
     """Run ``calls`` at once; their ``tool`` messages, in the order of ``calls``.
 
     ``timeout`` is the per-call limit in seconds for tools that set none of their own.
+    ``recorded`` holds, on a resumed run, the last logged event of each call id of this
+    ``round``.
     """
+    past = recorded or {}
 
     async def all_calls() -> list[ChatMessage]:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_call(run, tools, c, timeout)) for c in calls]
+            tasks = [
+                group.create_task(
+                    _call(run, tools, c, timeout, f"{run.run_id}:{round}:{i}", past.get(c.id))
+                )
+                for i, c in enumerate(calls)
+            ]
         return [task.result() for task in tasks]
 
     try:
@@ -43,14 +68,40 @@ async def run_tool_calls(
 
 
 async def _call(
-    run: RunContext, tools: Mapping[str, Tool], call: ToolCall, default_timeout: float
+    run: RunContext,
+    tools: Mapping[str, Tool],
+    call: ToolCall,
+    default_timeout: float,
+    key: str,
+    recorded: Event | None,
 ) -> ChatMessage:
+    TOOL_CALL_KEY.set(key)  # this task's own context: concurrent calls each see theirs
     about = {"name": call.name, "call_id": call.id}
-    await run.emit(ev.TOOL_STARTED, {**about, "arguments": _shown(call.arguments)})
     tool = tools.get(call.name)
+    if recorded is not None and recorded.type == ev.TOOL_COMPLETED:
+        return _message(call, result_text(recorded.data.get("result")))
+    if recorded is not None and recorded.type == ev.TOOL_FAILED:
+        return _message(call, f"Error: {recorded.data.get('error')}")
+    unstorable: str | None = None
+    if recorded is not None:  # started before the crash, never finished
+        if tool is None or not tool.idempotent:
+            error = _INTERRUPTED
+            await run.emit(ev.TOOL_FAILED, {**about, "error": error})
+            return _message(call, f"Error: {error}")
+    else:
+        try:
+            await run.emit(ev.TOOL_STARTED, {**about, "arguments": _shown(call.arguments)})
+        except InvalidPayload as exc:  # arguments the log cannot hold: shown as text, not run
+            unstorable = exc.message
+            shown = call.arguments[:_SHOWN_TEXT]
+            await run.emit(ev.TOOL_STARTED, {**about, "arguments": shown, "truncated": True})
+        # durable before the tool runs: a resumed run then knows the call may have happened
+        await run.flush()
     deadline: asyncio.Timeout | None = None
     limit = (tool.timeout if tool is not None else None) or default_timeout
     try:
+        if unstorable is not None:
+            raise ToolArgumentsError(f"the arguments cannot be recorded: {unstorable}")
         if tool is None:
             known = ", ".join(sorted(tools)) or "none"
             raise ToolArgumentsError(f"there is no tool named {call.name!r} (tools: {known})")
@@ -68,15 +119,22 @@ async def _call(
             log.info("tool %s failed in run %s", call.name, run.run_id, exc_info=True)
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     else:
-        await run.emit(ev.TOOL_COMPLETED, {**about, "result": result_data(value)})
-        return {"role": "tool", "tool_call_id": call.id, "content": result_text(value)}
-    await run.emit(ev.TOOL_FAILED, {**about, "error": error})
-    return {"role": "tool", "tool_call_id": call.id, "content": f"Error: {error}"}
+        try:
+            await run.emit(ev.TOOL_COMPLETED, {**about, "result": result_data(value)})
+            return _message(call, result_text(value))
+        except InvalidPayload as exc:
+            error = f"the result cannot be recorded: {exc.message}"
+    await run.emit(ev.TOOL_FAILED, {**about, "error": error[:_SHOWN_TEXT]})
+    return _message(call, f"Error: {error}")
+
+
+def _message(call: ToolCall, content: str) -> ChatMessage:
+    return {"role": "tool", "tool_call_id": call.id, "content": content}
 
 
 def _shown(arguments: str) -> Any:
     """The arguments as data when they are JSON, else the text the model wrote."""
     try:
         return json.loads(arguments)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return arguments

@@ -38,11 +38,14 @@ class Tool:
         name: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> None:
-        """``timeout`` (seconds) overrides the agent's per-call tool timeout."""
+        """``timeout`` (seconds) overrides the agent's per-call tool timeout.
+        ``idempotent``: a call cut off by a crash may simply be made again on resume."""
         self.fn = fn
         self.name = name or fn.__name__
         self.timeout = timeout
+        self.idempotent = idempotent
         self.is_async = inspect.iscoroutinefunction(fn)
         summary, params = parse_docstring(inspect.getdoc(fn) or "")
         self.description = description or summary

@@ -19,12 +19,14 @@ from culm.api import (
     routes_runs,
     routes_schedules,
     routes_sessions,
+    routes_webhooks,
 )
 from culm.api.limits import BodyLimit
 from culm.api.metrics import Metrics
 from culm.api.sse import Shutdown
 from culm.config import Settings
 from culm.engine import Engine
+from culm.webhooks import Webhooks
 
 DESCRIPTION = """\
 Run LLM agents in the background and follow them from anywhere.
@@ -44,8 +46,12 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        async with engine or Engine(app, settings) as opened:
+        async with (
+            engine or Engine(app, settings) as opened,
+            Webhooks(opened.store, settings) as webhooks,
+        ):
             api.state.engine = opened
+            api.state.webhooks = webhooks
             try:
                 yield
             finally:
@@ -64,7 +70,14 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
     api.state.shutdown = Shutdown()
     errors.install(api)
     api.add_middleware(BodyLimit, limit=settings.max_request_bytes)
-    for module in (routes_ops, routes_sessions, routes_runs, routes_events, routes_schedules):
+    for module in (
+        routes_ops,
+        routes_sessions,
+        routes_runs,
+        routes_events,
+        routes_schedules,
+        routes_webhooks,
+    ):
         api.include_router(module.router)
     api.include_router(routes_dashboard.router)
     dashboard.mount(api)

@@ -17,12 +17,21 @@ from starlette.responses import Response
 
 from culm.api.schemas import Error
 from culm.api.wire import JSONResponse
-from culm.errors import Conflict, CulmError, InvalidInput, NotFound, RunFinished, SessionBusy
+from culm.errors import (
+    Conflict,
+    CulmError,
+    InvalidInput,
+    NotFound,
+    RunFinished,
+    SessionBusy,
+    Unavailable,
+)
 
 _STATUS: list[tuple[type[CulmError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (InvalidInput, 422),
+    (Unavailable, 503),
 ]
 
 _HTTP_CODES = {

@@ -37,12 +37,15 @@ async def list_agents(request: Request, engine: EngineDep, tenant: TenantDep) ->
     responses={200: {"model": schemas.Health}, **error_docs(503)},
 )
 async def healthz(engine: EngineDep) -> Response:
-    """200 when the process is serving and its database answers; 503 otherwise. Needs no key,
-    so load balancers can ask."""
+    """200 when the process is serving, its database answers and takes writes; 503 with the
+    reason otherwise (a full disk, say). Needs no key, so load balancers can ask."""
     try:
         await engine.store.ping()
     except Exception as exc:
         return error_response(503, "unavailable", f"the database is not reachable: {exc}")
+    problem = engine.health()
+    if problem is not None:
+        return error_response(503, "unavailable", problem)
     return JSONResponse({"status": "ok"})
 
 

@@ -14,11 +14,14 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from culm.api import schemas
 from culm.api.auth import EngineDep, TenantDep
 from culm.api.errors import error_docs
+from culm.api.routes_webhooks import WebhooksDep
 from culm.api.wire import JSONResponse, OrjsonRoute, page
 from culm.engine import Engine
-from culm.errors import Conflict, InvalidInput
+from culm.errors import InvalidInput
+from culm.ids import new_id
 from culm.models import RunStatus, Trigger
 from culm.store import RunFilter
+from culm.webhooks import Created, Webhooks
 
 router = APIRouter(prefix="/v1", tags=["runs"], route_class=OrjsonRoute)
 
@@ -41,21 +44,17 @@ _RUN_LINKS = {
 }
 _START_DOCS: dict[int | str, dict[str, Any]] = {
     200: {
-        "model": schemas.Run,
+        "model": schemas.StartedRun,
         "description": "A replay: the run this key already started.",
         "links": _RUN_LINKS,
     },
     201: {
-        "model": schemas.Run,
+        "model": schemas.StartedRun,
         "description": "The new run (pending or already running).",
         "links": _RUN_LINKS,
     },
     **error_docs(400, 401, 404, 409, 413, 422),
 }
-
-
-class IdempotencyKeyReused(Conflict):
-    code = "idempotency_key_reused"
 
 
 def actor(tenant: str) -> str:
@@ -65,6 +64,7 @@ def actor(tenant: str) -> str:
 
 async def _start(
     engine: Engine,
+    webhooks: Webhooks,
     tenant: str,
     body: schemas.StartRun,
     session_id: str | None,
@@ -72,35 +72,51 @@ async def _start(
     parent_run_id: str | None = None,
 ) -> Response:
     if parent_run_id is not None:
-        if session_id is not None or key is not None:
+        if session_id is not None or key is not None or body.webhook is not None:
             raise InvalidInput(
-                "a run with a parent_run_id gets a new child session and no Idempotency-Key"
+                "a run with a parent_run_id gets a new child session, no Idempotency-Key "
+                "and no webhook of its own"
             )
         child = await engine.spawn(
             parent_run_id, body.agent, body.input, tenant=tenant, by=actor(tenant)
         )
         return JSONResponse(child.to_dict(), status_code=201)
-    if key is not None:
-        existing = await engine.store.find_run(tenant, key)
-        if existing is not None:
-            if existing.agent != body.agent or session_id not in (None, existing.session_id):
-                raise IdempotencyKeyReused(
-                    f"the Idempotency-Key {key!r} was already used to start run {existing.id} "
-                    f"of agent {existing.agent!r} on session {existing.session_id}"
-                )
-            run = await engine.get_run(existing.id, tenant)
-            return JSONResponse(run.to_dict(), status_code=200)
-    run = await engine.start_run(
-        body.agent,
-        body.input,
-        session_id=session_id,
-        tenant=tenant,
-        trigger=Trigger.HTTP,
-        if_busy=body.if_busy,
-        idempotency_key=key,
-        by=actor(tenant),
-    )
-    return JSONResponse(run.to_dict(), status_code=201)
+    hook = await _run_webhook(webhooks, tenant, body.webhook)
+    try:
+        started = await engine.start(
+            body.agent,
+            body.input,
+            session_id=session_id,
+            tenant=tenant,
+            trigger=Trigger.HTTP,
+            if_busy=body.if_busy,
+            idempotency_key=key,
+            by=actor(tenant),
+            run_id=None if hook is None else hook.endpoint.run_id,
+        )
+    except BaseException:
+        if hook is not None:
+            await webhooks.forget_run(hook)
+        raise
+    run = started.run
+    answer = run.to_dict()
+    if hook is not None:
+        if hook.endpoint.run_id == run.id:
+            answer["webhook"] = hook.to_dict()
+        else:  # the Idempotency-Key named a run started before: it keeps its own
+            await webhooks.forget_run(hook)
+    return JSONResponse(answer, status_code=201 if started.created else 200)
+
+
+async def _run_webhook(
+    webhooks: Webhooks, tenant: str, webhook: schemas.RunWebhook | str | None
+) -> Created | None:
+    """The run's own webhook endpoint, made before the run so its end cannot go unseen."""
+    if webhook is None:
+        return None
+    if isinstance(webhook, str):
+        webhook = schemas.RunWebhook(url=webhook)
+    return await webhooks.create_for_run(tenant, new_id("run"), webhook.url, webhook.secret)
 
 
 @router.post(
@@ -114,26 +130,30 @@ async def start_run_on_session(
     session_id: str,
     body: schemas.StartRun,
     engine: EngineDep,
+    webhooks: WebhooksDep,
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Start a run of ``agent`` on this session. When the session has an active run,
     ``if_busy`` decides: ``reject`` (409 ``session_busy`` naming the active run),
     ``enqueue`` (starts after it), ``interrupt`` (cancels it, then starts)."""
-    return await _start(engine, tenant, body, session_id, idempotency_key)
+    return await _start(engine, webhooks, tenant, body, session_id, idempotency_key)
 
 
 @router.post("/runs", status_code=201, response_class=JSONResponse, responses=_START_DOCS)
 async def start_run(
     body: schemas.StartRunAnywhere,
     engine: EngineDep,
+    webhooks: WebhooksDep,
     tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Start a run on ``session_id``, or on a new session when it is left out. With
     ``parent_run_id`` it is a child of that running run, as if that run had spawned it
     (409 ``spawn_refused`` when a limit says no)."""
-    return await _start(engine, tenant, body, body.session_id, idempotency_key, body.parent_run_id)
+    return await _start(
+        engine, webhooks, tenant, body, body.session_id, idempotency_key, body.parent_run_id
+    )
 
 
 @router.get(

@@ -26,12 +26,24 @@ class CreateSession(_Request):
     parent_id: str | None = Field(default=None, max_length=64)
 
 
+class RunWebhook(_Request):
+    """A run's own webhook: its terminal event is posted to ``url``, signed with ``secret``
+    (``whsec_`` + base64 of 24 to 64 bytes; one is made when left out)."""
+
+    url: str = Field(max_length=2048)
+    secret: str | None = Field(default=None, max_length=128)
+
+
 class StartRun(_Request):
     agent: str = Field(max_length=256)
     input: Any = None
     """Validated against the agent's input schema (see ``GET /v1/agents``)."""
     if_busy: BusyPolicy = BusyPolicy.REJECT
     """What to do when the session already has an active run."""
+    webhook: RunWebhook | str | None = None
+    """Post the run's terminal event to this URL (or ``{url, secret}``), signed per
+    Standard Webhooks; the answer's ``webhook`` holds the endpoint and its secret, this once.
+    """
 
 
 class StartRunAnywhere(StartRun):
@@ -97,6 +109,12 @@ class Run(BaseModel):
     """Its own usage and that of the runs it spawned (theirs too), once they ended."""
     output: Any
     error: str | None
+
+
+class StartedRun(Run):
+    webhook: dict[str, Any] | None = None
+    """Only with ``webhook`` in the request: the run's own webhook endpoint with its secret,
+    shown this once (the shape of ``POST /v1/webhooks``'s answer)."""
 
 
 class RunPage(BaseModel):

@@ -18,16 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from culm import events as ev
 from culm.agent.app import App
 from culm.agent.budget import Budget
+from culm.agent.journal import NonDeterministicAgent
 from culm.agent.spawn import Child, ChildResult, SpawnLimits
 from culm.config import Settings
 from culm.errors import CulmError, NotFound, RunCancelled, SpawnRefused
+from culm.events import Event
 from culm.ids import new_id
 from culm.models import Run, RunStatus, Session, Trigger
 from culm.runtime.limits import overdue_why, watchdog_wait
@@ -64,6 +66,8 @@ class SpawnDoor(Protocol):
         parent_run_id: str | None = None,
         run_id: str | None = None,
         by: str = "user",
+        grant: Budget | None = None,
+        depth: int = 0,
     ) -> Run: ...
 
     async def cancel(
@@ -74,9 +78,9 @@ class SpawnDoor(Protocol):
         self, run_id: str, timeout: float | None = None, tenant: str | None = None
     ) -> Run: ...
 
-    def local_runner(self, run_id: str) -> Runner | None: ...
+    async def get_run(self, run_id: str, tenant: str | None = None) -> Run: ...
 
-    def expect_child(self, run_id: str, budget: Budget, depth: int) -> None: ...
+    def local_runner(self, run_id: str) -> Runner | None: ...
 
     def background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
 
@@ -103,6 +107,38 @@ class ChildSet:
         self.depth = depth
         self._records: dict[str, _Record] = {}
         self._settling = False
+        self._replayed: list[str] = []
+        """Children a resumed run had started, handed out again by its replayed spawns."""
+
+    async def restore(self, events: Sequence[Event], *, replay: bool) -> None:
+        """On a resumed run: take back the children its log says it started. Those whose
+        end is recorded keep their result; the others are watched again (they ran on while
+        the parent's process was down, or are still running). None is started twice. With
+        ``replay`` the agent's own spawns, run again from the top, get these children back
+        in order instead of new ones."""
+        reported = {e.data.get("run_id") for e in events if e.type == ev.CHILD_COMPLETED}
+        loop = asyncio.get_running_loop()
+        for event in events:
+            if event.type != ev.CHILD_STARTED:
+                continue
+            data = event.data
+            child = Child(str(data["run_id"]), str(data["session_id"]), str(data["agent"]))
+            record = _Record(child, loop.create_future(), started_at=event.ts)
+            self._records[child.run_id] = record
+            if replay:
+                self._replayed.append(child.run_id)
+            try:
+                run = await self._door.get_run(child.run_id)
+            except NotFound:  # announced, but the crash came before it was created
+                why = "it was never started: the parent's process died first"
+                await self._report(record, RunStatus.FAILED, None, why, None)
+                continue
+            if child.run_id in reported:
+                state = run.state
+                result = _result(record, state.status, state.output, state.error, state.tree_usage)
+                record.outcome.set_result(result)
+            else:
+                record.task = self._door.background(self._watch(record))
 
     # Spawner
 
@@ -111,6 +147,14 @@ class ChildSet:
     ) -> Child:
         """Start a child (see ``Spawner.spawn``); ``by`` is who asked, when not the run."""
         parent = self._runner.run
+        if self._replayed:  # a resumed agent spawning again what it spawned before
+            again = self._records[self._replayed.pop(0)].child
+            if again.agent != agent:
+                raise NonDeterministicAgent(
+                    f"non-deterministic agent: on resume it spawned {agent!r} where its log "
+                    f"has a child of {again.agent!r} ({again.run_id})"
+                )
+            return again
         spec = self._door.app.get(agent)
         allowed = self.limits.agents
         if allowed is not None and agent not in allowed:
@@ -137,7 +181,6 @@ class ChildSet:
             del self._records[run_id]
             raise
         try:
-            self._door.expect_child(run_id, grant, self.depth + 1)
             await self._door.start_run(
                 agent,
                 value,
@@ -147,6 +190,8 @@ class ChildSet:
                 parent_run_id=parent.id,
                 run_id=run_id,
                 by=by or f"run:{parent.id}",
+                grant=grant,
+                depth=self.depth + 1,
             )
         except Exception as exc:
             await self._report(record, RunStatus.FAILED, None, f"could not start: {exc}", None)

@@ -26,10 +26,17 @@ class EventReader(Protocol):
 
 
 async def follow_run(
-    store: EventReader, bus: Bus, run_id: str, after: int, *, buffer: int, idle_poll: float
+    store: EventReader,
+    bus: Bus,
+    run_id: str,
+    after: int,
+    *,
+    buffer: int,
+    idle_poll: float | None,
 ) -> AsyncIterator[list[Event]]:
     """Batches of the run's events after ``after``, each once, in order; ends after the
-    terminal event."""
+    terminal event. With ``idle_poll`` the log is read again after that many quiet
+    seconds; None trusts the bus to announce everything committed."""
     last = after
     with bus.subscribe((run_key(run_id),), buffer) as feed:
         while True:
@@ -63,7 +70,7 @@ async def follow_sessions(
     after: int,
     *,
     buffer: int,
-    idle_poll: float,
+    idle_poll: float | None,
     grows: Callable[[Event], bool] | None = None,
 ) -> AsyncIterator[list[Event]]:
     """Batches of the events of a set of sessions after log position ``after``, in log

@@ -3,31 +3,80 @@
 Nobody is shown an event before it is durable: the store announces a batch (its
 ``on_commit``, which the engine points at the bus) only once it has committed it, in
 commit order. ``append`` never waits for the disk; ``flush`` does.
+
+What can go wrong, and what happens then:
+
+- The database cannot be written (disk full, connection gone: ``Unavailable``). Nothing is
+  dropped: the events stay queued, the log reports itself unhealthy with the reason, and
+  it retries with backoff, writing fewer runs per attempt, so whatever fits gets through
+  when a little space returns. Emitters wait once the queue holds ``max_bytes``.
+- A write fails otherwise (a value the database refuses, a duplicate ``seq``). Retrying
+  would fail forever and stall every run, so the batch is split by run and each run is
+  written alone: only the run at fault is refused (``on_refused``), the others commit.
+- A run's fence no longer holds (another process took the run over): its events are not
+  written and its runner is told (``on_lost``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
+from culm.errors import Unavailable
 from culm.events import Event
 from culm.models import RunState
+from culm.payload import DEFAULT_LIMITS, Limits
 from culm.store import Store
+from culm.store.base import Fence
 
 log = logging.getLogger("culm.log")
+
+_BACKOFF = (0.05, 2.0)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What one run has queued: its events in order, its newest state, its fence."""
+
+    fence: Fence
+    events: list[Event] = field(default_factory=list)
+    state: RunState | None = None
+    size: int = 0
+    done: asyncio.Future[None] | None = None
 
 
 class EventLog:
     """The write path of every runner in this process."""
 
-    def __init__(self, store: Store, max_batch: int = 5_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        max_batch: int = 5_000,
+        *,
+        max_bytes: int = 64 * 1_048_576,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self._store = store
         self._max_batch = max_batch
-        self._events: list[Event] = []
-        self._states: dict[str, RunState] = {}
-        self._queued: asyncio.Future[None] | None = None
-        self._writing: asyncio.Future[None] | None = None
+        self._max_bytes = max_bytes
+        self.limits = limits
+        """What every event's data is checked against before it is queued."""
+        self._queue: dict[str, _Pending] = {}
+        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._count = 0
+        self._bytes = 0
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self.problem: str | None = None
+        """Why the last write failed while the database could not be written; None when
+        the last write went through."""
+        self.on_lost: Callable[[str], None] = lambda run_id: None
+        """Told of a run whose events were not written because its fence no longer holds."""
+        self.on_refused: Callable[[str, Fence, str], None] = lambda run_id, fence, why: None
+        """Told of a run whose events the database refused (and were dropped), and why."""
         self.appended = 0
         self.commits = 0
 
@@ -36,58 +85,173 @@ class EventLog:
         """The store this log writes to (runners keep their session's messages there too)."""
         return self._store
 
-    def append(self, event: Event, state: RunState) -> None:
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def append(self, event: Event, state: RunState, fence: Fence) -> None:
         """Queue ``event`` and its run's new ``state`` for the next commit."""
-        self._events.append(event)
-        self._states[event.run_id] = state
-        if self._queued is None:
-            self._queued = asyncio.get_running_loop().create_future()
-            self._wake.set()
+        pending = self._queue.get(event.run_id)
+        if pending is not None and pending.fence != fence:
+            # the run was claimed again: what the old claim queued could not be written
+            self._count -= len(pending.events)
+            self._bytes -= pending.size
+            _settle(pending.done)
+            pending = None
+        if pending is None:
+            pending = self._queue[event.run_id] = _Pending(fence)
+        size = len(event.data_json())
+        pending.events.append(event)
+        pending.state = state
+        pending.size += size
+        self._count += 1
+        self._bytes += size
+        if self._count >= self._max_batch or self._bytes >= self._max_bytes:
+            self._room.clear()
+        self._wake.set()
 
     async def backpressure(self) -> None:
-        """Wait while the queue is full, so a fast emitter cannot outrun the disk unboundedly."""
-        if len(self._events) >= self._max_batch:
-            await self.flush()
+        """Wait while the queue is full, so a fast emitter cannot outrun the disk unboundedly
+        (in events or in bytes)."""
+        if not self._room.is_set():
+            await self._room.wait()
 
-    async def flush(self) -> None:
-        """Return when everything appended so far is committed and published."""
-        pending = self._queued or self._writing
-        if pending is not None:
-            await asyncio.shield(pending)
+    async def flush(self, run_id: str | None = None) -> None:
+        """Return when everything appended so far (for ``run_id``, or by anyone) has been
+        committed and published, or dropped because it could not be written."""
+        ids: Iterable[str] = (
+            list(self._queue) + list(self._inflight) if run_id is None else (run_id,)
+        )
+        waits = []
+        for rid in set(ids):
+            inflight = self._inflight.get(rid)
+            if inflight is not None:
+                waits.append(inflight)
+            pending = self._queue.get(rid)
+            if pending is not None:
+                if pending.done is None:
+                    pending.done = asyncio.get_running_loop().create_future()
+                waits.append(pending.done)
+        for future in waits:
+            await asyncio.shield(future)
 
     async def run(self) -> None:
-        """Write queued events until cancelled; a failed write is retried, never dropped."""
-        delay = 0.05
+        """Write queued events until cancelled."""
+        delay = _BACKOFF[0]
+        share = 0  # runs per attempt after a failure; 0: everything queued
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._events:
-                events, states, done = self._events, self._states, self._queued
-                self._events, self._states, self._queued = [], {}, None
-                assert done is not None
-                self._writing = done
+            while self._queue:
+                taken = self._take(share)
                 try:
-                    await self._store.write_batch(events, states)
-                except Exception:
-                    log.exception("writing %d events failed; retrying in %.2fs", len(events), delay)
-                    self._requeue(events, states, done)
+                    await self._write(taken)
+                except Unavailable as exc:
+                    if self.problem is None:
+                        log.error("cannot write the event log (%s); retrying", exc.message)
+                    self.problem = exc.message
+                    # what was written (or refused) before the failure is out of flight
+                    self._put_back({r: p for r, p in taken.items() if r in self._inflight})
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                    delay = min(delay * 2, _BACKOFF[1])
+                    share = max(1, (share or len(taken)) // 2)
                     continue
-                finally:
-                    self._writing = None
-                delay = 0.05
-                self.appended += len(events)
-                self.commits += 1
-                done.set_result(None)
+                if self.problem is not None:
+                    log.warning("the event log is written again")
+                self.problem = None
+                delay, share = _BACKOFF[0], 0
 
-    def _requeue(
-        self, events: list[Event], states: dict[str, RunState], done: asyncio.Future[None]
-    ) -> None:
-        # the failed batch goes back in front; a newer state of the same run wins
-        states.update(self._states)
-        self._events, self._states = events + self._events, states
-        if self._queued is not None:
-            later = self._queued
-            done.add_done_callback(lambda _: None if later.done() else later.set_result(None))
-        self._queued = done
+    def _take(self, share: int) -> dict[str, _Pending]:
+        ids = list(self._queue)
+        if share:
+            ids = ids[:share]
+        taken = {rid: self._queue.pop(rid) for rid in ids}
+        for rid, pending in taken.items():
+            self._count -= len(pending.events)
+            self._bytes -= pending.size
+            if pending.done is None:
+                pending.done = asyncio.get_running_loop().create_future()
+            self._inflight[rid] = pending.done
+        if self._count < self._max_batch and self._bytes < self._max_bytes:
+            self._room.set()
+        return taken
+
+    def _put_back(self, taken: dict[str, _Pending]) -> None:
+        """Queue what could not be written in front of what came meanwhile, in order."""
+        merged: dict[str, _Pending] = {}
+        for rid, pending in taken.items():
+            later = self._queue.pop(rid, None)
+            self._inflight.pop(rid, None)
+            if later is not None and later.fence == pending.fence:
+                pending.events.extend(later.events)
+                pending.state = later.state
+                pending.size += later.size
+                if later.done is not None:
+                    _chain(pending.done, later.done)
+            elif later is not None:  # claimed again meanwhile: the old queue is stale
+                _settle(pending.done)
+                pending = later
+            merged[rid] = pending
+        for rid, pending in self._queue.items():
+            merged[rid] = pending
+        self._queue = merged
+        self._count = sum(len(p.events) for p in merged.values())
+        self._bytes = sum(p.size for p in merged.values())
+        if self._count >= self._max_batch or self._bytes >= self._max_bytes:
+            self._room.clear()
+
+    async def _write(self, taken: dict[str, _Pending]) -> None:
+        try:
+            await self._write_group(taken)
+        except Unavailable:
+            raise
+        except Exception:
+            # one run's data broke the transaction: write each alone, so only it fails
+            for rid, pending in taken.items():
+                await self._write_group({rid: pending})
+
+    async def _write_group(self, taken: dict[str, _Pending]) -> None:
+        events = [e for p in taken.values() for e in p.events]
+        states = {rid: p.state for rid, p in taken.items() if p.state is not None}
+        fences = {rid: p.fence for rid, p in taken.items()}
+        try:
+            lost = await self._store.write_batch(events, states, fences)
+        except Unavailable:
+            raise
+        except Exception as exc:
+            if len(taken) == 1:
+                [(rid, pending)] = taken.items()
+                self._refuse(rid, pending, exc)
+                return
+            raise
+        self.appended += len(events)
+        self.commits += 1
+        for rid, pending in taken.items():
+            self._inflight.pop(rid, None)
+            _settle(pending.done)
+            if rid in lost:
+                self.on_lost(rid)
+
+    def _refuse(self, run_id: str, pending: _Pending, exc: Exception) -> None:
+        log.error(
+            "the database refused %d events of run %s; the run fails",
+            len(pending.events),
+            run_id,
+            exc_info=exc,
+        )
+        self._inflight.pop(run_id, None)
+        _settle(pending.done)
+        why = f"its events could not be stored: {type(exc).__name__}: {exc}"
+        self.on_refused(run_id, pending.fence, why[:2000])
+
+
+def _settle(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
+def _chain(first: asyncio.Future[None] | None, then: asyncio.Future[None]) -> None:
+    """Settle ``then`` when ``first`` settles."""
+    if first is None:
+        return
+    first.add_done_callback(lambda _: _settle(then))

@@ -22,10 +22,22 @@ def _start_ticks(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+_LIVE: set[str] = set()
+"""Worker ids of the engines open in this process: several may share one pid."""
+
+
 def new_worker_id() -> str:
-    """A worker id for this process, unique even if the pid was used before."""
+    """A worker id for an engine of this process, unique even if the pid was used before
+    and among several engines of one process; alive until ``release_worker_id``."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or '-'}:{uuid.uuid4().hex[:8]}"
+    worker_id = f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or '-'}:{uuid.uuid4().hex[:8]}"
+    _LIVE.add(worker_id)
+    return worker_id
+
+
+def release_worker_id(worker_id: str) -> None:
+    """The engine that had ``worker_id`` closed: whatever it still owns is orphaned."""
+    _LIVE.discard(worker_id)
 
 
 def owner_is_dead(worker_id: str, me: str) -> bool:
@@ -39,6 +51,8 @@ def owner_is_dead(worker_id: str, me: str) -> bool:
         return False
     if host != socket.gethostname() or ticks == "-":
         return False
+    if pid == os.getpid() and ticks == _start_ticks(pid):
+        return worker_id not in _LIVE  # another engine of this process: open or closed
     if pid == os.getpid():
         return True  # an earlier process that had our pid
     current = _start_ticks(pid)

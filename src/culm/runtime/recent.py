@@ -22,42 +22,60 @@ from culm.bus import Bus, Subscription
 from culm.events import Event
 from culm.store import Store
 
+EVENT_OVERHEAD = 250
+"""Bytes an event costs in memory besides its data's JSON (the object, its strings, the
+decoded data): an estimate that keeps the budget honest for small events."""
+
+
+def event_cost(event: Event) -> int:
+    """What keeping ``event`` costs, in bytes, as the cache counts it."""
+    return EVENT_OVERHEAD + len(event.data_json())
+
 
 class RecentEvents:
-    """Gap-free tails of recent runs' streams, at most ``limit`` events in all; the runs
-    read or written least recently are forgotten first."""
+    """Gap-free tails of recent runs' streams, at most ``max_bytes`` in all (counted by
+    ``event_cost``); the runs read or written least recently are forgotten first."""
 
-    def __init__(self, store: Store, limit: int = 50_000) -> None:
+    def __init__(self, store: Store, max_bytes: int = 32 * 1_048_576) -> None:
         self._store = store
-        self._limit = limit
+        self._limit = max_bytes
         self._runs: OrderedDict[str, list[Event]] = OrderedDict()
-        self._size = 0
+        self._count = 0
+        self.bytes = 0
 
     def record(self, events: Sequence[Event]) -> None:
         """Remember committed events (in the order they were committed)."""
         for event in events:
             tail = self._runs.get(event.run_id)
+            if tail is not None and event.seq <= tail[-1].seq:
+                continue  # announced twice (by this process and by the log's tail)
             if tail is None or tail[-1].seq + 1 != event.seq:
                 # a run first seen mid-stream, or a gap: start its range here
                 if tail is not None:
-                    self._size -= len(tail)
+                    self._forget(tail, len(tail))
                 tail = self._runs[event.run_id] = []
             tail.append(event)
-            self._size += 1
+            self._count += 1
+            self.bytes += event_cost(event)
             self._runs.move_to_end(event.run_id)
-        if self._size > self._limit:
+        if self.bytes > self._limit:
             self._shrink(self._limit * 9 // 10)  # some room, so trimming is not per event
 
+    def _forget(self, tail: list[Event], n: int) -> None:
+        self._count -= n
+        self.bytes -= sum(event_cost(e) for e in tail[:n])
+        del tail[:n]
+
     def _shrink(self, target: int) -> None:
-        while self._size > target:
+        while self.bytes > target and self._runs:
             run_id, tail = next(iter(self._runs.items()))
-            excess = self._size - target
-            if excess >= len(tail):
+            n, freed = 0, 0
+            while n < len(tail) and self.bytes - freed > target:
+                freed += event_cost(tail[n])
+                n += 1
+            self._forget(tail, n)  # the oldest part of the least recent run's range
+            if not tail:
                 del self._runs[run_id]
-                self._size -= len(tail)
-            else:  # keep the newest part of the least recent run's range
-                del tail[:excess]
-                self._size -= excess
 
     async def read_events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """The run's events with ``seq > after``, from memory when it holds ``after + 1``."""
@@ -72,10 +90,11 @@ class RecentEvents:
         """Forget everything: after events were deleted from the log, memory must not keep
         serving them."""
         self._runs.clear()
-        self._size = 0
+        self._count = 0
+        self.bytes = 0
 
     def __len__(self) -> int:
-        return self._size
+        return self._count
 
 
 class RecordingBus:

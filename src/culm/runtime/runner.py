@@ -7,23 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Callable
 from typing import Any
-
-import orjson
 
 from culm import events as ev
 from culm.agent.app import AgentSpec
 from culm.agent.budget import Budget
 from culm.agent.context import CancelToken, RunContext
-from culm.errors import RunCancelled
+from culm.agent.journal import Journal, Replay
+from culm.errors import InvalidPayload, RunCancelled
 from culm.events import Event
 from culm.models import Run, RunState
+from culm.payload import check, check_encoded
 from culm.projection import advance
 from culm.runtime.children import ChildSet, SpawnDoor
 from culm.runtime.history import SessionHistory
 from culm.runtime.limits import effective_limits
 from culm.runtime.log import EventLog
+from culm.store.base import Fence
 
 log = logging.getLogger("culm.runner")
 
@@ -37,7 +39,11 @@ class Runner:
         "_on_end",
         "children",
         "done",
+        "fence",
         "finalized",
+        "journal",
+        "lost",
+        "replay",
         "run",
         "spec",
         "state",
@@ -52,13 +58,17 @@ class Runner:
         event_log: EventLog,
         on_end: Callable[[Runner], None],
         clock: Callable[[], float],
+        fence: Fence,
         *,
         door: SpawnDoor | None = None,
         budget: Budget | None = None,
         depth: int = 0,
+        journal: Journal | None = None,
     ) -> None:
         """With ``door`` the run may spawn children, within ``budget`` (its agent's limits
-        capped by its parent's grant), ``depth`` levels below its root."""
+        capped by its parent's grant), ``depth`` levels below its root. With ``journal``
+        the run is being resumed: its earlier attempts' events (``run.resumed``, already
+        written, last)."""
         self.run = run
         self.spec = spec
         self.state: RunState = run.state
@@ -66,6 +76,15 @@ class Runner:
         self.task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
         self.finalized = False
+        self.fence = fence
+        """The claim this process holds on the run; every write for it names this."""
+        self.lost = False
+        """True once another process took the run over: nothing more is written for it."""
+        self.journal = journal
+        self.replay: Replay | None = None
+        if journal is not None and spec.resume and spec.details.get("kind") != "model":
+            # a function agent runs again from the top; a model agent reads its rounds
+            self.replay = Replay(journal)
         self._log = event_log
         self._on_end = on_end
         self._clock = clock
@@ -74,36 +93,28 @@ class Runner:
             limits = effective_limits(spec.spawn, door.settings)
             self.children = ChildSet(self, door, limits, budget or spec.budget, depth)
 
-    def snapshot(self) -> Run:
-        """The run record with its live state, ahead of what the database has yet."""
-        r = self.run
-        return Run(
-            id=r.id,
-            session_id=r.session_id,
-            tenant=r.tenant,
-            agent=r.agent,
-            input=r.input,
-            trigger=r.trigger,
-            created_at=r.created_at,
-            state=self.state,
-            parent_run_id=r.parent_run_id,
-            schedule_id=r.schedule_id,
-            idempotency_key=r.idempotency_key,
-        )
-
     async def emit(self, type: str, data: dict[str, Any]) -> None:
-        """Append an event to this run's stream; after the run's end nothing more is taken."""
+        """Append an event to this run's stream; after the run's end nothing more is taken.
+
+        ``data`` is checked and copied here (``InvalidPayload`` when it cannot be stored),
+        so nothing the caller does to it afterwards changes the event.
+        """
         if self.finalized:
             raise RunCancelled(self.token.by or "engine", self.token.reason)
+        if self.replay is not None and self.replay.replaying and type not in _SPAWN_EVENTS:
+            checked = check(data, self._log.limits, what=f"the data of a {type} event")
+            self.replay.emitted(type, checked)  # in the log already: not written again
+            return
         self._append(type, data)
         await self._log.backpressure()
 
     async def flush(self) -> None:
         """Return once everything this run emitted so far is committed."""
-        await self._log.flush()
+        await self._log.flush(self.run.id)
 
     def _append(self, type: str, data: dict[str, Any]) -> None:
         r = self.run
+        data, encoded = check_encoded(data, self._log.limits, what=f"the data of a {type} event")
         event = Event(
             self.state.last_seq + 1,
             r.id,
@@ -112,9 +123,10 @@ class Runner:
             data,
             ts=self._clock(),
             parent_run_id=r.parent_run_id,
+            _data_json=encoded,
         )
         self.state = advance(self.state, event)
-        self._log.append(event, self.state)
+        self._log.append(event, self.state, self.fence)
 
     async def finish(self, type: str, data: dict[str, Any]) -> bool:
         """Write the terminal event, once; False if the run had already ended."""
@@ -123,13 +135,33 @@ class Runner:
         self.finalized = True
         if self.children is not None:
             self.children.abandon()  # only stopped-outright runs still have live children
-        self._append(type, data)
         try:
-            await self._log.flush()
+            self._append(type, data)
+        except InvalidPayload as exc:  # an output past the limits fails the run instead
+            self._append(ev.RUN_FAILED, {"error": exc.message})
+        try:
+            await self._log.flush(self.run.id)
         finally:  # even when the flush is interrupted by shutdown, which flushes last
             self.done.set()
             self._on_end(self)
         return True
+
+    def lose(self, *, quietly: bool = False) -> None:
+        """Another process ended or took over the run (or its claim failed, or its events
+        were refused): stop it here, writing nothing more."""
+        if self.lost:
+            return
+        self.lost = True
+        if not quietly:
+            log.warning("run %s was ended or taken over elsewhere; stopping it here", self.run.id)
+        if not self.finalized:
+            self.finalized = True
+            if self.task is not None:
+                self.task.cancel()
+            if self.children is not None:
+                self.children.abandon()
+            self.done.set()
+            self._on_end(self)
 
     async def execute(self) -> None:
         """Run the agent to its end. Never raises: every outcome becomes a terminal event,
@@ -143,33 +175,41 @@ class Runner:
             agent=r.agent,
             emit=self.emit,
             cancel_token=self.token,
-            history=SessionHistory(self._log.store, r.session_id, r.id, self._clock),
+            history=SessionHistory(
+                self._log.store, r.session_id, r.id, self._clock, self.fence, self.flush
+            ),
             spawner=children,
             budget=children.budget if children is not None else self.spec.budget,
             parent_run_id=r.parent_run_id,
             depth=children.depth if children is not None else 0,
+            journal=self.journal,
+            replay=self.replay,
+            flush=self.flush,
         )
         type: str
         data: dict[str, Any]
         try:
             self.token.raise_if_requested()
-            await self.emit(ev.RUN_STARTED, {"agent": r.agent})
+            if self.journal is None:
+                await self.emit(ev.RUN_STARTED, {"agent": r.agent})
+            elif children is not None:
+                await children.restore(self.journal.events, replay=self.replay is not None)
             output = await self.spec.body(context, self.spec.parse_input(r.input))
-            orjson.dumps(output)  # an output nobody could read back is a failure, not a result
+            output = check(output, self._log.limits, what="the agent's output")
         except RunCancelled as exc:
-            type, data = ev.RUN_CANCELLED, _cancelled(exc.by, exc.reason, forced=False)
+            type, data = ev.RUN_CANCELLED, cancelled_data(exc.by, exc.reason, forced=False)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
             if self.token.requested:
                 type = ev.RUN_CANCELLED
-                data = _cancelled(self.token.by, self.token.reason, forced=True)
+                data = cancelled_data(self.token.by, self.token.reason, forced=True)
             else:
                 type, data = ev.RUN_INTERRUPTED, {"error": "the server shut down"}
         except Exception as exc:
-            log.info("run %s failed", r.id, exc_info=True)
-            type, data = ev.RUN_FAILED, {"error": _describe(exc)}
+            log.warning("run %s failed: %s", r.id, _describe(exc), exc_info=True)
+            type, data = ev.RUN_FAILED, {"error": _describe(exc), "traceback": _traceback(exc)}
         else:
             type, data = ev.RUN_COMPLETED, {"output": output}
         try:
@@ -179,6 +219,9 @@ class Runner:
             await self.finish(type, data)
 
 
+_SPAWN_EVENTS = frozenset({ev.CHILD_STARTED, ev.CHILD_COMPLETED})
+"""Written for the run by its children's bookkeeping, never replayed."""
+
 _ENDINGS = {
     ev.RUN_COMPLETED: "completed",
     ev.RUN_FAILED: "failed",
@@ -187,13 +230,24 @@ _ENDINGS = {
 }
 
 
-def _cancelled(by: str, reason: str | None, *, forced: bool) -> dict[str, Any]:
+def cancelled_data(by: str, reason: str | None, *, forced: bool) -> dict[str, Any]:
     error = f"cancelled by {by}" + (f": {reason}" if reason else "")
     return {"by": by, "reason": reason, "forced": forced, "error": error}
 
 
+_MAX_ERROR = 4_000
+_MAX_TRACEBACK = 32_000
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, InvalidPayload):
+        return exc.message[:_MAX_ERROR]
     message = str(exc)
-    if isinstance(exc, TypeError) and "JSON" in message:
-        return f"the agent's output is not JSON serializable: {message}"
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text[:_MAX_ERROR]
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback as text, its end kept when it is long (the end says where)."""
+    text = "".join(traceback.format_exception(exc))
+    return text if len(text) <= _MAX_TRACEBACK else "...\n" + text[-_MAX_TRACEBACK:]

@@ -14,6 +14,7 @@ from culm.agent.app import App
 from culm.errors import Conflict
 from culm.ids import new_id
 from culm.models import Firing, Schedule, ScheduleSpec, SessionMode
+from culm.payload import DEFAULT_LIMITS, Limits
 from culm.schedule.cadence import next_fire
 from culm.schedule.scheduler import RunDoor, Scheduler
 from culm.schedule.spec import cadence_changed, changed, first_fire, validate
@@ -32,8 +33,10 @@ class ScheduleBook:
         door: RunDoor,
         scheduler: Scheduler,
         clock: Callable[[], float],
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.app = app
+        self.limits = limits
         self.store = store
         self.door = door
         self.scheduler = scheduler
@@ -41,7 +44,7 @@ class ScheduleBook:
 
     async def create(self, spec: ScheduleSpec, tenant: str = "default") -> Schedule:
         """Store a new schedule; its first fire time is the first one after now."""
-        spec = validate(spec, self.app)
+        spec = validate(spec, self.app, self.limits)
         now = self.clock()
         next_fire_at = first_fire(spec, now, now)
         schedule_id = new_id("sch")
@@ -69,7 +72,7 @@ class ScheduleBook:
 
         async def edit(schedule: Schedule, now: float) -> None:
             nonlocal session
-            spec = validate(changed(schedule.spec, changes), self.app)
+            spec = validate(changed(schedule.spec, changes), self.app, self.limits)
             if cadence_changed(schedule.spec, spec):
                 schedule.next_fire_at = first_fire(spec, schedule.created_at, now)
             if spec.session is SessionMode.NEW:

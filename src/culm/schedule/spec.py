@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from culm.agent.app import App
 from culm.errors import InvalidInput
 from culm.models import Misfire, Overlap, ScheduleSpec, SessionMode
+from culm.payload import DEFAULT_LIMITS, Limits
 from culm.schedule.cadence import check_cron, next_fire, zone
 
 MIN_EVERY = 1.0
@@ -24,9 +25,10 @@ _FIELDS = frozenset(f.name for f in dataclasses.fields(ScheduleSpec))
 _E = TypeVar("_E", bound=enum.Enum)
 
 
-def validate(spec: ScheduleSpec, app: App) -> ScheduleSpec:
-    """``spec`` with its enums and numbers normalized, or the first thing wrong with it
-    (the cadence is checked before the agent and its input)."""
+def validate(spec: ScheduleSpec, app: App, limits: Limits = DEFAULT_LIMITS) -> ScheduleSpec:
+    """``spec`` with its enums and numbers normalized and its input copied, or the first
+    thing wrong with it (the cadence is checked before the agent and its input). An input
+    the log could not store is refused here, not at every firing."""
     kinds = [name for name in ("cron", "every", "at") if getattr(spec, name) is not None]
     if len(kinds) != 1:
         raise InvalidInput("give exactly one of cron, every or at")
@@ -50,9 +52,10 @@ def validate(spec: ScheduleSpec, app: App) -> ScheduleSpec:
         raise InvalidInput(f"max_catch_up must be between 1 and {MAX_CATCH_UP}")
     if spec.name is not None and (not isinstance(spec.name, str) or len(spec.name) > 256):
         raise InvalidInput("name must be a string of at most 256 characters")
-    app.get(spec.agent).validate_input(spec.input)
+    value = app.get(spec.agent).validate_input(spec.input, limits)
     return dataclasses.replace(
         spec,
+        input=value,
         cron=None if spec.cron is None else spec.cron.strip(),
         every=every,
         anchor=_time("anchor", spec.anchor),

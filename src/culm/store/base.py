@@ -38,12 +38,31 @@ class RunFilter:
 
 
 @dataclass(slots=True, frozen=True)
+class Fence:
+    """Who may write for a run: the process that claimed it, at the epoch of that claim."""
+
+    worker_id: str
+    epoch: int
+
+
+@dataclass(slots=True, frozen=True)
 class Ownership:
-    """Who executes an active run, and until when it has vouched for it."""
+    """Who executes an active run, and whether its lease ran out by the database's clock."""
 
     run_id: str
     worker_id: str | None
-    lease_expires_at: float | None
+    epoch: int
+    expired: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Created:
+    """What ``create_run`` did: the run as stored, whether it is new (False when its
+    idempotency key named a run that already existed), and the run ahead of it."""
+
+    run: Run
+    created: bool = True
+    ahead: str | None = None
 
 
 class Store(Protocol):
@@ -91,17 +110,23 @@ class Store(Protocol):
         *,
         reject_if_busy: bool,
         owner: str,
-        lease_until: float,
+        lease_seconds: float,
         claim: bool = False,
         new_session: Session | None = None,
-    ) -> str | None:
+        supersede: Callable[[Run], Event] | None = None,
+    ) -> Created:
         """Store a new pending run with its first event, atomically, owned by ``owner``.
 
-        Returns the id of the session's oldest active run when there is one (the new run
-        then waits behind it), or None. With ``reject_if_busy`` a busy session raises
-        ``SessionBusy`` and nothing is stored. With ``claim`` a run with nothing ahead is
-        stored already claimed (status ``running``), saving a ``claim_run``. With
-        ``new_session`` that session is created in the same transaction.
+        When the session has an active run, the new run waits behind it (``ahead``); with
+        ``reject_if_busy`` a busy session raises ``SessionBusy`` and nothing is stored.
+        With ``claim`` a run with nothing ahead is stored already claimed (status
+        ``running``, epoch 1), saving a ``claim_run``. With ``new_session`` that session is
+        created in the same transaction. With ``supersede`` every run waiting (pending) on
+        the session is ended in the same transaction by the event ``supersede(run)`` makes
+        for it (its epoch bumped), so the new run waits only behind a running one. A run
+        whose ``idempotency_key`` the tenant used
+        before is not stored: the earlier run is returned (``created`` False), or
+        ``IdempotencyKeyReused`` when that run has another agent or session.
         """
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run: ...
@@ -122,26 +147,63 @@ class Store(Protocol):
     async def startable_runs(self, limit: int = 100) -> list[Run]:
         """Pending runs first in line on a session with no running run, oldest first."""
 
-    async def claim_run(self, run_id: str, worker_id: str, lease_until: float) -> bool:
-        """Take a pending run for execution (status ``running``); False if it is not
-        pending any more or its session already has a running run."""
+    async def claim_run(self, run_id: str, worker_id: str, lease_seconds: float) -> int | None:
+        """Take a pending run for execution (status ``running``) and return the new epoch
+        that fences its writes; None if it is not pending any more or its session already
+        has a running run."""
 
-    async def write_batch(self, events: Sequence[Event], states: Mapping[str, RunState]) -> None:
-        """Append events and the runs' new states in one transaction (group commit).
+    async def write_batch(
+        self,
+        events: Sequence[Event],
+        states: Mapping[str, RunState],
+        fences: Mapping[str, Fence],
+    ) -> set[str]:
+        """Append events and the runs' new states in one transaction (group commit), for
+        the runs whose ``fences`` still hold (owner and epoch unchanged, run active).
 
-        Assigns each event its ``pos``.
+        Returns the runs whose fence did not hold: nothing was written for them. Assigns
+        each written event its ``pos``.
         """
 
     async def end_run(
-        self, run_id: str, only_if: frozenset[RunStatus], terminal: Callable[[Run], Event]
+        self,
+        run_id: str,
+        only_if: frozenset[RunStatus],
+        terminal: Callable[[Run], Event],
+        *,
+        fence: Fence | None = None,
     ) -> tuple[Run, Event] | None:
-        """End a run that no local runner holds: if its status is in ``only_if``, append
-        ``terminal(run)`` (the next event of the stored run) and its projected state
-        atomically; returns the ended run, or None when its status did not match."""
+        """End a run from outside its runner: if its status is in ``only_if`` (and, with
+        ``fence``, its owner and epoch are still those), append ``terminal(run)`` (the next
+        event of the stored run) and its projected state atomically and bump its epoch, so
+        whoever executed it can write nothing more. Returns the ended run, or None."""
+
+    async def resume_run(
+        self,
+        run_id: str,
+        fence: Fence | None,
+        worker_id: str,
+        lease_seconds: float,
+        resumed: Callable[[Run], Event],
+    ) -> Run | None:
+        """Take over a running run whose owner died (still held under ``fence``, when
+        given): owner ``worker_id``, epoch and attempt bumped, lease renewed, and the event
+        ``resumed(run)`` appended, atomically. None when it is not running under that
+        fence any more (someone else took or ended it)."""
+
+    async def release_runs(self, worker_id: str, held: Mapping[str, int]) -> None:
+        """Let the leases of these runs (id -> epoch, still ours) lapse now, so another
+        process, or this one started again, resumes them without waiting."""
 
     # conversation history
-    async def append_messages(self, messages: Sequence[Message]) -> None:
-        """Add messages to their sessions' histories, in order, in one transaction."""
+    async def append_messages(
+        self, messages: Sequence[Message], fence: Fence | None = None
+    ) -> None:
+        """Add messages to their sessions' histories, in order, in one transaction; with
+        ``fence``, only while it holds for the messages' run (else ``Conflict``)."""
+
+    async def count_messages(self, session_id: str, run_id: str) -> int:
+        """How many messages of the session's history the run added."""
 
     async def read_messages(
         self, session_id: str, *, after: int = 0, limit: int = 1000
@@ -157,6 +219,16 @@ class Store(Protocol):
     ) -> list[Event]:
         """Events of these sessions with ``pos > after``, in log order."""
 
+    async def read_log(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        """Events of every run with ``pos > after``, in log order."""
+
+    async def last_pos(self) -> int:
+        """The highest log position so far (0 for an empty log)."""
+
+    async def count_log(self, after: int) -> tuple[int, int]:
+        """The highest log position and the number of events past ``after``; ``(after,
+        0)`` when there are none."""
+
     # trees of spawned runs
     async def session_tree(self, session_id: str) -> list[str]:
         """The session's id and those of its descendant sessions, level by level."""
@@ -166,10 +238,17 @@ class Store(Protocol):
         ``NotFound`` for an unknown run (or another tenant's)."""
 
     # ownership and housekeeping
-    async def renew_leases(self, worker_id: str, until: float) -> None: ...
+    async def renew_leases(
+        self, worker_id: str, lease_seconds: float, held: Mapping[str, int]
+    ) -> set[str]:
+        """Extend the leases of the active runs ``worker_id`` owns, by the database's
+        clock; returns those of ``held`` (run id -> epoch) that it no longer owns."""
 
     async def runs_owned_elsewhere(self, worker_id: str) -> list[Ownership]:
         """Active runs that another process owns, or nobody does."""
+
+    async def ownership(self, run_id: str) -> Ownership | None:
+        """Who owns the run while it is active; None once it ended."""
 
     async def purge_events(self, finished_before: float) -> int:
         """Delete the events of runs that ended before this time; the count deleted."""

@@ -57,6 +57,13 @@ runs = sa.Table(
     # ownership: which process executes the run, and until when it has vouched for it
     sa.Column("worker_id", sa.String(256)),
     sa.Column("lease_expires_at", sa.Float),
+    # the fence: every claim and every outside end bumps it; writes must name the current one
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
+    # a spawned run's grant from its parent (JSON) and its depth below its root
+    sa.Column("grant", sa.Text),
+    sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
+    # 0 for the first execution; each resume after the process running it died adds one
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_runs_session_created", "session_id", "id"),
     sa.Index("ix_runs_tenant_id", "tenant", "id"),
     sa.Index("ix_runs_status", "status"),
@@ -209,3 +216,97 @@ schedule_firings = sa.Table(
 
 # a schedule's runs: for its overlap check and for listing runs by schedule
 sa.Index("ix_runs_schedule", runs.c.schedule_id, runs.c.id)
+
+# webhooks: endpoints, the outbox of deliveries with their attempts, and the cursor the
+# dispatcher keeps over the event log (see culm.webhooks)
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("events", sa.Text, nullable=False),
+    # set for a run's own webhook (its terminal event only); null for a tenant's endpoint
+    sa.Column("run_id", sa.String(64)),
+    # the endpoint receives events after this position of the log, not older ones
+    sa.Column("after_pos", sa.BigInteger, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("disabled_at", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Column("failing_since", sa.Float),
+    sa.Column("last_success_at", sa.Float),
+    sa.Column("last_failure_at", sa.Float),
+    sa.Index("ix_webhook_endpoints_tenant_id", "tenant", "id"),
+    sa.Index("ix_webhook_endpoints_run", "run_id"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    # the webhook-id: the same on every attempt and on a redelivery
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "endpoint_id",
+        sa.String(64),
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("event_pos", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("event_type", sa.String(128), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("next_attempt_at", sa.Float),
+    sa.Column("deadline", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float),
+    sa.Column("last_attempt_at", sa.Float),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    # one delivery per event and endpoint, however often the log is scanned
+    sa.UniqueConstraint("endpoint_id", "event_pos", name="ux_webhook_deliveries_event"),
+    sa.Index("ix_webhook_deliveries_endpoint_id", "endpoint_id", "id"),
+    sa.Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index("ix_webhook_deliveries_created", "created_at"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column(
+        "delivery_id",
+        sa.String(64),
+        sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("response", sa.Text),
+    sa.Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)
+
+webhook_cursor = sa.Table(
+    "webhook_cursor",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    # every event up to here has been turned into the deliveries it matched
+    sa.Column("pos", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,379 @@
+"""The executing half of an engine: claims runs, holds their runners, keeps their leases,
+recovers the runs of dead processes and stops everything at shutdown.
+
+Ownership is fenced: a runner writes only under the epoch of its claim (see
+``culm.store.runs``). When the log or a lease renewal reports that another process ended
+or took over a run, its runner here stops and writes nothing more; when the database
+refuses a run's events, that run alone ends ``failed`` and every other run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from culm import events as ev
+from culm.agent.app import App
+from culm.agent.budget import Budget
+from culm.agent.journal import RUN_RESUMED, Journal
+from culm.config import Settings
+from culm.errors import CulmError
+from culm.events import Event
+from culm.models import Run, RunStatus
+from culm.runtime.children import SpawnDoor
+from culm.runtime.log import EventLog
+from culm.runtime.owners import owner_is_dead
+from culm.runtime.runner import Runner, cancelled_data
+from culm.store import Store
+from culm.store.base import Fence
+
+log = logging.getLogger("culm.executor")
+
+ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+PENDING = frozenset({RunStatus.PENDING})
+_SHUTDOWN = "the server shut down"
+
+
+class Executor:
+    """Runs claimed by this process (``worker_id``), and the tasks that serve them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        event_log: EventLog,
+        worker_id: str,
+        door: SpawnDoor,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.log = event_log
+        self.worker_id = worker_id
+        self._door = door
+        self._runners: dict[str, Runner] = {}
+        self._waiting: set[str] = set()
+        """Sessions with runs queued here: their next run starts when the active one ends."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closing = False
+        event_log.on_lost = self._lost
+        event_log.on_refused = self._refused
+
+    @property
+    def app(self) -> App:
+        """The agents this process can run (the engine's, which a test may swap)."""
+        return self._door.app
+
+    def clock(self) -> float:
+        """Now, by the engine's clock (which a test may swap)."""
+        return self._door.clock()
+
+    # tasks
+
+    def background(
+        self, coro: Coroutine[Any, Any, Any], *, run_id: str | None = None
+    ) -> asyncio.Task[Any]:
+        """Run ``coro`` in a task this executor owns: its failure is logged (with the run it
+        served), and it is cancelled, at the latest, at shutdown."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._done(t, run_id))
+        return task
+
+    def _done(self, task: asyncio.Task[Any], run_id: str | None) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            where = f" (run {run_id})" if run_id else ""
+            log.error("background task %s failed%s", task.get_coro(), where, exc_info=exc)
+
+    async def every(self, seconds: float, job: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Call ``job`` every ``seconds`` until cancelled; a failure is logged, not fatal."""
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except CulmError as exc:
+                log.warning("%s: %s", getattr(job, "__name__", job), exc.message)
+            except Exception:
+                log.exception("background job %s failed", getattr(job, "__name__", job))
+
+    # runners
+
+    def runner(self, run_id: str) -> Runner | None:
+        """The runner of a run this process executes, if any."""
+        return self._runners.get(run_id)
+
+    @property
+    def active(self) -> int:
+        return len(self._runners)
+
+    def waits_on(self, session_id: str) -> None:
+        """A run was queued here on this busy session: start it when the session frees."""
+        self._waiting.add(session_id)
+
+    async def launch(
+        self, run: Run, *, epoch: int | None = None, journal: Journal | None = None
+    ) -> None:
+        """Execute a run here: claimed already at ``epoch`` (by its start or its resume,
+        then with its ``journal``), or claimed now."""
+        if run.id in self._runners:
+            return
+        if self.closing:
+            if epoch is not None:
+                claim = Fence(self.worker_id, epoch)
+                await self.end(run.id, ACTIVE, ev.RUN_INTERRUPTED, {"error": _SHUTDOWN}, claim)
+            return
+        try:
+            spec = self.app.get(run.agent)
+        except CulmError as exc:
+            held = None if epoch is None else Fence(self.worker_id, epoch)
+            await self.end(run.id, ACTIVE, ev.RUN_FAILED, {"error": exc.message}, held)
+            return
+        grant = Budget(**run.grant) if run.grant else Budget()
+        runner = Runner(
+            run,
+            spec,
+            self.log,
+            self._on_end,
+            self._door.clock,
+            Fence(self.worker_id, epoch or 0),
+            door=self._door,
+            budget=spec.budget.cap(grant),
+            depth=run.depth,
+            journal=journal,
+        )
+        # registered before the claim, so a cancel arriving meanwhile finds it
+        self._runners[run.id] = runner
+        if epoch is None:
+            epoch = await self.store.claim_run(run.id, self.worker_id, self.settings.lease_seconds)
+            if epoch is None:  # ended or taken meanwhile; whatever a cancel queued is fenced out
+                runner.lose(quietly=True)
+                return
+            runner.fence = Fence(self.worker_id, epoch)
+            if self.closing:  # shutdown began while we claimed it
+                runner.lose(quietly=True)
+                claim = runner.fence
+                await self.end(run.id, ACTIVE, ev.RUN_INTERRUPTED, {"error": _SHUTDOWN}, claim)
+                return
+        runner.task = self.background(runner.execute(), run_id=run.id)
+
+    def _on_end(self, runner: Runner) -> None:
+        if self._runners.get(runner.run.id) is runner:
+            del self._runners[runner.run.id]
+        session_id = runner.run.session_id
+        if not self.closing and session_id in self._waiting:
+            self.background(self.start_next(session_id))
+
+    async def start_next(self, session_id: str) -> None:
+        """Start the session's first queued run if nothing runs on it now."""
+        active = await self.store.active_runs(session_id)
+        if not any(r.status is RunStatus.PENDING for r in active):
+            self._waiting.discard(session_id)
+        if active and all(r.status is RunStatus.PENDING for r in active):
+            await self.launch(active[0])
+
+    async def start_waiting(self) -> None:
+        """Start pending runs whose session became free without this process noticing
+        (their turn came in another process, or a process died)."""
+        for run in await self.store.startable_runs():
+            if run.agent in self.app.agents and not self.closing:
+                await self.launch(run)
+
+    async def end(
+        self,
+        run_id: str,
+        only_if: frozenset[RunStatus],
+        type: str,
+        data: dict[str, Any],
+        fence: Fence | None = None,
+    ) -> Run | None:
+        """End a run no runner here writes for: terminal event and state in one transaction
+        (with ``fence``, only while that claim still holds). None if it did not apply."""
+        now = self.clock()
+
+        def terminal(run: Run) -> Event:
+            seq = run.state.last_seq + 1
+            return Event(
+                seq, run_id, run.session_id, type, data, ts=now, parent_run_id=run.parent_run_id
+            )
+
+        result = await self.store.end_run(run_id, only_if, terminal, fence=fence)
+        if result is None:
+            return None
+        run, _ = result
+        if not self.closing:
+            self.background(self.start_next(run.session_id))
+        return run
+
+    # cancellation
+
+    def request_cancel(self, runner: Runner, by: str, reason: str | None) -> bool:
+        """Ask a local run to stop; after the grace period it is stopped outright. False if
+        someone asked already."""
+        if not runner.token.request(by, reason):
+            return False
+        self.background(self._force_cancel(runner), run_id=runner.run.id)
+        return True
+
+    async def _force_cancel(self, runner: Runner) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runner.done.wait(), self.settings.cancel_grace)
+        if runner.done.is_set():
+            return
+        log.warning(
+            "run %s ignored cancellation for %.1fs; cancelling it outright",
+            runner.run.id,
+            self.settings.cancel_grace,
+        )
+        if runner.task is not None:
+            runner.task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runner.done.wait(), 0.5)
+        await runner.finish(
+            ev.RUN_CANCELLED, cancelled_data(runner.token.by, runner.token.reason, forced=True)
+        )
+
+    # ownership
+
+    def _lost(self, run_id: str) -> None:
+        runner = self._runners.get(run_id)
+        if runner is not None:
+            runner.lose()
+
+    def _refused(self, run_id: str, fence: Fence, why: str) -> None:
+        runner = self._runners.get(run_id)
+        if runner is not None and runner.fence == fence:
+            runner.lose(quietly=True)
+        self.background(
+            self.end(run_id, ACTIVE, ev.RUN_FAILED, {"error": why}, fence), run_id=run_id
+        )
+
+    async def renew(self) -> None:
+        """Extend this process's leases; stop the runs it turns out to have lost."""
+        held = {rid: r.fence.epoch for rid, r in self._runners.items() if r.fence.epoch}
+        lost = await self.store.renew_leases(self.worker_id, self.settings.lease_seconds, held)
+        for run_id in lost:
+            runner = self._runners.get(run_id)
+            if runner is not None and runner.fence.epoch == held[run_id]:
+                runner.lose()
+
+    async def recover(self) -> None:
+        """Take over the runs whose process died (at once on this host, by lease, judged
+        by the database's clock, elsewhere): resume those whose agent allows it, end the
+        others ``interrupted``."""
+        if self.closing:
+            return
+        for owned in await self.store.runs_owned_elsewhere(self.worker_id):
+            dead = owned.worker_id is not None and owner_is_dead(owned.worker_id, self.worker_id)
+            if dead or owned.expired:
+                why = "the process running it died" if dead else "its process stopped responding"
+                fence = None if owned.worker_id is None else Fence(owned.worker_id, owned.epoch)
+                if not await self._resume(owned.run_id, fence):
+                    await self.end(owned.run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
+
+    async def _resume(self, run_id: str, fence: Fence | None) -> bool:
+        """Resume a running run here from its log, if its agent allows and it has resumes
+        left; False when it must end instead (or ended meanwhile)."""
+        run = await self.store.get_run(run_id)
+        spec = self.app.agents.get(run.agent)
+        if run.status is not RunStatus.RUNNING or spec is None or not spec.resume:
+            return False
+        if run.attempt >= self.settings.max_resumes:
+            why = (
+                f"its process died {run.attempt + 1} times; it was resumed "
+                f"{self.settings.max_resumes} times, the most allowed (max_resumes)"
+            )
+            await self.end(run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
+            return True
+        now = self.clock()
+
+        def resumed(stored: Run) -> Event:
+            seq = stored.state.last_seq + 1
+            data = {"attempt": stored.attempt + 1, "after_seq": stored.state.last_seq}
+            parent = stored.parent_run_id
+            return Event(seq, run_id, stored.session_id, RUN_RESUMED, data, now, 0, parent)
+
+        taken = await self.store.resume_run(
+            run_id, fence, self.worker_id, self.settings.lease_seconds, resumed
+        )
+        if taken is None:  # someone else took it, or it ended: nothing to do here
+            return True
+        log.info("resuming run %s (attempt %d)", run_id, taken.attempt)
+        past = await _all_events(self.store, run_id)
+        await self.launch(taken, epoch=taken.epoch, journal=Journal(past, taken.attempt))
+        return True
+
+    # shutdown
+
+    async def shutdown(self) -> None:
+        """Hand back the runs that can be resumed (their leases lapse at once, so the next
+        process to open the database resumes them) and interrupt the others, all at once,
+        under one deadline; then stop every task. Returns within about
+        ``cancel_grace + 3`` seconds whatever happens."""
+        self.closing = True
+        handed = {
+            rid: r.fence.epoch
+            for rid, r in self._runners.items()
+            if r.spec.resume and not r.finalized and r.fence.epoch
+        }
+        for run_id in handed:
+            self._runners[run_id].lose(quietly=True)  # stops it; writes no end
+        runners = [r for r in self._runners.values() if not r.finalized]
+        for runner in runners:
+            if runner.task is not None:
+                runner.task.cancel()
+        deadline = time.monotonic() + self.settings.cancel_grace + 1
+        await _wait_all([r.done.wait() for r in runners], self.settings.cancel_grace + 1)
+        stuck = [r for r in runners if not r.done.is_set()]
+        if stuck:
+            log.warning("%d runs ignored shutdown; ending them as interrupted", len(stuck))
+            ending = [r.finish(ev.RUN_INTERRUPTED, {"error": _SHUTDOWN}) for r in stuck]
+            await _wait_all(ending, max(0.5, deadline - time.monotonic()))
+        try:
+            await asyncio.wait_for(self.log.flush(), timeout=2.0)
+        except TimeoutError:
+            log.error(
+                "shutting down with %d bytes of events the database would not take (%s); "
+                "their runs are interrupted when a server opens this database again",
+                self.log.queued_bytes,
+                self.log.problem,
+            )
+        if handed:
+            with contextlib.suppress(CulmError):
+                await asyncio.wait_for(self.store.release_runs(self.worker_id, handed), 2.0)
+            log.info("%d runs handed back, to be resumed", len(handed))
+        for _ in range(3):  # a task may swallow a cancel; ask again, but never wait forever
+            if not self._tasks:
+                break
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.wait(self._tasks, timeout=1.0)
+        if self._tasks:
+            log.warning("%d tasks ignored cancellation at shutdown", len(self._tasks))
+
+
+async def _wait_all(coros: list[Coroutine[Any, Any, Any]], timeout: float) -> None:
+    """Run ``coros`` together for at most ``timeout`` seconds; cancel what is left."""
+    if not coros:
+        return
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    _, left = await asyncio.wait(tasks, timeout=timeout)
+    for task in left:
+        task.cancel()
+    if left:
+        await asyncio.wait(left, timeout=0.5)
+
+
+async def _all_events(store: Store, run_id: str) -> list[Event]:
+    events: list[Event] = []
+    while True:
+        page = await store.read_events(run_id, after=events[-1].seq if events else 0, limit=5000)
+        events.extend(page)
+        if len(page) < 5000:
+            return events

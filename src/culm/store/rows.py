@@ -1,0 +1,190 @@
+"""Rows to records and back, and the expressions every SQL dialect spells its own way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from culm.errors import NotFound
+from culm.events import Event
+from culm.models import Run, RunState, RunStatus, Session, ToolPhase, Trigger
+from culm.store.schema import events, runs, sessions
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def db_now(conn: AsyncConnection) -> sa.ColumnElement[Any]:
+    """The database's clock in epoch seconds: leases are judged by it, never by the clock
+    of whichever process happens to look, so processes whose clocks differ still agree."""
+    if conn.dialect.name == "postgresql":
+        return sa.extract("epoch", sa.func.clock_timestamp())
+    return (sa.func.julianday("now") - 2440587.5) * 86400.0
+
+
+async def require_session(conn: AsyncConnection, session_id: str, tenant: str | None) -> Session:
+    query = sessions.select().where(sessions.c.id == session_id)
+    if tenant is not None:
+        query = query.where(sessions.c.tenant == tenant)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no session {session_id}")
+    return session_record(row)
+
+
+async def require_run(conn: AsyncConnection, run_id: str, tenant: str | None) -> Run:
+    query = runs.select().where(runs.c.id == run_id)
+    if tenant is not None:
+        query = query.where(runs.c.tenant == tenant)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no run {run_id}")
+    return run_record(row)
+
+
+def session_columns(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "tenant": session.tenant,
+        "parent_id": session.parent_id,
+        "metadata": dumps(session.metadata),
+        "created_at": session.created_at,
+    }
+
+
+def state_columns(state: RunState) -> dict[str, Any]:
+    return {
+        "status": state.status.value,
+        "last_seq": state.last_seq,
+        "last_event_at": state.last_event_at,
+        "started_at": state.started_at,
+        "completed_at": state.completed_at,
+        "round": state.round,
+        "last_tool": state.last_tool,
+        "last_tool_phase": state.last_tool_phase.value if state.last_tool_phase else None,
+        "usage": None if state.usage is None else dumps(state.usage),
+        "children_usage": None if state.children_usage is None else dumps(state.children_usage),
+        "output": None if state.output is None else dumps(state.output),
+        "error": state.error,
+    }
+
+
+def run_columns(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "session_id": run.session_id,
+        "tenant": run.tenant,
+        "agent": run.agent,
+        "input": dumps(run.input),
+        "trigger": run.trigger.value,
+        "parent_run_id": run.parent_run_id,
+        "schedule_id": run.schedule_id,
+        "idempotency_key": run.idempotency_key,
+        "created_at": run.created_at,
+        "epoch": run.epoch,
+        "grant": None if run.grant is None else dumps(run.grant),
+        "depth": run.depth,
+        "attempt": run.attempt,
+        **state_columns(run.state),
+    }
+
+
+def session_record(row: sa.Row[Any]) -> Session:
+    return Session(
+        id=row.id,
+        tenant=row.tenant,
+        created_at=row.created_at,
+        metadata=orjson.loads(row.metadata),
+        parent_id=row.parent_id,
+    )
+
+
+def run_record(row: sa.Row[Any]) -> Run:
+    state = RunState(
+        status=RunStatus(row.status),
+        last_seq=row.last_seq,
+        last_event_at=row.last_event_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        round=row.round,
+        last_tool=row.last_tool,
+        last_tool_phase=ToolPhase(row.last_tool_phase) if row.last_tool_phase else None,
+        usage=loads(row.usage),
+        children_usage=loads(row.children_usage),
+        output=loads(row.output),
+        error=row.error,
+    )
+    return Run(
+        id=row.id,
+        session_id=row.session_id,
+        tenant=row.tenant,
+        agent=row.agent,
+        input=orjson.loads(row.input),
+        trigger=Trigger(row.trigger),
+        created_at=row.created_at,
+        state=state,
+        parent_run_id=row.parent_run_id,
+        schedule_id=row.schedule_id,
+        idempotency_key=row.idempotency_key,
+        epoch=row.epoch,
+        grant=loads(row.grant),
+        depth=row.depth,
+        attempt=row.attempt,
+    )
+
+
+EVENT_COLUMNS = (
+    events.c.pos,
+    events.c.run_id,
+    events.c.seq,
+    events.c.session_id,
+    events.c.type,
+    events.c.ts,
+    events.c.data,
+    runs.c.parent_run_id,  # every event carries its run's parent; no event row stores it
+)
+EVENTS_WITH_RUNS = events.outerjoin(runs, runs.c.id == events.c.run_id)
+
+
+def event_records(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
+    # unpacked by position: catch-up reads build thousands of events per page
+    decode = orjson.loads
+    return [
+        Event(seq, run_id, session_id, type, decode(data), ts, pos, parent)
+        for pos, run_id, seq, session_id, type, ts, data, parent in rows
+    ]
+
+
+async def insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
+    """Append events; each gets its ``pos``, which grows in commit order (one writer
+    transaction at a time)."""
+    rows = [
+        {
+            "run_id": event.run_id,
+            "seq": event.seq,
+            "session_id": event.session_id,
+            "type": event.type,
+            "ts": event.ts,
+            "data": event.data_json().decode(),
+        }
+        for event in batch
+    ]
+    if conn.dialect.name == "sqlite":
+        # AUTOINCREMENT numbers rows one by one; nobody else writes inside our transaction
+        await conn.execute(events.insert(), rows)
+        last = (await conn.execute(sa.text("SELECT last_insert_rowid()"))).scalar_one()
+        positions: Sequence[int] = range(last - len(rows) + 1, last + 1)
+    else:
+        query = events.insert().returning(events.c.pos, sort_by_parameter_order=True)
+        positions = (await conn.execute(query, rows)).scalars().all()
+    for event, pos in zip(batch, positions, strict=True):
+        event.pos = pos

@@ -1,0 +1,199 @@
+"""Ownership is fenced: no race of starts, cancels, interrupts or stalled processes leaves
+a duplicate seq, a second terminal event, or a run that stays active."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import culm
+from culm.events import Event
+from culm.runtime.tail import LogTail
+from tests.conftest import EngineFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def assert_one_clean_stream(engine: culm.Engine, run_id: str) -> list[Event]:
+    events = await engine.events(run_id, limit=100_000)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)), run_id
+    assert sum(e.terminal for e in events) == 1, [e.type for e in events]
+    assert events[-1].terminal
+    return events
+
+
+class TestConcurrentInterrupts:
+    async def test_twenty_interrupting_starts_on_a_busy_session(
+        self, make_engine: EngineFactory
+    ) -> None:
+        async with make_engine() as engine:
+            for _ in range(3):
+                first = await engine.start_run("waiter")
+                starts = [
+                    engine.start_run(
+                        "waiter",
+                        session_id=first.session_id,
+                        if_busy=culm.BusyPolicy.INTERRUPT,
+                        by=f"client {i}",
+                    )
+                    for i in range(20)
+                ]
+                runs = [first, *await asyncio.gather(*starts)]
+                # one of them goes on: the last to interrupt the others
+                deadline = time.monotonic() + 20
+                while True:
+                    active = await engine.store.active_runs(first.session_id)
+                    if [a.status for a in active] == [culm.RunStatus.RUNNING]:
+                        break
+                    assert time.monotonic() < deadline, [(a.id, a.status) for a in active]
+                    await asyncio.sleep(0.05)
+                for run in active:
+                    await engine.cancel(run.id)
+                for run in runs:
+                    ended = await engine.wait(run.id, timeout=10)
+                    assert ended.status.terminal, ended
+                    await assert_one_clean_stream(engine, run.id)
+
+
+class TestTwoEnginesInOneProcess:
+    async def test_they_do_not_take_each_other_for_dead(self, make_engine: EngineFactory) -> None:
+        async with make_engine() as first:
+            run = await first.start_run("waiter")
+            async with make_engine() as second:  # recovery runs as it opens
+                await second.recover()
+                assert (await second.get_run(run.id)).status is culm.RunStatus.RUNNING
+            assert (await first.get_run(run.id)).status is culm.RunStatus.RUNNING
+            await first.cancel(run.id)
+            ended = await first.wait(run.id, timeout=10)
+            assert ended.status is culm.RunStatus.CANCELLED
+            await assert_one_clean_stream(first, run.id)
+
+    async def test_a_closed_engines_runs_are_recovered_by_another(
+        self, make_engine: EngineFactory, db_url: str
+    ) -> None:
+        async with make_engine() as survivor:
+            first = make_engine()
+            gone = await first.__aenter__()
+            run = await gone.start_run("waiter")
+            # the engine is dropped without closing (as if its task group died): its runs
+            # are orphaned, and the other engine of this process sees that
+            gone.executor.closing = True
+            for task in list(gone.executor._tasks):
+                task.cancel()
+            await asyncio.sleep(0.05)
+            from culm.runtime.owners import release_worker_id
+
+            release_worker_id(gone.worker_id)
+            await survivor.recover()
+            ended = await survivor.get_run(run.id)
+            assert ended.status is culm.RunStatus.INTERRUPTED
+            await assert_one_clean_stream(survivor, run.id)
+            await gone.store.close()
+
+
+def start_worker(db_url: str, lease: float) -> subprocess.Popen[str]:
+    env = {**os.environ, "CULM_LEASE_SECONDS": str(lease)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.core.crash_worker", db_url, "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    seen = 0
+    deadline = time.monotonic() + 30
+    while seen < 50:  # both runs are under way
+        assert time.monotonic() < deadline, "the worker delivered too little"
+        line = proc.stdout.readline()
+        assert line, "the worker exited early"
+        seen += not line.startswith("queued")
+
+    # keep reading what it prints, so a full pipe never stalls it mid-transaction
+    def drain(out: IO[str]) -> None:
+        with out:
+            out.read()
+
+    threading.Thread(target=drain, args=(proc.stdout,), daemon=True).start()
+    return proc
+
+
+def stop_between_transactions(proc: subprocess.Popen[str], db_url: str) -> None:
+    """SIGSTOP the process at a moment it holds no SQLite write lock: with SQLite one
+    stopped writer inside its transaction blocks every writer until it goes on."""
+    path = db_url.removeprefix("sqlite:///")
+    for _ in range(50):
+        os.kill(proc.pid, signal.SIGSTOP)
+        probe = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.01)
+        finally:
+            probe.close()
+    raise AssertionError("the worker never let go of the write lock")
+
+
+class TestStalledOwner:
+    async def test_a_process_stopped_past_its_lease_writes_nothing_more(
+        self, db_url: str, make_engine: EngineFactory
+    ) -> None:
+        """SIGSTOP past the lease: another engine ends its runs; after SIGCONT the stalled
+        process's writes are fenced out, so each stream has one end and nothing after."""
+        proc = start_worker(db_url, lease=1.0)
+        try:
+            stop_between_transactions(proc, db_url)
+            await asyncio.sleep(1.5)  # past the lease, by the database's clock
+            async with make_engine(lease_seconds=1.0) as engine:  # recovers as it opens
+                running = await engine.list_runs(culm.RunFilter(agent="ticker"))
+                assert len(running) == 2
+                for run in running:
+                    ended = await engine.get_run(run.id)
+                    assert ended.status is culm.RunStatus.INTERRUPTED
+                    assert ended.state.error == "its process stopped responding"
+                before = {r.id: (await engine.get_run(r.id)).state.last_seq for r in running}
+                os.kill(proc.pid, signal.SIGCONT)
+                await asyncio.sleep(1.5)  # it runs on, believing it still owns them
+                for run in running:
+                    events = await assert_one_clean_stream(engine, run.id)
+                    assert events[-1].type == "run.interrupted"
+                    assert len(events) == before[run.id]
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+class TestLogTail:
+    async def test_events_committed_elsewhere_reach_followers_here(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """A follower in one engine sees a run executed by another engine on the same
+        database, without polling the log itself."""
+        async with make_engine(idle_poll_seconds=0.1) as watcher, make_engine() as executor:
+            run = await executor.start_run("ticker", {"n": 20, "delay": 0.01})
+            seen = [e.seq async for e in watcher.subscribe(run.id)]
+            assert seen == list(range(1, len(seen) + 1)) and len(seen) == 23
+
+    async def test_only_what_others_wrote_is_read_back(self, make_engine: EngineFactory) -> None:
+        async with make_engine() as engine:
+            published: list[int] = []
+            tail = LogTail(engine.store, lambda events: published.extend(e.pos for e in events))
+            await tail.open()
+            engine.store.on_commit = tail.announce
+            run = await engine.start_run("count", 50)
+            await engine.wait(run.id, timeout=10)
+            mine = list(published)
+            await tail.poll()
+            assert published == mine  # nothing new from anyone else: nothing re-read
