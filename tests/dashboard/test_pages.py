@@ -144,7 +144,7 @@ class TestRunPage:
     def test_reload_mid_run_resumes_by_seq(
         self, page: Page, dash_server: Server, http: httpx.Client
     ) -> None:
-        run = start(http, "talker", {"rounds": 2, "words": 40, "delay": 0.06})
+        run = start(http, "talker", {"rounds": 2, "words": 60, "delay": 0.06})
         asked: list[int] = []
 
         def on_request(request: object) -> None:
@@ -368,7 +368,7 @@ class TestBrokenConnection:
     def test_the_stream_resumes_after_the_connection_breaks(
         self, page: Page, dash_server: Server, http: httpx.Client
     ) -> None:
-        run = start(http, "talker", {"rounds": 2, "words": 40, "delay": 0.05})
+        run = start(http, "talker", {"rounds": 2, "words": 60, "delay": 0.05})
         events = f"/v1/runs/{run['id']}/events"
         with proxy(dash_server.url) as network:
             page.goto(f"http://127.0.0.1:{network.port}/#/runs/{run['id']}")
@@ -387,4 +387,4 @@ class TestBrokenConnection:
         )
         assert len(rows) == len(set(rows)), "an event drawn twice"
         text = page.locator(".section.round").nth(1).locator(".msg").inner_text()
-        assert text.split() == [f"word{i}" if i % 5 != 4 else f"weather{i}" for i in range(40)]
+        assert text.split() == [f"word{i}" if i % 5 != 4 else f"weather{i}" for i in range(60)]
