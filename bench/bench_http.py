@@ -45,11 +45,10 @@ LIMITS = httpx.Limits(max_connections=2_000, max_keepalive_connections=200)
 
 def serve() -> None:
     """Child mode: serve bench agents on a free loopback port, printed on stdout."""
-    import uvicorn
-
     import culm
     from culm.api import create_app
     from culm.api.server import Server as ApiServer
+    from culm.api.server import server_config
 
     sys.path.insert(0, str(HERE))
     from agents_http import app
@@ -57,9 +56,16 @@ def serve() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
-    api = create_app(app, culm.Settings())
-    config = uvicorn.Config(
-        api, log_level="warning", access_log=False, backlog=4096, timeout_graceful_shutdown=2
+    settings = culm.Settings()
+    api = create_app(app, settings)
+    # the configuration `culm serve` runs, connection limits included
+    config = server_config(
+        api,
+        settings,
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+        timeout_graceful_shutdown=2,
     )
     ApiServer(config, api).run(sockets=[sock])
 

@@ -101,6 +101,26 @@ class Settings(BaseSettings):
     """Finished deliveries (and their attempts) are kept this long, then deleted."""
     webhook_max_endpoints: int = Field(default=100, ge=1)
     """Webhook endpoints one tenant may have."""
+    max_page_bytes: int = Field(default=4_194_304, ge=1_024)
+    """Largest JSON page the HTTP API answers with (events, runs, sessions, schedules,
+    messages): a page stops early, with at least one item, and says where to continue."""
+    max_connections: int = Field(default=4_096, ge=1)
+    """Open HTTP connections the server keeps; more are answered 503 at once and closed
+    (lowered to fit the process's open-file limit, which the server raises at start)."""
+    max_header_bytes: int = Field(default=65_536, ge=1_024)
+    """Largest request head (request line and headers); a larger one is answered 431."""
+    max_url_bytes: int = Field(default=8_192, ge=256)
+    """Longest request target (path and query); a longer one is answered 414."""
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A connection must send a complete request head within this long of opening (or of
+    starting its next request); otherwise it is answered 408 (or closed, if it sent nothing)."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A request body must arrive within this long of its head; otherwise 408 and closed."""
+    keepalive_seconds: float = Field(default=5.0, gt=0)
+    """An idle keep-alive connection is closed after this long without a new request."""
+    send_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A client that reads nothing of a response (an event stream too) for this long,
+    while the server has more to send, is disconnected."""
 
     @property
     def payload_limits(self) -> Limits:

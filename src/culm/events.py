@@ -29,6 +29,14 @@ RUN_COMPLETED: Final = "run.completed"
 RUN_FAILED: Final = "run.failed"
 RUN_CANCELLED: Final = "run.cancelled"
 RUN_INTERRUPTED: Final = "run.interrupted"
+RUN_RESUMED: Final = "run.resumed"
+"""A run whose process died goes on in another attempt: ``{attempt, after_seq}``."""
+ROUND_RESTARTED: Final = "round.restarted"
+"""A model call a crash cut off is made again: ``{round, attempt, discard_after_seq}``;
+the round's ``message.delta`` events after ``discard_after_seq`` of earlier attempts are
+void."""
+STEP_COMPLETED: Final = "step.completed"
+"""A function agent's ``run.step`` finished: ``{name, result}``."""
 
 TERMINAL: Final = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_INTERRUPTED})
 """Exactly one of these ends every run's stream."""

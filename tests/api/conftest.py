@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import select
 import subprocess
 import sys
@@ -47,8 +48,27 @@ class Server:
             self.process.stdout.close()
 
 
-def start_server(directory: Path, **env: str) -> Server:
-    """Start ``tests.api.serve`` on a fresh SQLite file; return once ``/healthz`` answers."""
+EDGE_ENV = {
+    "CULM_TEST_APP": "tests.api.edge_agents:app",
+    "CULM_HEADER_TIMEOUT_SECONDS": "1",
+    "CULM_BODY_TIMEOUT_SECONDS": "1",
+    "CULM_SEND_TIMEOUT_SECONDS": "1",
+    "CULM_KEEPALIVE_SECONDS": "1",
+    "CULM_MAX_PAGE_BYTES": "16384",
+}
+"""Short deadlines and small pages, so the tests of the HTTP edge reach them quickly."""
+
+
+def start_server(
+    directory: Path, *, open_files: tuple[int, int] | None = None, **env: str
+) -> Server:
+    """Start ``tests.api.serve`` on a fresh SQLite file; return once ``/healthz`` answers.
+    ``open_files`` sets the process's (soft, hard) open-file limits before it starts."""
+
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
+
     directory.mkdir(parents=True, exist_ok=True)
     log = directory / "server.log"
     environ = {
@@ -64,6 +84,7 @@ def start_server(directory: Path, **env: str) -> Server:
             env=environ,
             stdout=subprocess.PIPE,
             stderr=stderr,
+            preexec_fn=limit_files if open_files is not None else None,
         )
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], 30)
@@ -102,6 +123,20 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("keyed"), CULM_API_KEYS=keys)
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def edge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of ``tests.api.edge_agents`` with short deadlines and 16 KiB pages."""
+    running = start_server(tmp_path_factory.mktemp("edge"), **EDGE_ENV)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def edge(edge_server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=edge_server.url, timeout=30) as http:
+        yield http
 
 
 @pytest.fixture

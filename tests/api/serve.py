@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import socket
 
-import uvicorn
-
 import culm
 from culm.api import create_app
-from culm.api.server import Server
+from culm.api.server import Server, server_config
 
 
 def main() -> None:
@@ -23,8 +21,11 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
     agents = culm.load_app(os.environ.get("CULM_TEST_APP", "tests.agents:app"))
-    api = create_app(agents, culm.Settings())
-    config = uvicorn.Config(api, log_level="warning", access_log=False, timeout_graceful_shutdown=1)
+    settings = culm.Settings()
+    api = create_app(agents, settings)
+    config = server_config(
+        api, settings, log_level="warning", access_log=False, timeout_graceful_shutdown=1
+    )
     Server(config, api).run(sockets=[sock])
 
 

@@ -70,3 +70,37 @@ class TestOps:
         ):
             assert path in paths, path
         assert (await client.get("/docs")).status_code == 200
+
+
+class TestEngineHealth:
+    """/healthz asks the engine's ``health()`` where there is one: None or "" is healthy, a
+    reason (or an object that is not ``ok``) is a 503 with that reason."""
+
+    async def test_what_health_may_answer(self) -> None:
+        from dataclasses import dataclass
+
+        from culm.api.routes_ops import _engine_problem
+
+        @dataclass
+        class Report:
+            ok: bool
+            reason: str = ""
+
+        class Plain:
+            def __init__(self, answer: object) -> None:
+                self.answer = answer
+
+            def health(self) -> object:
+                return self.answer
+
+        class Async(Plain):
+            async def health(self) -> object:  # type: ignore[override]
+                return self.answer
+
+        for kind in (Plain, Async):
+            assert await _engine_problem(kind(None)) is None
+            assert await _engine_problem(kind("")) is None
+            assert await _engine_problem(kind("the disk is full")) == "the disk is full"
+            assert await _engine_problem(kind(Report(ok=True))) is None
+            assert await _engine_problem(kind(Report(False, "no space"))) == "no space"
+        assert await _engine_problem(object()) is None  # an engine without health()

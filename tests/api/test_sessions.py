@@ -61,7 +61,7 @@ class TestSessions:
     async def test_messages(self, client: httpx.AsyncClient) -> None:
         session = (await client.post("/v1/sessions")).json()
         response = await client.get(f"/v1/sessions/{session['id']}/messages")
-        assert response.json() == {"data": []}
+        assert response.json() == {"data": [], "next_after": None}
         assert_error(await client.get("/v1/sessions/ses_nope/messages"), 404, "not_found")
         bad = await client.get(f"/v1/sessions/{session['id']}/messages", params={"after": -1})
         assert_error(bad, 422, "invalid_request")

@@ -18,6 +18,10 @@ from tests.resume.crash import Stepper, crash, transcript, until
 Executions = list[int]
 
 
+KEYS: list[str] = []
+"""The idempotency keys the idempotent tool saw, run after run."""
+
+
 def model_app(executions: Executions, gate: asyncio.Event | None = None) -> culm.App:
     app = culm.App()
 
@@ -30,8 +34,9 @@ def model_app(executions: Executions, gate: asyncio.Event | None = None) -> culm
         return f"recorded {n}"
 
     @app.tool(idempotent=True)
-    async def record_safely(n: int) -> str:
+    async def record_safely(n: int, run: culm.RunContext) -> str:
         """Records that it ran; safe to run again."""
+        KEYS.append(run.idempotency_key)
         if gate is not None and n == 2 and not gate.is_set():
             await gate.wait()
         executions.append(n)
@@ -89,6 +94,7 @@ class TestKillPoints:
 
     @pytest.mark.parametrize("tool", ["record", "record_safely"])
     async def test_inside_a_tool(self, make_engine: EngineFactory, tool: str) -> None:
+        KEYS.clear()
         executions: Executions = []
         gate = asyncio.Event()
         app = model_app(executions, gate)
@@ -106,9 +112,11 @@ class TestKillPoints:
         if tool == "record":  # not idempotent: not run again; the model is told
             assert executions == [1, 3]
             assert len(failed) == 1 and "interrupted by a restart" in failed[0]["error"]
-        else:  # idempotent: run again, once, to completion
+        else:  # idempotent: run again, once, to completion, under the same key
             assert executions == [1, 2, 3]
             assert failed == []
+            keys = [f"{run.id}:{n}:0" for n in (1, 2, 2, 3)]
+            assert keys == KEYS
 
     async def test_between_rounds(self, make_engine: EngineFactory) -> None:
         executions: Executions = []
@@ -134,9 +142,21 @@ class TestKillPoints:
         model = Stepper(steps=2)
         with override_model(app, "worker", model):
             async with make_engine(app) as first:
-                first.log.on_lost = lambda run_id: None
+                # the process dies after the result is committed, before the round's
+                # messages reach the history
+                stuck = asyncio.Event()
+                append = first.store.append_messages
+
+                async def append_or_die(batch: Any, fence: Any = None) -> None:
+                    if any(m.role == "tool" for m in batch):
+                        stuck.set()
+                        await asyncio.Event().wait()
+                    await append(batch, fence)
+
+                first.store.append_messages = append_or_die  # type: ignore[method-assign]
                 run = await first.start_run("worker", "go")
-                await until(lambda: seq_of(first, run.id, "tool.completed", 1))
+                await until(lambda: _set(stuck))
+                assert await seq_of(first, run.id, "tool.completed", 1)
                 await crash(first)
             async with make_engine(app) as second:
                 ended = await second.wait(run.id, timeout=20)
@@ -248,6 +268,10 @@ def test_random_kill_points_give_the_uninterrupted_transcript(
     assert whole_runs == [1, 2, 3, 4]
     # every call ran; at most the one the kill cut off ran twice
     assert sorted(set(executions)) == [1, 2, 3, 4] and len(executions) <= 5
+
+
+async def _set(event: asyncio.Event) -> bool:
+    return event.is_set()
 
 
 async def _past(engine: culm.Engine, run_id: str, seq: int) -> bool:

@@ -19,9 +19,9 @@ from culm import events as ev
 from culm.errors import CulmError
 from culm.events import Event
 
-STEP_COMPLETED = "step.completed"
-ROUND_RESTARTED = "round.restarted"
-RUN_RESUMED = "run.resumed"
+ROUND_RESTARTED = ev.ROUND_RESTARTED
+RUN_RESUMED = ev.RUN_RESUMED
+STEP_COMPLETED = ev.STEP_COMPLETED
 
 _NOT_THE_AGENTS = frozenset(
     {

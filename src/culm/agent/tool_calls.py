@@ -95,8 +95,10 @@ async def _call(
             unstorable = exc.message
             shown = call.arguments[:_SHOWN_TEXT]
             await run.emit(ev.TOOL_STARTED, {**about, "arguments": shown, "truncated": True})
-        # durable before the tool runs: a resumed run then knows the call may have happened
-        await run.flush()
+        if tool is None or not tool.idempotent:
+            # durable before the tool runs: a resumed run then knows the call may have
+            # happened (an idempotent tool is simply called again, so it need not wait)
+            await run.flush()
     deadline: asyncio.Timeout | None = None
     limit = (tool.timeout if tool is not None else None) or default_timeout
     try:

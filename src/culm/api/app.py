@@ -12,6 +12,7 @@ import culm
 from culm import dashboard
 from culm.agent.app import App
 from culm.api import (
+    docs,
     errors,
     routes_dashboard,
     routes_events,
@@ -23,7 +24,7 @@ from culm.api import (
 )
 from culm.api.limits import BodyLimit
 from culm.api.metrics import Metrics
-from culm.api.sse import Shutdown
+from culm.api.sse import Deletions, Shutdown
 from culm.config import Settings
 from culm.engine import Engine
 from culm.webhooks import Webhooks
@@ -33,7 +34,7 @@ Run LLM agents in the background and follow them from anywhere.
 
 Every error is `{"error": {"code", "message"}}`. With API keys configured, send
 `Authorization: Bearer KEY` (or `X-API-Key: KEY`); each key belongs to a tenant, which sees
-only its own sessions and runs.
+only its own sessions and runs. `/docs` and `/redoc` also take the key as `?api_key=KEY`.
 
 The [dashboard](/) shows the same runs, schedules and sessions in a browser.
 """
@@ -64,23 +65,36 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
         lifespan=lifespan,
         # operation ids are the route functions' names: stable, and what OpenAPI links name
         generate_unique_id_function=lambda route: route.name,
+        # served by culm.api.docs: offline, and behind the API keys
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     api.state.settings = settings
     api.state.metrics = Metrics()
     api.state.shutdown = Shutdown()
+    api.state.deletions = Deletions()
     errors.install(api)
-    api.add_middleware(BodyLimit, limit=settings.max_request_bytes)
-    for module in (
-        routes_ops,
-        routes_sessions,
-        routes_runs,
-        routes_events,
-        routes_schedules,
-        routes_webhooks,
-    ):
-        api.include_router(module.router)
-    api.include_router(routes_dashboard.router)
-    dashboard.mount(api)
+    api.add_middleware(
+        BodyLimit, limit=settings.max_request_bytes, timeout=settings.body_timeout_seconds
+    )
+    routers = [
+        module.router
+        for module in (
+            routes_ops,
+            routes_sessions,
+            routes_runs,
+            routes_events,
+            routes_schedules,
+            routes_webhooks,
+        )
+    ]
+    routers += [routes_dashboard.router, dashboard.router()]
+    for router in routers:
+        api.include_router(router)
+    docs.install(api)
+    # every route, for the ``Allow`` header of a 405 (see ``errors``)
+    api.state.routes = [route for router in (*routers, docs.router) for route in router.routes]
     _document_agents(api, app)
     return api
 

@@ -19,8 +19,8 @@ from culm.engine import Engine
 
 DEFAULT_TENANT = "default"
 
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY`")
-_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: KEY`")
+BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer KEY`")
+X_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: KEY`")
 
 
 def tenant_for(keys: Mapping[str, str], presented: str | None) -> str | None:
@@ -51,8 +51,8 @@ async def get_settings(request: Request) -> Settings:
 
 async def get_tenant(
     settings: Annotated[Settings, Depends(get_settings)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    api_key: Annotated[str | None, Depends(X_API_KEY)],
 ) -> str:
     """The caller's tenant; 401 when keys are configured and none of them was presented."""
     if not settings.api_keys:
@@ -70,4 +70,5 @@ async def get_tenant(
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 TenantDep = Annotated[str, Depends(get_tenant)]

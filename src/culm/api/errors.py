@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from culm.api.schemas import Error
 from culm.api.wire import JSONResponse
@@ -41,9 +42,13 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "invalid_request",
+    431: "headers_too_large",
+    503: "unavailable",
 }
 
 
@@ -99,11 +104,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404 and exc.detail == "Not Found":
         message = f"no route {request.method} {request.url.path}"
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
+        allowed = _allowed_methods(request)
+        message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+        return error_response(405, "method_not_allowed", message, headers={"Allow": allowed})
     else:
         message = str(exc.detail)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path: Starlette's own 405 names only those
+    of the first route it tried, which for ``/v1/runs`` (GET and POST) is half the truth."""
+    methods: set[str] = set()
+    for route in request.app.state.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -2,7 +2,8 @@
 
 A stream is a cursor into the durable log: it sends every event after the client's cursor
 (``Last-Event-ID`` or ``?after=``), then follows the live tail. A run's stream ends after
-its terminal event; a session's stream does not end by itself.
+its terminal event; a session's stream ends only when the session is deleted. A JSON page
+stops at ``limit`` events or ``max_page_bytes``, whichever comes first.
 """
 
 from __future__ import annotations
@@ -12,18 +13,31 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from culm.api import schemas
-from culm.api.auth import EngineDep, TenantDep
+from culm.api.auth import EngineDep, SettingsDep, TenantDep
 from culm.api.errors import error_docs
-from culm.api.sse import encode_run, encode_session, event_stream, with_pos
+from culm.api.pages import collect
+from culm.api.sse import Deletions, Until, encode_run, encode_session, event_stream, with_pos
 from culm.api.wire import MAX_CURSOR, JSONResponse, OrjsonRoute
-from culm.errors import InvalidInput
+from culm.engine import Engine
+from culm.errors import InvalidInput, NotFound
+from culm.events import Event
 
 router = APIRouter(prefix="/v1", tags=["events"], route_class=OrjsonRoute)
 
 After = Annotated[
     int, Query(ge=0, le=MAX_CURSOR, description="Send only what comes after this cursor.")
 ]
-Limit = Annotated[int, Query(ge=1, le=10_000, description="Most events in a JSON page.")]
+Limit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=10_000,
+        description="Most events in a JSON page (which also stops at ``max_page_bytes``).",
+    ),
+]
+SESSION_CHECK_HEARTBEATS = 4
+"""A quiet session stream checks that its session still exists every this many heartbeats
+(deletions through this process end it at once)."""
 Format = Annotated[
     Literal["sse", "json"] | None,
     Query(description="Server-Sent Events (the default) or one JSON page."),
@@ -69,6 +83,18 @@ def wants_json(request: Request, format: str | None) -> bool:
     return "application/json" in accept and "text/event-stream" not in accept
 
 
+def _seq(event: Event) -> int:
+    return event.seq
+
+
+def _pos(event: Event) -> int:
+    return event.pos
+
+
+def _event_json(event: Event) -> bytes:
+    return event.to_json()
+
+
 def _page(events: list[bytes], next_after: int, done: bool) -> Response:
     # each event's JSON is already encoded (and shared with the streams): join, not re-encode
     body = b'{"data":[%b],"next_after":%d,"done":%b}' % (
@@ -85,6 +111,7 @@ async def run_events(
     request: Request,
     engine: EngineDep,
     tenant: TenantDep,
+    settings: SettingsDep,
     after: After = 0,
     limit: Limit = 1000,
     format: Format = None,
@@ -96,12 +123,20 @@ async def run_events(
     start = last_event_id if last_event_id is not None else after
     run = await engine.get_run(run_id, tenant)
     if wants_json(request, format):
-        page = await engine.events(run_id, after=start, limit=limit, tenant=tenant)
-        next_after = page[-1].seq if page else start
-        done = bool(page and page[-1].terminal) or (
+        page = await collect(
+            lambda n, after: engine.events(run_id, after=after or 0, limit=n, tenant=tenant),
+            start=start,
+            cursor=_seq,
+            encode=_event_json,
+            limit=limit,
+            budget=settings.max_page_bytes,
+        )
+        last = page.last
+        next_after = last.seq if last is not None else start
+        done = bool(last is not None and last.terminal) or (
             run.status.terminal and next_after >= run.state.last_seq
         )
-        return _page([e.to_json() for e in page], next_after, done)
+        return _page(page.items, next_after, done)
     if start > run.state.last_seq and not run.status.terminal:
         raise InvalidInput(
             f"the cursor {start} is beyond the last event of run {run_id} "
@@ -117,6 +152,7 @@ async def run_events(
         heartbeat=state.settings.heartbeat_seconds,
         metrics=state.metrics,
         shutdown=state.shutdown,
+        chunk_bytes=settings.max_page_bytes,
     )
 
 
@@ -126,25 +162,49 @@ async def session_events(
     request: Request,
     engine: EngineDep,
     tenant: TenantDep,
+    settings: SettingsDep,
     after: After = 0,
     limit: Limit = 1000,
     format: Format = None,
     last_event_id: LastEventId = None,
 ) -> Response:
     """Events of every run of the session, in log order, after log position ``after``; each
-    carries its ``run_id`` and its ``pos``, which is the SSE ``id:``. Does not end by itself:
-    the session may get more runs."""
+    carries its ``run_id`` and its ``pos``, which is the SSE ``id:``. The stream does not end
+    while the session exists (it may get more runs); when the session is deleted it ends
+    (a reconnect then answers 404, which stops an ``EventSource``)."""
     start = last_event_id if last_event_id is not None else after
     await engine.get_session(session_id, tenant)
     if wants_json(request, format):
-        page = await engine.session_events(session_id, after=start, limit=limit, tenant=tenant)
-        next_after = page[-1].pos if page else start
-        return _page([with_pos(e) for e in page], next_after, False)
+        page = await collect(
+            lambda n, after: engine.session_events(
+                session_id, after=after or 0, limit=n, tenant=tenant
+            ),
+            start=start,
+            cursor=_pos,
+            encode=with_pos,
+            limit=limit,
+            budget=settings.max_page_bytes,
+        )
+        next_after = page.last.pos if page.last is not None else start
+        return _page(page.items, next_after, False)
     state = request.app.state
     return event_stream(
         engine.subscribe_session(session_id, start, tenant=tenant),
         encode_session,
-        heartbeat=state.settings.heartbeat_seconds,
+        heartbeat=settings.heartbeat_seconds,
         metrics=state.metrics,
         shutdown=state.shutdown,
+        chunk_bytes=settings.max_page_bytes,
+        until=_until_deleted(state.deletions, engine, session_id, tenant),
     )
+
+
+def _until_deleted(deletions: Deletions, engine: Engine, session_id: str, tenant: str) -> Until:
+    async def alive() -> bool:
+        try:
+            await engine.get_session(session_id, tenant)
+        except NotFound:
+            return False
+        return True
+
+    return Until(deletions, session_id, alive, SESSION_CHECK_HEARTBEATS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
@@ -37,16 +39,34 @@ async def list_agents(request: Request, engine: EngineDep, tenant: TenantDep) ->
     responses={200: {"model": schemas.Health}, **error_docs(503)},
 )
 async def healthz(engine: EngineDep) -> Response:
-    """200 when the process is serving, its database answers and takes writes; 503 with the
-    reason otherwise (a full disk, say). Needs no key, so load balancers can ask."""
+    """200 when the process is serving, its database answers and the engine reports nothing
+    wrong (a full disk, say); 503 with the reason otherwise. Needs no key, so load balancers
+    can ask."""
     try:
         await engine.store.ping()
     except Exception as exc:
         return error_response(503, "unavailable", f"the database is not reachable: {exc}")
-    problem = engine.health()
-    if problem is not None:
+    problem = await _engine_problem(engine)
+    if problem:
         return error_response(503, "unavailable", problem)
     return JSONResponse({"status": "ok"})
+
+
+async def _engine_problem(engine: object) -> str | None:
+    """What the engine's ``health()`` (plain or async, where it has one) says is wrong: it
+    answers None (or an empty string) when all is well, else the reason as a string, or an
+    object with ``ok`` and ``reason`` attributes."""
+    health = getattr(engine, "health", None)
+    if health is None:
+        return None
+    result = health()
+    if inspect.isawaitable(result):
+        result = await result
+    if result is None or isinstance(result, str):
+        return result or None
+    if getattr(result, "ok", False):
+        return None
+    return str(getattr(result, "reason", None) or result)
 
 
 @router.get(

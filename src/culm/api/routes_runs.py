@@ -12,10 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from culm.api import schemas
-from culm.api.auth import EngineDep, TenantDep
+from culm.api.auth import EngineDep, SettingsDep, TenantDep
 from culm.api.errors import error_docs
+from culm.api.pages import listing
 from culm.api.routes_webhooks import WebhooksDep
-from culm.api.wire import JSONResponse, OrjsonRoute, page
+from culm.api.wire import JSONResponse, OrjsonRoute
 from culm.engine import Engine
 from culm.errors import InvalidInput
 from culm.ids import new_id
@@ -164,6 +165,7 @@ async def start_run(
 async def list_runs(
     engine: EngineDep,
     tenant: TenantDep,
+    settings: SettingsDep,
     status: RunStatus | None = None,
     agent: Annotated[str | None, Query(max_length=256)] = None,
     session_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -174,7 +176,7 @@ async def list_runs(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """The tenant's runs, newest first, with their live state; ``cursor`` is the previous
-    page's ``next_cursor``."""
+    page's ``next_cursor``. A page stops early at ``max_page_bytes``."""
     where = RunFilter(
         tenant=tenant,
         status=status,
@@ -184,8 +186,12 @@ async def list_runs(
         parent_run_id=parent_run_id,
         schedule_id=schedule_id,
     )
-    runs = await engine.list_runs(where, limit=limit, before=cursor)
-    return page(runs, limit)
+    return await listing(
+        lambda n, before: engine.list_runs(where, limit=n, before=before),
+        limit=limit,
+        budget=settings.max_page_bytes,
+        start=cursor,
+    )
 
 
 @router.get(
@@ -221,6 +227,9 @@ async def wait_run(
     finally:
         gone.cancel()
         waiting.cancel()  # a no-op once it has its result
+        # both must have finished before their outcome is read: a task asked to cancel is
+        # not cancelled yet, and reading its result then would be an error of our own
+        await asyncio.gather(waiting, gone, return_exceptions=True)
     if waiting.cancelled():
         return Response(status_code=204)  # nobody is there to read it
     return JSONResponse(waiting.result().to_dict())
@@ -257,12 +266,17 @@ async def run_children(
     run_id: str,
     engine: EngineDep,
     tenant: TenantDep,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """The runs this run spawned, newest first, with their live state."""
-    runs = await engine.children(run_id, tenant=tenant, limit=limit, before=cursor)
-    return page(runs, limit)
+    return await listing(
+        lambda n, before: engine.children(run_id, tenant=tenant, limit=n, before=before),
+        limit=limit,
+        budget=settings.max_page_bytes,
+        start=cursor,
+    )
 
 
 @router.get(

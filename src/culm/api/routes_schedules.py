@@ -13,9 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from culm.api.auth import EngineDep, TenantDep
+from culm.api.auth import EngineDep, SettingsDep, TenantDep
 from culm.api.errors import error_docs
-from culm.api.wire import JSONResponse, OrjsonRoute, page
+from culm.api.pages import listing
+from culm.api.wire import JSONResponse, OrjsonRoute
 from culm.models import FiringOutcome, Misfire, Overlap, RunStatus, ScheduleSpec, SessionMode
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], route_class=OrjsonRoute)
@@ -206,13 +207,18 @@ async def create_schedule(body: ScheduleFields, engine: EngineDep, tenant: Tenan
 async def list_schedules(
     engine: EngineDep,
     tenant: TenantDep,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """The tenant's schedules, newest first; ``cursor`` is the previous page's
     ``next_cursor``."""
-    schedules = await engine.list_schedules(tenant, limit=limit, before=cursor)
-    return page(schedules, limit)
+    return await listing(
+        lambda n, before: engine.list_schedules(tenant, limit=n, before=before),
+        limit=limit,
+        budget=settings.max_page_bytes,
+        start=cursor,
+    )
 
 
 @router.get(
@@ -294,10 +300,15 @@ async def list_firings(
     schedule_id: str,
     engine: EngineDep,
     tenant: TenantDep,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[int | None, Query(ge=1, le=2**62)] = None,
 ) -> Response:
     """The schedule's ledger, newest first: each fire time, when it fired and what became
     of it; ``cursor`` is the previous page's ``next_cursor``."""
-    firings = await engine.schedule_firings(schedule_id, tenant, limit=limit, before=cursor)
-    return page(firings, limit)
+    return await listing(
+        lambda n, before: engine.schedule_firings(schedule_id, tenant, limit=n, before=before),
+        limit=limit,
+        budget=settings.max_page_bytes,
+        start=cursor,
+    )

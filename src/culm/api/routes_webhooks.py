@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from culm.api.auth import TenantDep
 from culm.api.errors import error_docs
-from culm.api.wire import JSONResponse, OrjsonRoute, page
+from culm.api.pages import listing
+from culm.api.wire import JSONResponse, OrjsonRoute
 from culm.store.webhooks import DeliveryStatus
 from culm.webhooks import Webhooks
 
@@ -164,13 +165,19 @@ async def create_webhook(body: CreateWebhook, webhooks: WebhooksDep, tenant: Ten
     responses={200: {"model": WebhookPage}, **error_docs(401, 422)},
 )
 async def list_webhooks(
+    request: Request,
     webhooks: WebhooksDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """The tenant's endpoints, newest first (runs' own webhooks are not listed)."""
-    return page(await webhooks.list_endpoints(tenant, limit=limit, before=cursor), limit)
+    return await listing(
+        lambda n, before: webhooks.list_endpoints(tenant, limit=n, before=before),
+        limit=limit,
+        budget=request.app.state.settings.max_page_bytes,
+        start=cursor,
+    )
 
 
 @router.get(
@@ -225,6 +232,7 @@ async def enable_webhook(endpoint_id: str, webhooks: WebhooksDep, tenant: Tenant
 )
 async def list_deliveries(
     endpoint_id: str,
+    request: Request,
     webhooks: WebhooksDep,
     tenant: TenantDep,
     status: DeliveryStatus | None = None,
@@ -233,10 +241,14 @@ async def list_deliveries(
 ) -> Response:
     """The endpoint's ledger, newest first: each delivery, its attempts so far, the last
     status code or error."""
-    found = await webhooks.deliveries(
-        endpoint_id, tenant, status=status, limit=limit, before=cursor
+    return await listing(
+        lambda n, before: webhooks.deliveries(
+            endpoint_id, tenant, status=status, limit=n, before=before
+        ),
+        limit=limit,
+        budget=request.app.state.settings.max_page_bytes,
+        start=cursor,
     )
-    return page(found, limit)
 
 
 @router.get(

@@ -152,6 +152,9 @@ class Message(BaseModel):
 
 class MessageList(BaseModel):
     data: list[Message]
+    next_after: int | None = None
+    """Pass as ``after`` for the rest when the page is full or stopped at its byte budget;
+    null on the last page."""
 
 
 class Event(BaseModel):
@@ -170,7 +173,7 @@ class Event(BaseModel):
 class EventPage(BaseModel):
     data: list[Event]
     next_after: int
-    """Pass as ``after`` for the next page."""
+    """Pass as ``after`` for the next page (a page may stop early at its byte budget)."""
     done: bool
     """True once the run's terminal event has been returned: nothing more will come."""
 

@@ -2,22 +2,33 @@
 
 With no API keys configured anyone who can reach the port could run agents as the single
 ``default`` tenant, so the server then listens on loopback only and says why otherwise.
+
+``server_config`` is where the connection limits (``culm.api.connections``) meet uvicorn:
+it raises the process's open-file limit, fits ``max_connections`` under it, and builds
+uvicorn's config with the guarded protocol and the idle keep-alive timeout.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 from culm.agent.app import App
 from culm.api.app import create_app
+from culm.api.connections import (
+    ConnectionLimits,
+    fit_connections,
+    guarded_protocol,
+    raise_open_file_limit,
+)
 from culm.config import Settings
 from culm.errors import InvalidInput
 
-__all__ = ["Server", "check_bind", "create_app", "is_loopback", "serve"]
+__all__ = ["Server", "check_bind", "create_app", "is_loopback", "serve", "server_config"]
 
 SHUTDOWN_GRACE = 3
 """Seconds requests still in progress (waits, say) get to finish at shutdown."""
@@ -60,15 +71,34 @@ def serve(
     """
     check_bind(host, settings)
     api = create_app(app, settings)
-    config = uvicorn.Config(
-        api,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=access_log,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+    config = server_config(
+        api, settings, host=host, port=port, log_level=log_level, access_log=access_log
     )
     Server(config, api).run()
+
+
+def server_config(api: FastAPI, settings: Settings, **options: Any) -> uvicorn.Config:
+    """uvicorn's config for ``api`` with culm's connection limits; ``options`` are passed
+    on to ``uvicorn.Config`` (host, port, log level...). Raises this process's open-file
+    limit as far as it may go, and fits ``max_connections`` under it."""
+    limits = ConnectionLimits(
+        max_connections=fit_connections(settings.max_connections, raise_open_file_limit()),
+        max_header_bytes=settings.max_header_bytes,
+        max_url_bytes=settings.max_url_bytes,
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        send_timeout=settings.send_timeout_seconds,
+    )
+    options.setdefault("timeout_graceful_shutdown", SHUTDOWN_GRACE)
+    return uvicorn.Config(
+        api,
+        http=guarded_protocol(limits),
+        # uvicorn types it as int but uses it as a delay: fractions work
+        timeout_keep_alive=settings.keepalive_seconds,  # type: ignore[arg-type]
+        # the same head limit, should the h11 protocol ever be chosen instead
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        **options,
+    )
 
 
 class Server(uvicorn.Server):

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.responses import StreamingResponse
 
 from culm.api.metrics import Metrics
+from culm.errors import NotFound
 from culm.events import Event
 
 Encoder = Callable[[Sequence[Event]], bytes]
@@ -76,36 +79,88 @@ class Shutdown:
             self.signal.set_result(None)
 
 
+class Deletions:
+    """Sessions deleted through this process: their open streams end at once. (A session
+    deleted by another process is noticed by the stream's own periodic check, ``Until``.)"""
+
+    def __init__(self) -> None:
+        self._watchers: dict[str, set[asyncio.Future[None]]] = {}
+
+    def watch(self, session_id: str) -> asyncio.Future[None]:
+        """A future resolved when ``session_id`` is deleted here; ``unwatch`` it when done."""
+        future = asyncio.get_running_loop().create_future()
+        self._watchers.setdefault(session_id, set()).add(future)
+        return future
+
+    def unwatch(self, session_id: str, future: asyncio.Future[None]) -> None:
+        watchers = self._watchers.get(session_id)
+        if watchers is not None:
+            watchers.discard(future)
+            if not watchers:
+                del self._watchers[session_id]
+
+    def deleted(self, session_ids: Iterable[str]) -> None:
+        for session_id in session_ids:
+            for future in self._watchers.pop(session_id, ()):
+                if not future.done():
+                    future.set_result(None)
+
+
+@dataclass(slots=True)
+class Until:
+    """What ends a session's stream, which would not end by itself: the session's deletion
+    through this process (``deletions``), or ``alive`` answering False when asked every
+    ``every`` heartbeats of quiet (a deletion by another process)."""
+
+    deletions: Deletions
+    session_id: str
+    alive: Callable[[], Awaitable[bool]]
+    every: int
+
+
 async def _chunks(
     batches: AsyncIterator[list[Event]],
     encode: Encoder,
     heartbeat: float,
     metrics: Metrics,
     shutdown: Shutdown,
+    until: Until | None,
+    chunk_bytes: int,
 ) -> AsyncIterator[bytes]:
     since = time.time()
     metrics.streams += 1
     pending: asyncio.Future[list[Event]] | None = None
-    stop = shutdown.signal
+    stops: tuple[asyncio.Future[None], ...] = (shutdown.signal,)
+    if until is not None:
+        stops += (until.deletions.watch(until.session_id),)
+    quiet = 0
     try:
         yield RETRY
-        while not stop.done():
+        while not any(s.done() for s in stops):
             if pending is None:
                 pending = asyncio.ensure_future(anext(batches))
-            await asyncio.wait((pending, stop), timeout=heartbeat, return_when=FIRST)
+            waits: list[asyncio.Future[Any]] = [pending, *stops]
+            await asyncio.wait(waits, timeout=heartbeat, return_when=FIRST)
             if not pending.done():
-                if not stop.done():
-                    yield PING
+                if any(s.done() for s in stops):
+                    return
+                quiet += 1
+                if until is not None and quiet % until.every == 0 and not await until.alive():
+                    return
+                yield PING
                 continue
             future, pending = pending, None
             try:
                 batch = future.result()
-            except StopAsyncIteration:
-                return
+            except (StopAsyncIteration, NotFound):
+                return  # the end, or what was followed has been deleted meanwhile
             _observe(metrics, batch, since)
-            yield encode(batch)
+            for piece in _pieces(batch, chunk_bytes):
+                yield encode(piece)
     finally:
         metrics.streams -= 1
+        if until is not None:
+            until.deletions.unwatch(until.session_id, stops[1])
         if pending is not None:
             # cancelling the pending read throws into the generator, which closes it (and
             # its subscription); awaiting here could itself be cancelled by the disconnect
@@ -126,6 +181,20 @@ def _observe(metrics: Metrics, batch: Sequence[Event], since: float) -> None:
     metrics.delivery.observe(max(0.0, time.time() - oldest.ts), len(batch))
 
 
+def _pieces(batch: list[Event], limit: int) -> Iterator[list[Event]]:
+    """The batch in runs of events of at most ``limit`` bytes of JSON (at least one each):
+    a catch-up batch of large events is written as several chunks, each encoded when the
+    previous one has been taken by the client, not as one copy of the whole batch."""
+    start = size = 0
+    for i, event in enumerate(batch):
+        length = len(event.to_json())
+        if size and size + length > limit:
+            yield batch[start:i]
+            start, size = i, 0
+        size += length
+    yield batch if start == 0 else batch[start:]
+
+
 def event_stream(
     batches: AsyncIterator[list[Event]],
     encode: Encoder,
@@ -133,11 +202,14 @@ def event_stream(
     heartbeat: float,
     metrics: Metrics,
     shutdown: Shutdown,
+    until: Until | None = None,
+    chunk_bytes: int = 4_194_304,
 ) -> StreamingResponse:
     """A ``text/event-stream`` response; Starlette ends it (and closes ``batches``) when the
-    client disconnects, and ``shutdown`` when the server stops."""
+    client disconnects, ``shutdown`` when the server stops, and ``until`` says when else.
+    Each chunk written holds at most ``chunk_bytes`` of events' JSON (or one event)."""
     return StreamingResponse(
-        _chunks(batches, encode, heartbeat, metrics, shutdown),
+        _chunks(batches, encode, heartbeat, metrics, shutdown, until, chunk_bytes),
         media_type="text/event-stream",
         headers=HEADERS,
     )

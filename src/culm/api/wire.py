@@ -1,21 +1,26 @@
 """The JSON wire format at the HTTP edge: request bodies parsed and responses written by orjson.
 
-Parsing with orjson rather than the standard library is a correctness choice as much as a
-speed one: it refuses ``NaN``, lone surrogates and numbers that overflow a double, so every
-body that gets past the parser can be stored and sent back as JSON unchanged.
+Every body is parsed by ``culm.payload.loads`` with the server's limits: it refuses
+``NaN``, lone surrogates, nesting past ``max_json_depth`` and integers past 64 bits (which a
+plain parser would turn into floats), so every body that gets past it can be stored and
+sent back as JSON unchanged, and one that cannot is a 422 that names the bad part.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import orjson
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette import responses
 from starlette.types import Scope
+
+from culm.errors import InvalidInput
+from culm.payload import InvalidPayload, Limits, loads
 
 MAX_CURSOR = 2**62
 """Largest ``after`` cursor accepted: sequence numbers and positions are 64-bit in the
@@ -38,25 +43,48 @@ class JSONResponse(responses.JSONResponse):
         return dumps(content)
 
 
-class Record(Protocol):
-    """What a listing pages through: anything with an id that orders it, and a JSON shape."""
+class BadRequest(InvalidInput):
+    """A request the HTTP layer refuses before any route sees it (422 ``invalid_request``)."""
 
-    @property
-    def id(self) -> Any: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
+    code = "invalid_request"
 
 
-def page(records: Sequence[Record], limit: int) -> JSONResponse:
-    """A listing page: ``next_cursor`` is the last id when the page is full, else null."""
-    next_cursor = records[-1].id if len(records) == limit else None
-    return JSONResponse({"data": [r.to_dict() for r in records], "next_cursor": next_cursor})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def parse_body(body: bytes, limits: Limits) -> Any:
+    """The body as checked JSON: ``InvalidPayload`` (422) for what cannot be stored,
+    ``RequestValidationError`` of type ``json_invalid`` (400) for what is not JSON."""
+    try:
+        return loads(body, limits, what="body")
+    except json.JSONDecodeError as exc:
+        if "depth limit" in exc.msg:  # orjson's own ceiling (1,024 levels) is past ours
+            raise InvalidPayload(
+                f"body: nested more than {limits.max_depth} levels deep (the limit)"
+            ) from None
+        error = {
+            "type": "json_invalid",
+            "loc": ("body", exc.pos),
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": exc.msg},
+        }
+        raise RequestValidationError([error]) from None
+
+
+def refuse_nul(scope: Scope) -> None:
+    """A NUL character in the path or the query can match nothing and some databases
+    refuse it outright: it is a 422 here rather than an error deeper down."""
+    if "\x00" in scope["path"]:
+        raise BadRequest("the path holds a NUL character")
+    if b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]:
+        raise BadRequest("the query string holds a NUL character (%00)")
 
 
 class _OrjsonRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = orjson.loads(await self.body())
+            self._json = parse_body(await self.body(), self.app.state.settings.payload_limits)
         return self._json
 
 
@@ -74,17 +102,21 @@ def _as_json(scope: Scope) -> Scope:
 
 
 class OrjsonRoute(APIRoute):
-    """A route whose body is parsed as JSON by orjson, whatever its Content-Type says
-    (``orjson.JSONDecodeError`` is a ``json.JSONDecodeError``, so FastAPI still reports
-    malformed bodies as such)."""
+    """A route whose body is parsed (once, before the route's own validation) by
+    ``parse_body`` whatever its Content-Type says, and whose path and query may not hold
+    a NUL character."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
             scope = request.scope
-            if scope["method"] in ("POST", "PUT", "PATCH"):
+            refuse_nul(scope)
+            if scope["method"] in _BODY_METHODS:
                 scope = _as_json(scope)
-            return await handler(_OrjsonRequest(scope, request.receive))
+            parsed = _OrjsonRequest(scope, request.receive)
+            if scope["method"] in _BODY_METHODS and await parsed.body():
+                await parsed.json()  # errors here are culm's (422) or malformed JSON (400)
+            return await handler(parsed)
 
         return route

@@ -16,11 +16,11 @@ import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-__all__ = ["STATIC", "mount"]
+__all__ = ["STATIC", "router"]
 
 STATIC = Path(__file__).parent / "static"
 """Where the page and its files are."""
@@ -72,19 +72,21 @@ def load(directory: Path = STATIC) -> dict[str, File]:
     return files
 
 
-def mount(api: FastAPI) -> None:
-    """Serve the dashboard at ``/`` and its files under ``/dashboard/``."""
+def router() -> APIRouter:
+    """The routes that serve the dashboard: ``/`` and its files under ``/dashboard/``."""
     files = load()
     index = files["index.html"]
+    routes = APIRouter(include_in_schema=False)
 
+    @routes.get("/")
     async def page(request: Request) -> Response:
         return index.response(request)
 
+    @routes.get("/dashboard/{path:path}")
     async def asset(path: str, request: Request) -> Response:
         found = files.get(path)
         if found is None:
             raise HTTPException(404, f"no file {path} in the dashboard")
         return found.response(request)
 
-    api.add_api_route("/", page, methods=["GET"], include_in_schema=False)
-    api.add_api_route("/dashboard/{path:path}", asset, methods=["GET"], include_in_schema=False)
+    return routes

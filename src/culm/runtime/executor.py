@@ -265,49 +265,51 @@ class Executor:
 
     async def recover(self) -> None:
         """Take over the runs whose process died (at once on this host, by lease, judged
-        by the database's clock, elsewhere): resume those whose agent allows it, end the
-        others ``interrupted``."""
+        by the database's clock, elsewhere): resume those whose agent allows it, all in one
+        transaction, and end the others ``interrupted``."""
         if self.closing:
             return
+        resumable: list[tuple[str, Fence | None]] = []
         for owned in await self.store.runs_owned_elsewhere(self.worker_id):
             dead = owned.worker_id is not None and owner_is_dead(owned.worker_id, self.worker_id)
-            if dead or owned.expired:
-                why = "the process running it died" if dead else "its process stopped responding"
-                fence = None if owned.worker_id is None else Fence(owned.worker_id, owned.epoch)
-                if not await self._resume(owned.run_id, fence):
-                    await self.end(owned.run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
+            if not (dead or owned.expired):
+                continue
+            why = "the process running it died" if dead else "its process stopped responding"
+            fence = None if owned.worker_id is None else Fence(owned.worker_id, owned.epoch)
+            run = await self.store.get_run(owned.run_id)
+            spec = self.app.agents.get(run.agent)
+            if run.status is RunStatus.RUNNING and spec is not None and spec.resume:
+                if run.attempt < self.settings.max_resumes:
+                    resumable.append((run.id, fence))
+                    continue
+                why = (
+                    f"its process died {run.attempt + 1} times; it was resumed "
+                    f"{self.settings.max_resumes} times, the most allowed (max_resumes)"
+                )
+            await self.end(owned.run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
+        if resumable:
+            await self._resume(resumable)
 
-    async def _resume(self, run_id: str, fence: Fence | None) -> bool:
-        """Resume a running run here from its log, if its agent allows and it has resumes
-        left; False when it must end instead (or ended meanwhile)."""
-        run = await self.store.get_run(run_id)
-        spec = self.app.agents.get(run.agent)
-        if run.status is not RunStatus.RUNNING or spec is None or not spec.resume:
-            return False
-        if run.attempt >= self.settings.max_resumes:
-            why = (
-                f"its process died {run.attempt + 1} times; it was resumed "
-                f"{self.settings.max_resumes} times, the most allowed (max_resumes)"
-            )
-            await self.end(run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
-            return True
+    async def _resume(self, claims: list[tuple[str, Fence | None]]) -> None:
+        """Take the runs over and run each again from its log."""
         now = self.clock()
 
         def resumed(stored: Run) -> Event:
             seq = stored.state.last_seq + 1
             data = {"attempt": stored.attempt + 1, "after_seq": stored.state.last_seq}
             parent = stored.parent_run_id
-            return Event(seq, run_id, stored.session_id, RUN_RESUMED, data, now, 0, parent)
+            return Event(seq, stored.id, stored.session_id, RUN_RESUMED, data, now, 0, parent)
 
-        taken = await self.store.resume_run(
-            run_id, fence, self.worker_id, self.settings.lease_seconds, resumed
+        taken = await self.store.resume_runs(
+            claims, self.worker_id, self.settings.lease_seconds, resumed
         )
-        if taken is None:  # someone else took it, or it ended: nothing to do here
-            return True
-        log.info("resuming run %s (attempt %d)", run_id, taken.attempt)
-        past = await _all_events(self.store, run_id)
-        await self.launch(taken, epoch=taken.epoch, journal=Journal(past, taken.attempt))
-        return True
+        for run in taken:
+            log.info("resuming run %s (attempt %d)", run.id, run.attempt)
+            self.background(self._relaunch(run), run_id=run.id)
+
+    async def _relaunch(self, run: Run) -> None:
+        past = await _all_events(self.store, run.id)
+        await self.launch(run, epoch=run.epoch, journal=Journal(past, run.attempt))
 
     # shutdown
 

@@ -178,18 +178,17 @@ class Store(Protocol):
         event of the stored run) and its projected state atomically and bump its epoch, so
         whoever executed it can write nothing more. Returns the ended run, or None."""
 
-    async def resume_run(
+    async def resume_runs(
         self,
-        run_id: str,
-        fence: Fence | None,
+        claims: Sequence[tuple[str, Fence | None]],
         worker_id: str,
         lease_seconds: float,
         resumed: Callable[[Run], Event],
-    ) -> Run | None:
-        """Take over a running run whose owner died (still held under ``fence``, when
-        given): owner ``worker_id``, epoch and attempt bumped, lease renewed, and the event
-        ``resumed(run)`` appended, atomically. None when it is not running under that
-        fence any more (someone else took or ended it)."""
+    ) -> list[Run]:
+        """Take over running runs whose owner died (each still held under its fence, when
+        given), in one transaction: owner ``worker_id``, epoch and attempt bumped, lease
+        renewed, and the event ``resumed(run)`` appended to each. Returns the runs taken;
+        one no longer running under its fence (someone else took or ended it) is left."""
 
     async def release_runs(self, worker_id: str, held: Mapping[str, int]) -> None:
         """Let the leases of these runs (id -> epoch, still ours) lapse now, so another

@@ -325,38 +325,55 @@ class RunQueries:
             )
             return run, event
 
-    async def resume_run(
+    async def resume_runs(
         self,
-        run_id: str,
-        fence: Fence | None,
+        claims: Sequence[tuple[str, Fence | None]],
         worker_id: str,
         lease_seconds: float,
         resumed: Callable[[Run], Event],
-    ) -> Run | None:
+    ) -> list[Run]:
+        if not claims:
+            return []
         async with self._write() as conn:
-            row = (await conn.execute(runs.select().where(runs.c.id == run_id))).first()
-            if row is None or row.status != RunStatus.RUNNING.value:
-                return None
-            if fence is not None and (row.worker_id, row.epoch) != (fence.worker_id, fence.epoch):
-                return None
-            run = run_record(row)
-            event = resumed(run)
-            run.state = advance(run.state, event)
-            run.epoch += 1
-            run.attempt += 1
-            await self._insert_events(conn, [event])
+            fences = dict(claims)
+            rows = await conn.execute(runs.select().where(runs.c.id.in_(list(fences))))
+            taken: list[Run] = []
+            written: list[Event] = []
+            for row in rows:
+                fence = fences[row.id]
+                if row.status != RunStatus.RUNNING.value:
+                    continue
+                if fence is not None and (row.worker_id, row.epoch) != (
+                    fence.worker_id,
+                    fence.epoch,
+                ):
+                    continue
+                run = run_record(row)
+                event = resumed(run)
+                run.state = advance(run.state, event)
+                run.epoch += 1
+                run.attempt += 1
+                taken.append(run)
+                written.append(event)
+            if not taken:
+                return []
+            now = await _now(conn)
+            await self._insert_events(conn, written)
             await conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id)
-                .values(
-                    epoch=run.epoch,
-                    attempt=run.attempt,
-                    worker_id=worker_id,
-                    lease_expires_at=db_now(conn) + lease_seconds,
-                    **state_columns(run.state),
-                )
+                runs.update().where(runs.c.id == sa.bindparam("run_id")),
+                [
+                    {
+                        "run_id": run.id,
+                        "epoch": run.epoch,
+                        "attempt": run.attempt,
+                        "worker_id": worker_id,
+                        "lease_expires_at": now + lease_seconds,
+                        **state_columns(run.state),
+                    }
+                    for run in taken
+                ],
             )
-            return run
+            return taken
 
     async def release_runs(self, worker_id: str, held: Mapping[str, int]) -> None:
         if not held:

@@ -1,0 +1,193 @@
+"""kill -9 of a real server in the middle of a model agent's run: after a restart the run
+goes on and completes; each tool call that completed ran once; the stream is 1..N with one
+end; a subscriber connected across the crash saw every event once."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.client.serving import Server, wait_until
+from tests.fake_openai import Answer, FakeOpenAI, Stall
+
+APP = "tests.resume.served_app:app"
+
+
+class Follower:
+    """An SSE client that follows a run across server restarts, resuming by seq."""
+
+    def __init__(self, url: str, run_id: str) -> None:
+        self.url, self.run_id = url, run_id
+        self.seen: list[tuple[int, str, dict[str, Any]]] = []
+        self.done = threading.Event()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not self.done.is_set():
+            after = self.seen[-1][0] if self.seen else 0
+            try:
+                with httpx.stream(
+                    "GET",
+                    f"{self.url}/v1/runs/{self.run_id}/events",
+                    params={"after": after},
+                    headers={"Accept": "text/event-stream"},
+                    timeout=httpx.Timeout(5.0, read=30.0),
+                ) as response:
+                    if response.status_code == 204:
+                        self.done.set()
+                        return
+                    self._read(response)
+            except httpx.HTTPError:
+                time.sleep(0.1)  # the server is down: try again
+        self.done.set()
+
+    def _read(self, response: httpx.Response) -> None:
+        seq, kind, data = 0, "", ""
+        for line in response.iter_lines():
+            if line.startswith("id:"):
+                seq = int(line[3:].strip())
+            elif line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                data = line[5:].strip()
+            elif not line and seq:
+                self.seen.append((seq, kind, orjson.loads(data)["data"]))
+                if kind in ("run.completed", "run.failed", "run.cancelled", "run.interrupted"):
+                    self.done.set()
+                    return
+                seq = 0
+
+    def has(self, kind: str, **data: Any) -> bool:
+        return any(
+            k == kind and all(d.get(f) == v for f, v in data.items()) for _, k, d in self.seen
+        )
+
+
+def start_worker_run(server: Server) -> str:
+    response = httpx.post(f"{server.url}/v1/runs", json={"agent": "worker", "input": "go"})
+    assert response.status_code == 201, response.text
+    run_id: str = response.json()["id"]
+    return run_id
+
+
+def records(path: Path) -> list[str]:
+    return [line.split()[0] + " " + line.split()[1] for line in path.read_text().splitlines()]
+
+
+def check_stream(follower: Follower, server: Server) -> list[dict[str, Any]]:
+    assert follower.done.wait(60), "the run did not end"
+    seqs = [seq for seq, _, _ in follower.seen]
+    assert seqs == list(range(1, len(seqs) + 1)), "each event once, in order"
+    events = httpx.get(
+        f"{server.url}/v1/runs/{follower.run_id}/events",
+        params={"limit": 1000},
+        headers={"Accept": "application/json"},
+    ).json()["data"]
+    assert [e["seq"] for e in events] == seqs  # the subscriber saw the whole log
+    assert sum(e["type"].startswith("run.") and e["type"] in _ENDS for e in events) == 1
+    return list(events)
+
+
+_ENDS = {"run.completed", "run.failed", "run.cancelled", "run.interrupted"}
+
+
+def serve(tmp_path: Path, openai_server: FakeOpenAI, record_file: Path) -> Server:
+    """The server's environment names the fake model server and the record file (set
+    with ``monkeypatch`` by the ``env`` fixture, so nothing leaks into other tests)."""
+    return Server(tmp_path / "culm.db", APP)
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, openai_server: FakeOpenAI) -> None:
+    monkeypatch.setenv("FAKE_OPENAI_URL", openai_server.base_url)
+    monkeypatch.setenv("RECORD_FILE", str(tmp_path / "records.txt"))
+    monkeypatch.setenv("GATE_FILE", str(tmp_path / "gate"))
+
+
+class TestKillNine:
+    def test_mid_answer_after_a_completed_tool(
+        self, tmp_path: Path, openai_server: FakeOpenAI
+    ) -> None:
+        record_file = tmp_path / "records.txt"
+        record_file.touch()
+        openai_server.reset(
+            Answer("Recording.", calls=[("record", {"n": 1})]),
+            Stall("Half an"),  # round 2 streams, then hangs: the server dies here
+            Answer("All done."),
+        )
+        server = serve(tmp_path, openai_server, record_file).start()
+        try:
+            run_id = start_worker_run(server)
+            follower = Follower(server.url, run_id)
+            wait_until(lambda: follower.has("message.delta", round=2), what="round 2 streaming")
+            server.stop(signal.SIGKILL)
+            server.start()
+            events = check_stream(follower, server)
+        finally:
+            server.stop()
+        kinds = [e["type"] for e in events]
+        assert kinds[-1] == "run.completed"
+        assert events[-1]["data"]["output"]["text"] == "All done."
+        assert kinds.count("run.resumed") == 1 and kinds.count("round.restarted") == 1
+        assert records(record_file) == ["record 1"]  # ran once, in the first process
+        assert len(openai_server.requests) == 3
+
+    def test_inside_a_tool_that_is_not_idempotent(
+        self, tmp_path: Path, openai_server: FakeOpenAI
+    ) -> None:
+        record_file = tmp_path / "records.txt"
+        record_file.touch()
+        openai_server.reset(
+            Answer("Recording slowly.", calls=[("slow_record", {"n": 1})]),
+            Answer("It may not have worked; stopping."),
+        )
+        server = serve(tmp_path, openai_server, record_file).start()
+        try:
+            run_id = start_worker_run(server)
+            follower = Follower(server.url, run_id)
+            wait_until(lambda: records(record_file) == ["slow_record 1"], what="the tool")
+            server.stop(signal.SIGKILL)
+            server.start()
+            events = check_stream(follower, server)
+        finally:
+            server.stop()
+        assert events[-1]["type"] == "run.completed"
+        failed = [e["data"] for e in events if e["type"] == "tool.failed"]
+        assert len(failed) == 1 and "interrupted by a restart" in failed[0]["error"]
+        assert records(record_file) == ["slow_record 1"]  # not run again
+        second = openai_server.requests[1]["messages"]
+        assert any("interrupted by a restart" in str(m.get("content")) for m in second)
+
+
+class TestKillNineFunctionAgent:
+    def test_steps_run_once_across_the_kill(
+        self, tmp_path: Path, openai_server: FakeOpenAI
+    ) -> None:
+        record_file, gate = tmp_path / "records.txt", tmp_path / "gate"
+        record_file.touch()
+        server = serve(tmp_path, openai_server, record_file).start()
+        try:
+            response = httpx.post(
+                f"{server.url}/v1/runs", json={"agent": "checkout", "input": "o-7"}
+            )
+            follower = Follower(server.url, response.json()["id"])
+            wait_until(lambda: follower.has("shop.charged"), what="the charge")
+            server.stop(signal.SIGKILL)
+            server.start()
+            gate.touch()
+            events = check_stream(follower, server)
+        finally:
+            server.stop()
+        assert events[-1]["type"] == "run.completed"
+        assert events[-1]["data"]["output"] == {"charge": "ch_o-7", "parcel": "parcel_o-7"}
+        assert records(record_file) == ["charge o-7", "ship o-7"]
+        kinds = [e["type"] for e in events]
+        assert kinds.count("shop.charged") == 1 and kinds.count("run.resumed") == 1
