@@ -66,6 +66,8 @@ class TestServing:
             assert refused.status_code == 401
             assert refused.json()["error"]["code"] == "unauthenticated"
             limits = http.get("/dashboard/api/limits", headers={"X-API-Key": "key-b"}).json()
+            # where the page's "API docs" link goes once the tab has a key
+            assert http.get("/docs", params={"api_key": "key-b"}).status_code == 200
         assert limits["data"]["talker"] == {"max_rounds": 8, "token_budget": 20_000}
         assert limits["data"]["helper"] == {"max_rounds": 4, "token_budget": 20_000}
         assert limits["data"]["echo"] == {"max_rounds": None, "token_budget": None}
@@ -285,6 +287,7 @@ class TestTenants:
         page.keyboard.press("Enter")
         expect(dialog).to_be_hidden()
         expect(page.locator(f'tr[data-run-id="{mine["id"]}"]')).to_have_count(1)
+        expect(page.locator("#docs-link")).to_have_attribute("href", "docs?api_key=key-a")
         expect(page.locator(f'tr[data-run-id="{theirs["id"]}"]')).to_have_count(0)
         page.goto(f"{url}/#/runs/{mine['id']}")
         expect(page.locator(".run-title .badge")).to_have_text("completed")

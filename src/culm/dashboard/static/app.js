@@ -90,7 +90,15 @@ function toggleTheme() {
   save({ theme: dark ? "light" : "dark" });
 }
 
+// the API's own pages take the key in their address (a link cannot send a header)
+function docsLink() {
+  const key = apiKey();
+  document.getElementById("docs-link").href = key ? `docs?api_key=${encodeURIComponent(key)}` : "docs";
+}
+
 applyTheme();
+docsLink();
+document.addEventListener("culm:key", docsLink);
 document.getElementById("theme-toggle").addEventListener("click", toggleTheme);
 document.getElementById("key-dialog").addEventListener("cancel", (e) => e.preventDefault());
 addEventListener("hashchange", route);
