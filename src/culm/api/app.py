@@ -9,10 +9,12 @@ from typing import Any
 from fastapi import FastAPI
 
 import culm
+from culm import dashboard
 from culm.agent.app import App
 from culm.api import (
     docs,
     errors,
+    routes_dashboard,
     routes_events,
     routes_ops,
     routes_runs,
@@ -33,6 +35,8 @@ Run LLM agents in the background and follow them from anywhere.
 Every error is `{"error": {"code", "message"}}`. With API keys configured, send
 `Authorization: Bearer KEY` (or `X-API-Key: KEY`); each key belongs to a tenant, which sees
 only its own sessions and runs. `/docs` and `/redoc` also take the key as `?api_key=KEY`.
+
+The [dashboard](/) shows the same runs, schedules and sessions in a browser.
 """
 
 
@@ -85,6 +89,7 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
             routes_webhooks,
         )
     ]
+    routers += [routes_dashboard.router, dashboard.router()]
     for router in routers:
         api.include_router(router)
     docs.install(api)
