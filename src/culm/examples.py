@@ -109,8 +109,11 @@ class ClockModel:
         usage = Usage(estimate_tokens(request.messages), 12)
         if last.get("role") != "tool":
             question = next(
-                (str(m.get("content") or "") for m in reversed(request.messages)
-                 if m.get("role") == "user"),
+                (
+                    str(m.get("content") or "")
+                    for m in reversed(request.messages)
+                    if m.get("role") == "user"
+                ),
                 "",
             )
             zone = zone_named(question)

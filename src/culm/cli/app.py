@@ -76,6 +76,7 @@ def _root(
 ) -> None:
     """Run LLM agents in the background; watch, steer and stop them from anywhere."""
 
+
 Url = Annotated[
     str | None,
     typer.Option("--url", envvar="CULM_URL", help="Server URL (default: http://127.0.0.1:8000)."),

@@ -117,7 +117,9 @@ class LocalModel:
         return _stream_once(self, request)
 
 
-async def _stream_once(model: LocalModel, request: ModelRequest) -> AsyncGenerator[StreamItem, None]:
+async def _stream_once(
+    model: LocalModel, request: ModelRequest
+) -> AsyncGenerator[StreamItem, None]:
     async with model.connect() as connection, aclosing(connection.stream(request)) as items:
         async for item in items:
             yield item

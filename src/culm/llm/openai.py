@@ -104,7 +104,9 @@ class _OpenAIConnection:
             raise TransientModelError(f"{model.name}: {exc.message}") from None
         except httpx.TransportError as exc:  # the SDK does not wrap errors mid-stream
             reason = str(exc) or type(exc).__name__
-            raise TransientModelError(f"{model.name}: connection lost mid-answer: {reason}") from None
+            raise TransientModelError(
+                f"{model.name}: connection lost mid-answer: {reason}"
+            ) from None
         estimate = Usage(estimate_tokens(request.messages), builder.pieces)
         yield builder.build(usage=estimate)
 

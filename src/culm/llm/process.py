@@ -110,9 +110,10 @@ class ModelProcess:
         async with httpx.AsyncClient(timeout=2.0) as http:
             while True:
                 if proc.poll() is not None:
+                    died = describe_exit(proc.returncode)
                     raise ModelError(
-                        f"local:{self.spec.alias}: the model process {describe_exit(proc.returncode)}"
-                        f" while loading {self.spec.path}: {self.last_output() or 'no output'}"
+                        f"local:{self.spec.alias}: the model process {died} while loading "
+                        f"{self.spec.path}: {self.last_output() or 'no output'}"
                     )
                 with contextlib.suppress(httpx.TransportError):
                     if (await http.get(f"{self.base_url}/models")).status_code == 200:
@@ -162,7 +163,7 @@ class ModelProcess:
             )
             self._proc = proc
             self.starts += 1
-            _track(self)
+            _track()
             threading.Thread(
                 target=self._collect, args=(proc,), name="culm-model-output", daemon=True
             ).start()
@@ -205,7 +206,7 @@ def model_process(spec: ProcessSpec) -> ModelProcess:
 _tracked = False
 
 
-def _track(process: ModelProcess) -> None:
+def _track() -> None:
     global _tracked
     if not _tracked:
         _tracked = True
