@@ -1,9 +1,10 @@
 """``culm serve``: the HTTP server over the user's agents (or the built-in examples).
 
 Everything that can be found wrong before serving is checked first, in this order, and
-reported as one line saying what to do: the port (in range, free), the database URL
-(supported, openable), the application (importable, no syntax error). Only then are the
-engine and the server imported and started, with a banner saying where everything is.
+reported as one line saying what to do: the application (importable, no syntax error),
+the address (allowed without keys, port in range and free), the database URL (supported,
+openable; nothing is created by the check). Only then is the server started, with a
+banner saying where everything is.
 """
 
 from __future__ import annotations
@@ -93,10 +94,15 @@ def check_database(url: str) -> str | None:
     target = Path(path)
     if target.is_dir():
         return f"the database path {path} is a directory: name a file, e.g. {path}/culm.db"
-    if not target.parent.exists():
-        return f"cannot open the database {path}: directory {target.parent} does not exist"
+    folder = target.parent
+    if not folder.is_dir():
+        return f"cannot open the database {path}: directory {folder} does not exist"
+    if not target.exists():
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"cannot create the database {path}: no permission to write in {folder}"
+        return None
     try:
-        connection = sqlite3.connect(path, timeout=1)
+        connection = sqlite3.connect(f"file:{target}?mode=rw", uri=True, timeout=1)
         try:
             connection.execute("PRAGMA user_version").fetchone()
         finally:
@@ -200,14 +206,8 @@ def serve(
         raise fail(f"--log-level {log_level!r}: use one of {', '.join(LEVELS)}")
     if log_format.lower() not in FORMATS:
         raise fail(f"--log-format {log_format!r}: use text or json")
-    problem = check_port(host, port)
-    if problem:
-        raise fail(problem)
-    settings = _settings(database_url, api_key)
-    problem = check_database(settings.database_url)
-    if problem:
-        raise fail(problem)
     agents = load_target(target)
+    settings = _settings(database_url, api_key)
 
     from culm.api import logs
     from culm.api.server import check_bind
@@ -218,6 +218,9 @@ def serve(
         check_bind(host, settings)
     except InvalidInput as exc:
         raise fail(exc.message) from None
+    for problem in (check_port(host, port), check_database(settings.database_url)):
+        if problem:
+            raise fail(problem)
     url = f"http://{host}:{port}"
     text = banner(url, settings, agents, target)
 

@@ -1,0 +1,5 @@
+"""``python -m culm``: the same as the ``culm`` command."""
+
+from culm.cli import main
+
+main()
