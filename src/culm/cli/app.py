@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -101,7 +102,9 @@ def stderr() -> Console:
 def connect(url: str | None, api_key: str | None) -> Client:
     from culm.client import Client
 
-    return Client(url, api_key=api_key)
+    # how long a follower waits for a server that went away before giving up
+    reconnect_for = float(os.environ.get("CULM_RECONNECT_FOR") or 60)
+    return Client(url, api_key=api_key, reconnect_for=reconnect_for)
 
 
 def fail(message: str, code: int = ExitCode.ERROR) -> typer.Exit:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import sqlite3
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -97,6 +95,8 @@ def check_database(url: str) -> str | None:
     folder = target.parent
     if not folder.is_dir():
         return f"cannot open the database {path}: directory {folder} does not exist"
+    import sqlite3
+
     if not target.exists():
         if not os.access(folder, os.W_OK | os.X_OK):
             return f"cannot create the database {path}: no permission to write in {folder}"
@@ -134,6 +134,8 @@ def load_target(target: str) -> App:
     except InvalidInput as exc:
         raise fail(f"cannot load {target!r}: {exc.message}") from None
     except Exception as exc:
+        import traceback
+
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise fail(
             f"cannot load {target!r}: {type(exc).__name__}: {exc} "
