@@ -30,7 +30,7 @@ def follow_run(client: Client, run: RunInfo) -> int:
     Across a server restart the stream resumes where it was and ends with the run's
     outcome; a server that does not come back is reported as such (exit 1).
     """
-    from culm.client import RunFinishedError, ServerUnreachable
+    from culm.client import ServerUnreachable
 
     view = RunView(run, stdout(), stderr())
     announce = f"following {run['id']} ({run['agent']}) on session {run['session_id']}"
@@ -58,13 +58,23 @@ def follow_run(client: Client, run: RunInfo) -> int:
                         f"culm events {run['id']} --follow --after {view.last_seq}"
                     )
                     return ExitCode.DETACHED
-                try:
-                    client.cancel(run["id"], reason="cancelled from the command line")
-                except RunFinishedError as exc:  # it ended meanwhile: its end is shown next
-                    stderr().print(
-                        f"{run['id']} had already ended ({exc.status}); nothing to cancel"
-                    )
+                _cancel(client, run["id"])
                 view.resume()
+
+
+def _cancel(client: Client, run_id: str) -> None:
+    """Cancel the run, or say it had already ended (its end is shown next either way)."""
+    from culm.client import RunFinishedError
+
+    ended = "had already ended ({}); nothing to cancel"
+    status = client.get_run(run_id)["status"]
+    if status in RUN_EXIT_CODES:
+        stderr().print(f"{run_id} {ended.format(status)}")
+        return
+    try:
+        client.cancel(run_id, reason="cancelled from the command line")
+    except RunFinishedError as exc:
+        stderr().print(f"{run_id} {ended.format(exc.status)}")
 
 
 def _ask_cancel(run_id: str) -> bool:
