@@ -65,7 +65,7 @@ app.add_agent(
     max_rounds=1,
     token_budget=4_000,
     timeout=120,
-    model_settings={"max_tokens": 96, "temperature": 0.2},
+    model_settings={"max_tokens": 64, "temperature": 0.0},
 )
 
 

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alias", required=True, help="The model name requests use.")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--n-ctx", type=int, default=4096)
-    parser.add_argument("--n-threads", type=int, default=0, help="0: one per core.")
+    parser.add_argument("--n-threads", type=int, default=0, help="0: half the cores.")
     parser.add_argument("--chat-format", default=None)
     parser.add_argument("--parent", type=int, default=os.getppid())
     args = parser.parse_args(argv)
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
-    threads = args.n_threads or os.cpu_count() or 1
+    threads = args.n_threads or max(1, (os.cpu_count() or 2) // 2)
     model = ModelSettings(
         model=args.model,
         model_alias=args.alias,

@@ -83,7 +83,7 @@ class LocalModel:
         chat_format: str | None = None,
         **settings: Any,
     ) -> None:
-        """``max_tokens`` bounds each answer; ``n_threads`` 0 uses every core;
+        """``max_tokens`` bounds each answer; ``n_threads`` 0 uses half the cores;
         ``chat_format`` is llama-cpp-python's (default: the model file's own template);
         ``settings`` (temperature, top_p, ...) go with every request."""
         self.spec = spec
@@ -179,7 +179,7 @@ class _LocalConnection:
                 async for item in items:
                     yield item
         except TransientModelError as exc:
-            died = process.exit_status()
+            died = await process.exited(within=1.0)
             if died is None and process.starts == started:
                 raise
             output = process.last_output(3)

@@ -93,6 +93,14 @@ class ModelProcess:
             return None
         return describe_exit(proc.returncode)
 
+    async def exited(self, within: float = 1.0) -> str | None:
+        """Why the process ended, waiting up to ``within`` seconds for it to end (a call
+        that lost its connection usually sees the death just before it happens)."""
+        deadline = time.monotonic() + within
+        while (status := self.exit_status()) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return status
+
     def last_output(self, lines: int = 5) -> str:
         """The process's last lines of output, joined by `` | ``."""
         kept = [line for line in self._output if line.strip()]
