@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from culm.cli import app
 from tests.client.serving import Server
+from tests.local_model import require_local_model
 
 MY_AGENTS = '''
 import culm
@@ -29,10 +30,37 @@ def test_the_examples_by_default(tmp_path: Path) -> None:
     try:
         env = {"CULM_URL": server.url}
         agents = CliRunner().invoke(app, ["agents", "--json"], env=env)
-        assert {"countdown", "echo"} <= {a["name"] for a in json.loads(agents.stdout)}
+        names = {a["name"] for a in json.loads(agents.stdout)}
+        assert {"countdown", "echo", "assistant", "clock"} <= names
         run = CliRunner().invoke(app, ["run", "countdown", "2", "--follow"], env=env)
         assert (run.exit_code, run.stdout) == (0, "liftoff\n")
         assert run.stderr.count("countdown.tick") == 2
+        # the clock demo really calls its tool, and answers with the tool's result
+        clock = CliRunner().invoke(app, ["run", "clock", "Time in Tokyo?", "-f"], env=env)
+        assert clock.exit_code == 0, clock.output
+        assert 'current_time({"timezone":"Asia/Tokyo"})' in clock.stderr
+        called = next(line for line in clock.stderr.splitlines() if "✓ current_time" in line)
+        result = called.split()[-1]
+        assert result.endswith("+09:00") and clock.stdout == f"It is {result} there.\n"
+        # the banner said where everything is
+        log = server.log()
+        for shown in (f"culm serving {server.url}", server.db_url, f"{server.url}/docs"):
+            assert shown in log
+    finally:
+        server.stop()
+
+
+def test_the_assistant_streams_its_answer(tmp_path: Path) -> None:
+    require_local_model()
+    server = Server(tmp_path / "culm.db", app=None).start()
+    try:
+        env = {"CULM_URL": server.url}
+        question = "What is the capital of France?"
+        run = CliRunner().invoke(app, ["run", "assistant", question, "-f"], env=env)
+        assert run.exit_code == 0, run.output
+        assert run.stdout.strip()  # the answer's text, streamed to stdout
+        assert "completed in" in run.stderr
+        assert "run_" in server.log() and "completed" in server.log()
     finally:
         server.stop()
 
