@@ -96,10 +96,11 @@ class ModelProcess:
     async def exited(self, within: float = 1.0) -> str | None:
         """Why the process ended, waiting up to ``within`` seconds for it to end (a call
         that lost its connection usually sees the death just before it happens)."""
-        deadline = time.monotonic() + within
-        while (status := self.exit_status()) is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        return status
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(proc.wait, within)
+        return self.exit_status()
 
     def last_output(self, lines: int = 5) -> str:
         """The process's last lines of output, joined by `` | ``."""
@@ -227,3 +228,9 @@ def stop_all() -> None:
         processes = list(_processes.values())
     for process in processes:
         process.stop()
+
+
+def running_processes() -> list[ModelProcess]:
+    """Every model process this interpreter knows of, running or not (for metrics)."""
+    with _registry:
+        return list(_processes.values())
