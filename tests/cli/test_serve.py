@@ -4,12 +4,15 @@ found in the current directory the way uvicorn finds one."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 from typer.testing import CliRunner
 
 from culm.cli import app
-from tests.client.serving import Server
+from tests.client.serving import Server, child_env, free_port, wait_until
 from tests.local_model import require_local_model
 
 MY_AGENTS = '''
@@ -73,3 +76,37 @@ def test_an_application_in_the_current_directory(tmp_path: Path) -> None:
         assert (run.exit_code, run.stdout) == (0, "HEY\n")
     finally:
         server.stop()
+
+
+def test_json_logs(tmp_path: Path) -> None:
+    """``--log-format json``: every line on stderr is a JSON object; a request and a run's
+    state changes each make one."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["serve", "--port", str(port), "--database-url", f"sqlite:///{tmp_path}/culm.db"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "culm", *args, "--log-format", "json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
+    try:
+        wait_until(lambda: _healthy(url), 30, f"the server at {url}")
+        run = CliRunner().invoke(app, ["run", "echo", "hi", "-f"], env={"CULM_URL": url})
+        assert run.exit_code == 0
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+    assert lines[0]["message"] == f"culm serving {url}"
+    requests = [line for line in lines if line["logger"] == "culm.access"]
+    assert any((r["method"], r["path"], r["status"]) == ("POST", "/v1/runs", 201) for r in requests)
+    states = [line["status"] for line in lines if line["logger"] == "culm.runs"]
+    assert states[:3] == ["queued", "started", "completed"]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
