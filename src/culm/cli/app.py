@@ -55,6 +55,8 @@ app = typer.Typer(
     help="Run LLM agents in the background; watch, steer and stop them from anywhere.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold API keys
+    # plain help: rendering it with rich (markdown, panels) costs a third of the start-up
+    rich_markup_mode=None,
 )
 
 

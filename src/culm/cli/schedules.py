@@ -32,6 +32,7 @@ schedules = typer.Typer(
     name="schedules",
     help="Runs started by the clock: cron in a time zone, every N, or once.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(schedules, name="schedules")
 
