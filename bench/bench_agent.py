@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 import culm
 import culm.testing
 from culm.examples import app as examples
@@ -130,22 +132,35 @@ def in_process(reps: int) -> tuple[float, float]:
     return statistics.median(per_token), statistics.median(cpu_per_token)
 
 
-async def through_process(reps: int) -> tuple[float, float]:
-    """(seconds per token, this process's CPU seconds per token), through the process."""
+async def through_process(reps: int) -> tuple[float, float, float]:
+    """(seconds per token, this process's CPU seconds per token, the model process's CPU
+    seconds per token), through the model process."""
     model = LocalModel("smollm2", n_threads=1, max_tokens=BOUNDARY_TOKENS, temperature=0.0)
-    per_token, cpu_per_token = [], []
+    per_token, cpu_per_token, child_per_token = [], [], []
     async with model.connect() as connection:
         for _ in range(reps + 1):  # the first starts the process
-            first = cpu_first = 0.0
+            first = cpu_first = child_first = 0.0
             n = 0
             async for item in connection.stream(ModelRequest(list(STORY))):
                 if isinstance(item, TextDelta):
                     n += 1
                     if n == 1:
                         first, cpu_first = time.perf_counter(), time.process_time()
+                        child_first = _cpu(model)
             per_token.append((time.perf_counter() - first) / (n - 1))
             cpu_per_token.append((time.process_time() - cpu_first) / (n - 1))
-    return statistics.median(per_token[1:]), statistics.median(cpu_per_token[1:])
+            child_per_token.append((_cpu(model) - child_first) / (n - 1))
+    return (
+        statistics.median(per_token[1:]),
+        statistics.median(cpu_per_token[1:]),
+        statistics.median(child_per_token[1:]),
+    )
+
+
+def _cpu(model: LocalModel) -> float:
+    """CPU seconds the model process has used so far."""
+    times = psutil.Process(model.process().pid).cpu_times()
+    return float(times.user + times.system)
 
 
 async def cancel_latency(db: Path) -> float:
@@ -194,14 +209,16 @@ def main() -> None:
             )
             stop_all()
             here, here_cpu = in_process(args.reps)
-            there, there_cpu = asyncio.run(through_process(args.reps))
+            there, server_cpu, child_cpu = asyncio.run(through_process(args.reps))
             stop_all()
             print(
                 f"process boundary ({BOUNDARY_TOKENS} greedy tokens, 1 thread): "
                 f"{1000 * here:.2f} ms/token in process, {1000 * there:.2f} ms/token through "
-                f"the model process: {1000 * (there - here):+.2f} ms/token wall; "
-                f"{1e6 * there_cpu:.0f} us/token of the server's CPU to receive a token "
-                f"(in process: {1e6 * here_cpu:.0f} us/token of CPU is inference itself)"
+                f"the model process ({1000 * (there - here):+.2f} ms/token wall); CPU per "
+                f"token: {1000 * here_cpu:.2f} ms inference in process, "
+                f"{1000 * child_cpu:.2f} ms in the model process "
+                f"({1000 * (child_cpu - here_cpu):+.2f} ms serving it as SSE), "
+                f"{1000 * server_cpu:.2f} ms in the server to receive it"
             )
             cancel = asyncio.run(cancel_latency(Path(tmp) / "cancel.db"))
             stop_all()
