@@ -180,8 +180,8 @@ class ModelProcess:
 
     def _collect(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
-        with proc.stdout:
-            for raw in proc.stdout:
+        with proc.stdout:  # lines are cut at 4 KiB: the kept output stays bounded in bytes
+            for raw in iter(lambda: proc.stdout.readline(4096), b""):  # type: ignore[union-attr]
                 self._output.append(raw.decode(errors="replace").rstrip())
 
     def stop(self) -> None:
