@@ -4,6 +4,7 @@ without the server's code."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -124,3 +125,29 @@ class TestTheCommand:
             [sys.executable, "-c", probe], capture_output=True, text=True, timeout=DEADLINE
         )
         assert result.stdout.strip() == "[]", result.stderr
+
+
+class TestCtrlC:
+    """Ctrl-C while ``culm serve`` starts or serves stops it without a traceback."""
+
+    @pytest.mark.parametrize("when", ["importing", "serving"])
+    def test_no_traceback(self, tmp_path: Path, when: str) -> None:
+        args = ["serve", "--port", str(free_port()), "--database-url", f"sqlite:///{tmp_path}/c.db"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "culm", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+        )
+        output = b""
+        if when == "serving":
+            assert proc.stderr is not None
+            while b"culm serving" not in output:  # the banner: the server is up
+                line = proc.stderr.readline()
+                assert line, "the server exited before its banner"
+                output += line
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=DEADLINE)
+        # 130 from culm itself; -SIGINT when the signal came before Python was up
+        assert proc.returncode in (0, 130, -signal.SIGINT), err
+        assert b"Traceback" not in output + out + err
