@@ -151,3 +151,22 @@ class TestCtrlC:
         # 130 from culm itself; -SIGINT when the signal came before Python was up
         assert proc.returncode in (0, 130, -signal.SIGINT), err
         assert b"Traceback" not in output + out + err
+
+
+def test_the_banner_names_what_is_there() -> None:
+    from culm.cli.serve import EXAMPLES, banner
+    from culm.config import Settings
+    from culm.examples import app as examples
+
+    settings = Settings(database_url="sqlite:///x.db")
+    url = "http://127.0.0.1:8000"
+    plain = banner(url, settings, examples, EXAMPLES, ["/v1/runs", "/docs"])
+    assert plain.splitlines() == [
+        f"culm serving {url}",
+        "  database  sqlite:///x.db",
+        "  agents    assistant, clock, countdown, echo  (built-in examples)",
+        f"  API docs  {url}/docs",
+        "  try       culm run countdown 3 --follow",
+    ]
+    with_ui = banner(url, settings, examples, EXAMPLES, ["/v1/runs", "/dashboard"])
+    assert f"  dashboard {url}/dashboard" in with_ui.splitlines()

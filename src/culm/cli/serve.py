@@ -13,6 +13,7 @@ import errno
 import os
 import socket
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -143,8 +144,11 @@ def load_target(target: str) -> App:
         ) from None
 
 
-def banner(url: str, settings: Settings, agents: App, target: str) -> str:
-    """What ``culm serve`` prints once it is ready: where to reach it and what it runs."""
+def banner(
+    url: str, settings: Settings, agents: App, target: str, paths: Iterable[str] = ()
+) -> str:
+    """What ``culm serve`` prints once it is ready: where to reach it and what it runs.
+    ``paths`` are the server's routes: a dashboard among them is shown too."""
     names = ", ".join(sorted(agents.agents)) or "none"
     source = "built-in examples" if target == EXAMPLES else target
     lines = [
@@ -152,8 +156,11 @@ def banner(url: str, settings: Settings, agents: App, target: str) -> str:
         f"  database  {settings.database_url}",
         f"  agents    {names}  ({source})",
         f"  API docs  {url}/docs",
-        f"  try       culm run {_example_agent(agents)} --follow",
     ]
+    dashboard = next((p for p in paths if p.rstrip("/") in ("/dashboard", "/ui")), None)
+    if dashboard is not None:
+        lines.append(f"  dashboard {url}{dashboard}")
+    lines.append(f"  try       culm run {_example_agent(agents)} --follow")
     return "\n".join(lines)
 
 
@@ -224,10 +231,11 @@ def serve(
         if problem:
             raise fail(problem)
     url = f"http://{host}:{port}"
-    text = banner(url, settings, agents, target)
 
     def extend(api: Any) -> None:
         logs.configure(log_level.lower(), log_format.lower())
+        paths = [getattr(route, "path", "") for route in api.routes]
+        text = banner(url, settings, agents, target, paths)
         logs.install(api, ready=lambda: logs.announce(text))
 
     try:
