@@ -102,7 +102,22 @@ class TestAModelProcessThatDies:
     """A crash in native code fails the call with a clear error; the next call restarts
     the process and works."""
 
-    async def test_killed_mid_generation(self, smollm2: LocalModel) -> None:
+    @pytest.mark.parametrize(
+        ("sig", "said"),
+        [
+            (signal.SIGKILL, "killed by SIGKILL (out of memory?)"),
+            (
+                signal.SIGILL,
+                "killed by SIGILL (llama-cpp-python was built for CPU instructions this "
+                "machine lacks: rebuild it portably (make llama))",
+            ),
+            (signal.SIGABRT, "killed by SIGABRT"),
+        ],
+        ids=["oom-killer", "illegal-instruction", "abort"],
+    )
+    async def test_killed_mid_generation(
+        self, smollm2: LocalModel, sig: signal.Signals, said: str
+    ) -> None:
         long = LocalModel("smollm2", max_tokens=2000)
         process = long.process()
         starts = 0
@@ -112,9 +127,9 @@ class TestAModelProcessThatDies:
                     assert isinstance(item, TextDelta)
                     starts, pid = process.starts, process.pid
                     assert pid is not None
-                    os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+                    os.kill(pid, sig)  # as the OOM killer, a bad instruction, an abort would
         message = str(raised.value)
-        assert "local:smollm2: the model process killed by SIGKILL during the call" in message
+        assert f"local:smollm2: the model process {said} during the call" in message
         assert "starts again on the next call" in message
         items = await collect(smollm2, ModelRequest(ASK))
         assert isinstance(items[-1], ModelResponse) and items[-1].text

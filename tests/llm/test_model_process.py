@@ -48,7 +48,7 @@ def test_a_model_process_killed_mid_generation(server: Server) -> None:
         killed = kill_the_model_at_its_first_token(server, client, run["id"])
         done = client.wait(run["id"], timeout=60)
         assert done["status"] == "failed"
-        assert "local:smollm2: the model process killed by SIGKILL during the call" in (
+        assert "local:smollm2: the model process killed by SIGKILL (out of memory?) during" in (
             done["error"] or ""
         )
         # the server never noticed beyond that run: it serves, and the model comes back

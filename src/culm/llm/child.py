@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import threading
 import time
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chat-format", default=None)
     parser.add_argument("--parent", type=int, default=os.getppid())
     args = parser.parse_args(argv)
+    # a crash here is reported by the parent; a core file of the model's size, written
+    # into the server's working directory, would help nobody
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     threading.Thread(target=_exit_with_parent, args=(args.parent,), daemon=True).start()
 
     import uvicorn

@@ -56,6 +56,13 @@ def _free_port() -> int:
         return port
 
 
+_HINTS = {
+    signal.SIGILL: "llama-cpp-python was built for CPU instructions this machine lacks: "
+    "rebuild it portably (make llama)",
+    signal.SIGKILL: "out of memory?",
+}
+
+
 def describe_exit(code: int) -> str:
     """``killed by SIGKILL`` or ``exited with 3``, from a ``Popen.returncode``."""
     if code < 0:
@@ -64,6 +71,14 @@ def describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exited with {code}"
+
+
+def exit_hint(code: int) -> str:
+    """What a death by this ``Popen.returncode`` suggests doing, or ``""``."""
+    try:
+        return _HINTS.get(signal.Signals(-code), "") if code < 0 else ""
+    except ValueError:
+        return ""
 
 
 class ModelProcess:
@@ -87,11 +102,13 @@ class ModelProcess:
         return proc.pid if proc is not None and proc.poll() is None else None
 
     def exit_status(self) -> str | None:
-        """Why the last process ended (``killed by SIGSEGV``...), None while it runs."""
+        """Why the last process ended (``killed by SIGILL (llama-cpp-python was built
+        for...)``), None while it runs."""
         proc = self._proc
         if proc is None or proc.poll() is None:
             return None
-        return describe_exit(proc.returncode)
+        hint = exit_hint(proc.returncode)
+        return describe_exit(proc.returncode) + (f" ({hint})" if hint else "")
 
     async def exited(self, within: float = 1.0) -> str | None:
         """Why the process ended, waiting up to ``within`` seconds for it to end (a call
@@ -119,7 +136,7 @@ class ModelProcess:
         async with httpx.AsyncClient(timeout=2.0) as http:
             while True:
                 if proc.poll() is not None:
-                    died = describe_exit(proc.returncode)
+                    died = self.exit_status()
                     raise ModelError(
                         f"local:{self.spec.alias}: the model process {died} while loading "
                         f"{self.spec.path}: {self.last_output() or 'no output'}"
