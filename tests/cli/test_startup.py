@@ -170,3 +170,18 @@ def test_the_banner_names_what_is_there() -> None:
     ]
     with_ui = banner(url, settings, examples, EXAMPLES, ["/v1/runs", "/dashboard"])
     assert f"  dashboard {url}/dashboard" in with_ui.splitlines()
+
+
+def test_model_providers_are_imported_in_the_background_when_serving() -> None:
+    """The openai SDK's second of import happens beside start-up, not in the first run."""
+    probe = (
+        "import sys; from culm.cli.serve import preload_providers; "
+        "from culm.examples import app; import culm; "
+        "assert 'openai' not in sys.modules; "
+        "thread = preload_providers(app); thread.join(60); "
+        "print('openai' in sys.modules, preload_providers(culm.App()))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=DEADLINE
+    )
+    assert result.stdout.split() == ["True", "None"], result.stderr

@@ -10,9 +10,11 @@ banner saying where everything is.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import socket
 import sys
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -144,6 +146,23 @@ def load_target(target: str) -> App:
         ) from None
 
 
+def preload_providers(agents: App) -> threading.Thread | None:
+    """Import the model providers the agents name, in a background thread.
+
+    The openai SDK (which ``local:`` models use too) takes about a second of CPU to
+    import; imported by the first run that needs it, it would stall the server's event
+    loop, and so every other run and request, for that long.
+    """
+    models = [str(spec.details.get("model") or "") for spec in agents.agents.values()]
+    if not any(m.startswith(("openai:", "local:")) for m in models):
+        return None
+    thread = threading.Thread(
+        target=importlib.import_module, args=("culm.llm.local",), name="culm-preload", daemon=True
+    )
+    thread.start()
+    return thread
+
+
 def banner(
     url: str, settings: Settings, agents: App, target: str, paths: Iterable[str] = ()
 ) -> str:
@@ -217,6 +236,7 @@ def serve(
         raise fail(f"--log-format {log_format!r}: use text or json")
     agents = load_target(target)
     settings = _settings(database_url, api_key)
+    preload_providers(agents)
 
     from culm.api import logs
     from culm.api.server import check_bind
