@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
+import culm
 from culm.cli import app
 from tests.client.serving import Server, child_env, free_port, wait_until
 from tests.local_model import require_local_model
@@ -94,6 +95,10 @@ def test_json_logs(tmp_path: Path) -> None:
         wait_until(lambda: _healthy(url), 30, f"the server at {url}")
         run = CliRunner().invoke(app, ["run", "echo", "hi", "-f"], env={"CULM_URL": url})
         assert run.exit_code == 0
+        long = CliRunner().invoke(app, ["run", "countdown", "100000"], env={"CULM_URL": url})
+        long_id = long.stdout.strip()
+        with culm.Client(url) as client:
+            wait_until(lambda: client.get_run(long_id)["status"] == "running", 30)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
@@ -103,6 +108,9 @@ def test_json_logs(tmp_path: Path) -> None:
     assert any((r["method"], r["path"], r["status"]) == ("POST", "/v1/runs", 201) for r in requests)
     states = [line["status"] for line in lines if line["logger"] == "culm.runs"]
     assert states[:3] == ["queued", "started", "completed"]
+    # the run the shutdown interrupted is logged as such, after the engine closed
+    [last] = [line for line in lines if line.get("run_id") == long_id][-1:]
+    assert (last["status"], last["level"]) == ("interrupted", "warning")
 
 
 def _healthy(url: str) -> bool:

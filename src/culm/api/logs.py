@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from culm.bus.fanout import ALL
+from culm.bus.fanout import ALL, Subscription
 from culm.engine import Engine
 from culm.events import Event
 
@@ -158,18 +158,27 @@ def describe(event: Event) -> tuple[int, str, dict[str, Any]] | None:
 
 
 async def follow_runs(engine: Engine) -> None:
-    """Log the state changes of every run of this process until cancelled."""
+    """Log the state changes of every run of this process until cancelled; what was
+    already delivered when it is cancelled is logged too (the runs a shutdown
+    interrupted)."""
     with engine.bus.subscribe((ALL,), 10_000) as feed:
-        while True:
-            events = await feed.next()
-            if feed.lagged:  # a burst beyond the buffer: its lines are skipped, not queued
-                feed.resync()
-                run_log.warning("run log fell behind; some state changes were not logged")
-            for event in events:
-                line = describe(event)
-                if line is not None:
-                    level, message, fields = line
-                    run_log.log(level, message, extra={"culm": fields})
+        try:
+            while True:
+                _log_batch(feed, await feed.next())
+        except asyncio.CancelledError:
+            _log_batch(feed, await feed.next(timeout=0))
+            raise
+
+
+def _log_batch(feed: Subscription, events: list[Event]) -> None:
+    if feed.lagged:  # a burst beyond the buffer: its lines are skipped, not queued
+        feed.resync()
+        run_log.warning("run log fell behind; some state changes were not logged")
+    for event in events:
+        line = describe(event)
+        if line is not None:
+            level, message, fields = line
+            run_log.log(level, message, extra={"culm": fields})
 
 
 def announce(text: str) -> None:
@@ -189,13 +198,15 @@ def install(api: FastAPI, ready: Callable[[], None] | None = None) -> None:
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
-        async with inner(app) as state:
-            follower = asyncio.create_task(follow_runs(app.state.engine))
-            if ready is not None:
-                ready()
-            try:
+        follower: asyncio.Task[None] | None = None
+        try:
+            async with inner(app) as state:
+                follower = asyncio.create_task(follow_runs(app.state.engine))
+                if ready is not None:
+                    ready()
                 yield state
-            finally:
+        finally:  # after the engine closed: the runs it interrupted are logged
+            if follower is not None:
                 follower.cancel()
                 with suppress(asyncio.CancelledError):
                     await follower
