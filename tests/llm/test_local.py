@@ -3,6 +3,7 @@ on the model's words)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -96,6 +97,20 @@ async def test_closing_mid_stream_stops_generation(smollm2: LocalModel) -> None:
     wait_until(lambda: "Disconnected from client" in process.last_output(40), 30)
     items = await collect(smollm2, ModelRequest(ASK))  # and the model is free again
     assert isinstance(items[-1], ModelResponse)
+
+
+async def test_concurrent_calls_queue_rather_than_cut_each_other(smollm2: LocalModel) -> None:
+    """A second request waits for the model; it does not end the answer in progress."""
+    greedy = LocalModel("smollm2", max_tokens=48, temperature=0.0)
+    alone = await collect(greedy, ModelRequest(STORY))
+    together = await asyncio.gather(
+        collect(greedy, ModelRequest(STORY)), collect(smollm2, ModelRequest(ASK))
+    )
+    first, second = (items[-1] for items in together)
+    assert isinstance(first, ModelResponse) and isinstance(second, ModelResponse)
+    assert isinstance(alone[-1], ModelResponse)
+    assert first.text == alone[-1].text  # the whole greedy answer, not a cut one
+    assert second.text
 
 
 class TestAModelProcessThatDies:
