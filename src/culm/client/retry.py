@@ -7,11 +7,12 @@ stays away is, after ``reconnect_for`` seconds (or ``retries`` failures in a row
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from culm.llm.retry import RetryPolicy
 
 
 class Reconnects:
@@ -24,6 +25,7 @@ class Reconnects:
         self.reconnect_for = reconnect_for
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self._policy = RetryPolicy(initial_delay=backoff, max_delay=max_backoff)
         self.failures = 0
         """Failed attempts since the last event."""
         self.total = 0
@@ -43,9 +45,9 @@ class Reconnects:
         return time.monotonic() - self._since > self.reconnect_for
 
     def wait(self, state: RetryCallState) -> float:
-        """Seconds before the next attempt: doubling from ``backoff``, jittered, capped."""
-        delay = min(self.max_backoff, self.backoff * 2 ** (self.failures - 1))
-        return float(delay * random.uniform(0.5, 1.0))
+        """Seconds before the next attempt: doubling from ``backoff``, jittered, capped
+        (the backoff the agent loop uses between model calls)."""
+        return self._policy.delay(self.failures)
 
     def describe(self) -> str:
         """``8 attempts over 61s``: what was tried before giving up."""
