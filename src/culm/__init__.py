@@ -1,47 +1,118 @@
-"""culm: run LLM agents in the background, durably, and watch them from anywhere."""
+"""culm: run LLM agents in the background, durably, and watch them from anywhere.
+
+The names below are imported on first use, so ``import culm.cli`` (and ``culm --help``)
+does not pay for the engine, the store and the HTTP stack.
+"""
 
 from __future__ import annotations
 
-from culm.agent.app import AgentSpec, App, load_app
-from culm.agent.budget import Budget
-from culm.agent.context import RunContext
-from culm.agent.spawn import Child, ChildResult, SpawnLimits, WaitMode
-from culm.agent.spawn_tools import spawn_agent, wait_children
-from culm.client import AsyncClient, Client
-from culm.config import Settings
-from culm.engine import Engine
-from culm.errors import (
-    Conflict,
-    CulmError,
-    IdempotencyKeyReused,
-    InvalidInput,
-    InvalidPayload,
-    NotFound,
-    OwnershipLost,
-    RunCancelled,
-    RunFinished,
-    SessionBusy,
-    SpawnRefused,
-    Unavailable,
-)
-from culm.events import Event
-from culm.models import (
-    BusyPolicy,
-    Firing,
-    FiringOutcome,
-    Misfire,
-    Overlap,
-    Run,
-    RunState,
-    RunStatus,
-    Schedule,
-    ScheduleSpec,
-    Session,
-    SessionMode,
-    ToolPhase,
-    Trigger,
-)
-from culm.store import RunFilter
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from culm.agent.app import AgentSpec, App, load_app
+    from culm.agent.budget import Budget
+    from culm.agent.context import RunContext
+    from culm.agent.spawn import Child, ChildResult, SpawnLimits, WaitMode
+    from culm.agent.spawn_tools import spawn_agent, wait_children
+    from culm.client import AsyncClient, Client
+    from culm.config import Settings
+    from culm.engine import Engine
+    from culm.errors import (
+        Conflict,
+        CulmError,
+        IdempotencyKeyReused,
+        InvalidInput,
+        InvalidPayload,
+        NotFound,
+        OwnershipLost,
+        RunCancelled,
+        RunFinished,
+        SessionBusy,
+        SpawnRefused,
+        Unavailable,
+    )
+    from culm.events import Event
+    from culm.models import (
+        BusyPolicy,
+        Firing,
+        FiringOutcome,
+        Misfire,
+        Overlap,
+        Run,
+        RunState,
+        RunStatus,
+        Schedule,
+        ScheduleSpec,
+        Session,
+        SessionMode,
+        ToolPhase,
+        Trigger,
+    )
+    from culm.store import RunFilter
+
+_WHERE = {
+    **dict.fromkeys(("AgentSpec", "App", "load_app"), "culm.agent.app"),
+    "Budget": "culm.agent.budget",
+    "RunContext": "culm.agent.context",
+    **dict.fromkeys(("Child", "ChildResult", "SpawnLimits", "WaitMode"), "culm.agent.spawn"),
+    **dict.fromkeys(("spawn_agent", "wait_children"), "culm.agent.spawn_tools"),
+    **dict.fromkeys(("AsyncClient", "Client"), "culm.client"),
+    "Settings": "culm.config",
+    "Engine": "culm.engine",
+    **dict.fromkeys(
+        (
+            "Conflict",
+            "CulmError",
+            "IdempotencyKeyReused",
+            "InvalidInput",
+            "InvalidPayload",
+            "NotFound",
+            "OwnershipLost",
+            "RunCancelled",
+            "RunFinished",
+            "SessionBusy",
+            "SpawnRefused",
+            "Unavailable",
+        ),
+        "culm.errors",
+    ),
+    "Event": "culm.events",
+    **dict.fromkeys(
+        (
+            "BusyPolicy",
+            "Firing",
+            "FiringOutcome",
+            "Misfire",
+            "Overlap",
+            "Run",
+            "RunState",
+            "RunStatus",
+            "Schedule",
+            "ScheduleSpec",
+            "Session",
+            "SessionMode",
+            "ToolPhase",
+            "Trigger",
+        ),
+        "culm.models",
+    ),
+    "RunFilter": "culm.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'culm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "AgentSpec",

@@ -122,3 +122,36 @@ async def test_cancel_lands_between_tokens(make_engine: EngineFactory) -> None:
         # the model is free at once: its generation stopped instead of running on
         again = await engine.start_run("brief", "Hi")
         assert (await all_events(engine, again.id, timeout=10))[-1].type == "run.completed"
+
+
+DEMO_DEADLINE = 60.0
+"""Bound on the built-in assistant's whole run: a few seconds on a quiet 2-core machine,
+with room for a loaded one."""
+
+
+@pytest.mark.parametrize("question", ["Name one colour.", "What is the capital of France?"])
+async def test_the_built_in_assistant_answers_in_bounded_time(
+    make_engine: EngineFactory, question: str
+) -> None:
+    """The demo streams a short answer: the grammar of its events and that text arrived,
+    never what the text says."""
+    from culm.examples import app as examples
+
+    async with make_engine(examples) as engine:
+        run = await engine.start_run("assistant", question)
+        events = await all_events(engine, run.id, timeout=DEMO_DEADLINE)
+        done = await engine.get_run(run.id)
+    check_rounds(events)
+    assert types(events) == [
+        "run.queued",
+        "run.started",
+        "round.started",
+        "message.completed",
+        "budget.updated",
+        "round.completed",
+        "run.completed",
+    ]
+    deltas = [e.data["text"] for e in events if e.type == "message.delta"]
+    assert deltas and "".join(deltas).strip()  # streamed, piece by piece
+    assert done.state.output["stop_reason"] == "answered"
+    assert done.state.output["text"] == "".join(deltas)

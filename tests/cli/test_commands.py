@@ -237,3 +237,51 @@ class TestErrors:
         bad_key = culm_cli("serve", "--api-key", "nokey", "--port", str(free_port()))
         assert bad_key.exit_code == ExitCode.ERROR
         assert "KEY=TENANT" in bad_key.stderr
+
+
+class TestFirstHour:
+    """Small things a new user notices: filters like the API's, honest labels, plain text."""
+
+    def test_runs_filters_like_the_api(self, culm_cli: Invoke, client: culm.Client) -> None:
+        parent = client.start_run("waiter")
+        child = client.start_run("echo", "x", parent_run_id=parent["id"])
+        client.wait(child["id"], timeout=DEADLINE)
+        by_parent = json.loads(culm_cli("runs", "--parent", parent["id"], "--json").stdout)
+        assert [r["id"] for r in by_parent] == [child["id"]]
+        spawned = json.loads(culm_cli("runs", "--trigger", "spawn", "--json").stdout)
+        assert child["id"] in [r["id"] for r in spawned]
+        assert parent["id"] not in [r["id"] for r in spawned]
+        none = culm_cli("runs", "--schedule", "sch_none", "--json")
+        assert (none.exit_code, none.stdout) == (0, "[]\n")
+        bad = culm_cli("runs", "--trigger", "carrier-pigeon")
+        assert bad.exit_code == ExitCode.USAGE
+        client.cancel(parent["id"])
+
+    def test_status_of_a_cancelled_run_says_cancelled(
+        self, culm_cli: Invoke, client: culm.Client
+    ) -> None:
+        run = client.start_run("waiter")
+        client.cancel(run["id"])
+        client.wait(run["id"], timeout=DEADLINE)
+        shown = culm_cli("status", run["id"]).stdout
+        labels = [line.split()[0] for line in shown.splitlines() if line.strip()]
+        assert "cancelled" in labels
+        assert "completed" not in labels
+
+    def test_agents_descriptions_are_plain_text(self, culm_cli: Invoke) -> None:
+        table = culm_cli("agents").stdout
+        assert "``" not in table
+        assert "Emits input ticks as fast as it can" in table
+
+    def test_answering_cancel_after_the_run_ended(
+        self, spawn: Callable[..., Process], client: culm.Client
+    ) -> None:
+        follower = spawn("run", "waiter", "--follow")
+        run_id = run_id_of(follower.wait_for("following"))
+        follower.proc.send_signal(signal.SIGINT)
+        follower.wait_for("[c]ancel")
+        client.cancel(run_id, reason="from elsewhere")
+        client.wait(run_id, timeout=DEADLINE)
+        follower.answer("c\n")
+        assert follower.finish() == ExitCode.RUN_CANCELLED
+        assert f"{run_id} had already ended (cancelled); nothing to cancel" in follower.err

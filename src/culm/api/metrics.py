@@ -1,15 +1,30 @@
-"""Prometheus metrics in the text exposition format, written by hand.
+"""Prometheus metrics through ``prometheus_client``: culm's own and the process's.
 
-A handful of gauges, two counters and one histogram do not justify a dependency; the
-format is a few lines of text (https://prometheus.io/docs/instrumenting/exposition_formats/).
+The hot path stays cheap: an SSE response adds a whole delivered batch to a plain
+histogram in one call (``observe(delay, times)``), and the numbers become Prometheus
+families only when ``/metrics`` is scraped. Each scrape builds its own registry, so any
+number of apps in one interpreter (tests) never share or collide on metric names.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from culm.engine import Engine
+from culm.llm.process import running_processes
 from culm.models import RunStatus
 
 DELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -33,15 +48,13 @@ class Histogram:
         self.sum += value * times
         self.count += times
 
-    def lines(self, name: str) -> list[str]:
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``(le, count)`` pairs, cumulative, ending with ``+Inf``."""
         out = []
         running = 0
         for bound, count in zip((*self.buckets, float("inf")), self._counts, strict=True):
             running += count
-            le = "+Inf" if bound == float("inf") else repr(bound)
-            out.append(f'{name}_bucket{{le="{le}"}} {running}')
-        out.append(f"{name}_sum {self.sum!r}")
-        out.append(f"{name}_count {self.count}")
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
         return out
 
 
@@ -53,55 +66,66 @@ class Metrics:
         self.streams = 0
 
 
-def _family(name: str, kind: str, help: str, samples: list[str]) -> list[str]:
-    return [f"# HELP {name} {help}", f"# TYPE {name} {kind}", *samples]
+class _CulmCollector(Collector):
+    """culm's families for one scrape."""
+
+    def __init__(self, metrics: Metrics, engine: Engine, runs: Mapping[RunStatus, int]) -> None:
+        self._metrics = metrics
+        self._engine = engine
+        self._runs = runs
+
+    def collect(self) -> Iterator[Metric]:
+        runs = GaugeMetricFamily("culm_runs", "Runs in the database by status.", labels=["status"])
+        for status in RunStatus:
+            runs.add_metric([status.value], self._runs.get(status, 0))
+        yield runs
+        yield GaugeMetricFamily(
+            "culm_queue_depth",
+            "Runs created and not started yet (pending).",
+            value=self._runs.get(RunStatus.PENDING, 0),
+        )
+        log = self._engine.log
+        yield CounterMetricFamily(
+            "culm_events_appended", "Events this process appended to the log.", log.appended
+        )
+        yield CounterMetricFamily(
+            "culm_event_commits", "Group commits of the event log by this process.", log.commits
+        )
+        yield GaugeMetricFamily(
+            "culm_live_subscribers",
+            "Live subscriptions to the event bus (streams, waits, watchers).",
+            value=self._engine.bus.subscriber_count,
+        )
+        yield GaugeMetricFamily(
+            "culm_sse_streams", "Open Server-Sent Events responses.", value=self._metrics.streams
+        )
+        delivery = self._metrics.delivery
+        yield HistogramMetricFamily(
+            "culm_event_delivery_seconds",
+            "Delay from an event's emission to its write to an SSE client, for events "
+            "emitted while the client was connected (replays of older events are not counted).",
+            buckets=delivery.cumulative(),
+            sum_value=delivery.sum,
+        )
+        processes = running_processes()
+        yield GaugeMetricFamily(
+            "culm_model_processes",
+            "Local model processes running for this server.",
+            value=sum(1 for p in processes if p.pid is not None),
+        )
+        yield CounterMetricFamily(
+            "culm_model_process_starts",
+            "Local model processes started, restarts after a crash included.",
+            value=sum(p.starts for p in processes),
+        )
 
 
 def render(metrics: Metrics, engine: Engine, runs: Mapping[RunStatus, int]) -> str:
-    """The exposition text for one scrape."""
-    lines = [
-        *_family(
-            "culm_runs",
-            "gauge",
-            "Runs in the database by status.",
-            [f'culm_runs{{status="{s.value}"}} {runs.get(s, 0)}' for s in RunStatus],
-        ),
-        *_family(
-            "culm_queue_depth",
-            "gauge",
-            "Runs created and not started yet (pending).",
-            [f"culm_queue_depth {runs.get(RunStatus.PENDING, 0)}"],
-        ),
-        *_family(
-            "culm_events_appended_total",
-            "counter",
-            "Events this process appended to the log.",
-            [f"culm_events_appended_total {engine.log.appended}"],
-        ),
-        *_family(
-            "culm_event_commits_total",
-            "counter",
-            "Group commits of the event log by this process.",
-            [f"culm_event_commits_total {engine.log.commits}"],
-        ),
-        *_family(
-            "culm_live_subscribers",
-            "gauge",
-            "Live subscriptions to the event bus (streams, waits, watchers).",
-            [f"culm_live_subscribers {engine.bus.subscriber_count}"],
-        ),
-        *_family(
-            "culm_sse_streams",
-            "gauge",
-            "Open Server-Sent Events responses.",
-            [f"culm_sse_streams {metrics.streams}"],
-        ),
-        *_family(
-            "culm_event_delivery_seconds",
-            "histogram",
-            "Delay from an event's emission to its write to an SSE client, for events "
-            "emitted while the client was connected (replays of older events are not counted).",
-            metrics.delivery.lines("culm_event_delivery_seconds"),
-        ),
-    ]
-    return "\n".join(lines) + "\n"
+    """The exposition text for one scrape: culm's families, then the process's own
+    (CPU seconds, resident memory, open files), the Python runtime's and its GC's."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_CulmCollector(metrics, engine, runs))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return generate_latest(registry).decode()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -63,17 +64,22 @@ def serve(
     port: int = 8000,
     log_level: str = "info",
     access_log: bool = False,
+    extend: Callable[[FastAPI], None] | None = None,
 ) -> None:
     """Serve ``app``'s agents over HTTP until interrupted (Ctrl-C or SIGTERM).
 
     Runs still going at shutdown are interrupted, each with its terminal event. The access
     log is off by default: at thousands of requests per second it costs more than the rest.
+    ``extend`` is called with the ASGI app once uvicorn is configured (``culm serve`` adds
+    its logs there).
     """
     check_bind(host, settings)
     api = create_app(app, settings)
     config = server_config(
         api, settings, host=host, port=port, log_level=log_level, access_log=access_log
     )
+    if extend is not None:
+        extend(api)
     Server(config, api).run()
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
+from typing import TYPE_CHECKING
 
 import orjson
 
-from culm.cli.app import RUN_EXIT_CODES, ExitCode, stderr, stdout
+from culm.cli.app import RUN_EXIT_CODES, ExitCode, fail, stderr, stdout
 from culm.cli.view import RunView
-from culm.client import Client, RunFinishedError, RunInfo
+
+if TYPE_CHECKING:
+    from culm.client import Client, RunInfo
 
 
 def follow_json(client: Client, run_id: str) -> int:
@@ -23,7 +25,13 @@ def follow_json(client: Client, run_id: str) -> int:
 
 
 def follow_run(client: Client, run: RunInfo) -> int:
-    """Stream ``run`` until it ends; Ctrl-C asks whether to cancel it or to detach."""
+    """Stream ``run`` until it ends; Ctrl-C asks whether to cancel it or to detach.
+
+    Across a server restart the stream resumes where it was and ends with the run's
+    outcome; a server that does not come back is reported as such (exit 1).
+    """
+    from culm.client import ServerUnreachable
+
     view = RunView(run, stdout(), stderr())
     announce = f"following {run['id']} ({run['agent']}) on session {run['session_id']}"
     with view:
@@ -35,6 +43,13 @@ def follow_run(client: Client, run: RunInfo) -> int:
                 for event in client.follow(run["id"], after=view.last_seq):
                     view.show(event)
                 return RUN_EXIT_CODES.get(view.status, ExitCode.ERROR)
+            except ServerUnreachable as exc:
+                view.pause()
+                raise fail(
+                    f"lost the server while following {run['id']}, and it did not come back: "
+                    f"{exc.message}\n       The run's outcome is unknown here; once the server "
+                    f"is up, see it with: culm status {run['id']}"
+                ) from None
             except KeyboardInterrupt:
                 view.pause()
                 if not _ask_cancel(run["id"]):
@@ -43,9 +58,23 @@ def follow_run(client: Client, run: RunInfo) -> int:
                         f"culm events {run['id']} --follow --after {view.last_seq}"
                     )
                     return ExitCode.DETACHED
-                with contextlib.suppress(RunFinishedError):  # it ended meanwhile: shown next
-                    client.cancel(run["id"], reason="cancelled from the command line")
+                _cancel(client, run["id"])
                 view.resume()
+
+
+def _cancel(client: Client, run_id: str) -> None:
+    """Cancel the run, or say it had already ended (its end is shown next either way)."""
+    from culm.client import RunFinishedError
+
+    ended = "had already ended ({}); nothing to cancel"
+    status = client.get_run(run_id)["status"]
+    if status in RUN_EXIT_CODES:
+        stderr().print(f"{run_id} {ended.format(status)}")
+        return
+    try:
+        client.cancel(run_id, reason="cancelled from the command line")
+    except RunFinishedError as exc:
+        stderr().print(f"{run_id} {ended.format(exc.status)}")
 
 
 def _ask_cancel(run_id: str) -> bool:

@@ -28,6 +28,13 @@ from culm.cli.view import compact, event_line, since, status_text, when
 RunId = Annotated[str, typer.Argument(metavar="RUN", help="The run's id.")]
 
 
+class Trigger(enum.StrEnum):
+    http = "http"
+    spawn = "spawn"
+    schedule = "schedule"
+    python = "python"
+
+
 class IfBusy(enum.StrEnum):
     reject = "reject"
     enqueue = "enqueue"
@@ -48,6 +55,12 @@ def parse_input(text: str | None) -> Any:
         return text
 
 
+def plain(docstring: str | None) -> str:
+    """A docstring's first paragraph as one line of plain text (no ``literal`` marks)."""
+    paragraph = (docstring or "").strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split()).replace("``", "")
+
+
 @command()
 def agents(url: Url = None, api_key: ApiKey = None, json: Json = False) -> None:
     """List the agents the server can run."""
@@ -61,9 +74,8 @@ def agents(url: Url = None, api_key: ApiKey = None, json: Json = False) -> None:
     table.add_column("DESCRIPTION")
     table.add_column("INPUT", no_wrap=True)
     for agent in found:
-        description = (agent["description"] or "").strip().splitlines()
         schema = agent["input_schema"]
-        table.add_row(agent["name"], description[0] if description else "", compact(schema, 40))
+        table.add_row(agent["name"], Text(plain(agent["description"])), compact(schema, 40))
     stdout().print(table)
 
 
@@ -125,6 +137,15 @@ def runs(
     session: Annotated[
         str | None, typer.Option("--session", help="Only runs on this session.")
     ] = None,
+    trigger: Annotated[
+        Trigger | None, typer.Option("--trigger", help="Only runs started this way.")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option("--schedule", help="Only runs this schedule started.")
+    ] = None,
+    parent: Annotated[
+        str | None, typer.Option("--parent", metavar="RUN", help="Only runs RUN spawned.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 20,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Continue a listing.")] = None,
     tree: Annotated[
@@ -146,7 +167,14 @@ def runs(
         return
     with connect(url, api_key) as client:
         page = client.list_runs(
-            status=status, agent=agent, session_id=session, limit=limit, cursor=cursor
+            status=status,
+            agent=agent,
+            session_id=session,
+            trigger=trigger.value if trigger else None,
+            schedule_id=schedule,
+            parent_run_id=parent,
+            limit=limit,
+            cursor=cursor,
         )
     if json:
         print_json(page.data)
@@ -188,7 +216,7 @@ def status(run_id: RunId, url: Url = None, api_key: ApiKey = None, json: Json = 
         ("trigger", found["trigger"]),
         ("created", when(found["created_at"])),
         ("started", when(found["started_at"])),
-        ("completed", when(found["completed_at"])),
+        (_ended_label(found["status"]), when(found["completed_at"])),
         ("round", str(found["round"])),
         ("last event", f"#{found['last_seq']} at {when(found['last_event_at'])}"),
     ]
@@ -206,6 +234,12 @@ def status(run_id: RunId, url: Url = None, api_key: ApiKey = None, json: Json = 
     for name, value in rows:
         grid.add_row(Text(name, style="dim"), value)
     stdout().print(grid)
+
+
+def _ended_label(status: str) -> str:
+    """What the end time of a run is called: ``completed``, ``cancelled``... or ``ended``
+    while it has not ended."""
+    return status if status in ("completed", "failed", "cancelled", "interrupted") else "ended"
 
 
 @command()

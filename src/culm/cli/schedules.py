@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -21,7 +21,9 @@ from culm.cli.app import ApiKey, Json, Url, app, connect, expected_errors, fail,
 from culm.cli.follow import follow_run
 from culm.cli.runs import parse_input, print_json
 from culm.cli.view import compact, status_text, when
-from culm.client.schedules import FiringInfo, ScheduleInfo
+
+if TYPE_CHECKING:
+    from culm.client.schedules import FiringInfo, ScheduleInfo
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,6 +32,7 @@ schedules = typer.Typer(
     name="schedules",
     help="Runs started by the clock: cron in a time zone, every N, or once.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(schedules, name="schedules")
 

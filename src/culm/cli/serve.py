@@ -1,30 +1,193 @@
-"""``culm serve``: the HTTP server over the user's agents (or the built-in examples)."""
+"""``culm serve``: the HTTP server over the user's agents (or the built-in examples).
+
+Everything that can be found wrong before serving is checked first, in this order, and
+reported as one line saying what to do: the application (importable, no syntax error),
+the address (allowed without keys, port in range and free), the database URL (supported,
+openable; nothing is created by the check). Only then is the server started, with a
+banner saying where everything is.
+"""
 
 from __future__ import annotations
 
+import errno
+import importlib
 import os
+import socket
 import sys
-from typing import Annotated, Any
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from culm.agent.app import load_app
 from culm.cli.app import app, fail
-from culm.config import Settings
-from culm.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from culm.agent.app import App
+    from culm.config import Settings
 
 EXAMPLES = "culm.examples:app"
+DATABASES = "sqlite:///PATH"
+"""The database URLs ``culm serve`` accepts, as its help shows them."""
 
 
 def parse_keys(pairs: list[str]) -> dict[str, str]:
-    """``KEY=TENANT`` pairs as a dict; raises ``InvalidInput`` naming a malformed one."""
+    """``KEY=TENANT`` pairs as a dict; raises ``ValueError`` naming a malformed one."""
     keys: dict[str, str] = {}
     for pair in pairs:
         key, sep, tenant = pair.partition("=")
         if not sep or not key or not tenant:
-            raise InvalidInput(f"--api-key wants KEY=TENANT, got {pair!r}")
+            raise ValueError(f"--api-key wants KEY=TENANT, got {pair!r}")
         keys[key] = tenant
     return keys
+
+
+def check_port(host: str, port: int) -> str | None:
+    """Why ``culm serve`` cannot listen on ``host:port``, or None when it can."""
+    if not 1 <= port <= 65535:
+        return f"--port {port} is out of range: use a port from 1 to 65535"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                holder = _port_holder(port)
+                return (
+                    f"port {port} on {host} is already in use{holder}: stop that server, "
+                    f"or pick another port with --port {port + 1 if port < 65535 else 8000}"
+                )
+            if exc.errno == errno.EACCES:
+                return f"no permission to listen on port {port}: use a port above 1023"
+            return f"cannot listen on {host}:{port}: {exc.strerror} (check --host)"
+    return None
+
+
+def _port_holder(port: int) -> str:
+    """`` (by culm serve, pid 123)`` when the system says who listens there, else ``""``."""
+    try:
+        import psutil
+
+        for conn in psutil.net_connections("tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid is None:
+                    return ""
+                name = " ".join(psutil.Process(conn.pid).cmdline()[:4]) or "?"
+                return f" (by {name}, pid {conn.pid})"
+    except Exception:  # best effort only: no psutil, or no right to look
+        return ""
+    return ""
+
+
+def check_database(url: str) -> str | None:
+    """Why the database at ``url`` cannot be used, or None when it can be opened."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme != "sqlite":
+        return f"unsupported database URL {url!r}: use {DATABASES} (e.g. sqlite:///culm.db)"
+    rest = url.split(":", 1)[1]
+    if not rest.startswith("///"):
+        return f"a SQLite URL has three slashes before its path: sqlite:///culm.db, not {url!r}"
+    path = rest[3:].split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return "culm needs a SQLite file, e.g. sqlite:///culm.db, not an in-memory database"
+    target = Path(path)
+    if target.is_dir():
+        return f"the database path {path} is a directory: name a file, e.g. {path}/culm.db"
+    folder = target.parent
+    if not folder.is_dir():
+        return f"cannot open the database {path}: directory {folder} does not exist"
+    import sqlite3
+
+    if not target.exists():
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"cannot create the database {path}: no permission to write in {folder}"
+        return None
+    try:
+        connection = sqlite3.connect(f"file:{target}?mode=rw", uri=True, timeout=1)
+        try:
+            connection.execute("PRAGMA user_version").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        return f"cannot open the database {path}: {exc} (check its path and permissions)"
+    return None
+
+
+def load_target(target: str) -> App:
+    """The application ``module:app`` names; ``typer.Exit`` with one line when it cannot
+    be loaded (missing module, syntax error with its file and line, no ``culm.App``)."""
+    from culm.agent.app import load_app
+    from culm.errors import InvalidInput
+
+    # Like uvicorn: `culm serve myagents:app` finds myagents.py in the current directory.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return load_app(target)
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}" if exc.filename else target
+        raise fail(f"cannot load {target!r}: syntax error at {where}: {exc.msg}") from None
+    except ModuleNotFoundError as exc:
+        raise fail(
+            f"cannot load {target!r}: no module named {exc.name!r} "
+            "(run culm serve where the module is, or check its name)"
+        ) from None
+    except InvalidInput as exc:
+        raise fail(f"cannot load {target!r}: {exc.message}") from None
+    except Exception as exc:
+        import traceback
+
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise fail(
+            f"cannot load {target!r}: {type(exc).__name__}: {exc} "
+            f"(at {frame.filename}:{frame.lineno})"
+        ) from None
+
+
+def preload_providers(agents: App) -> threading.Thread | None:
+    """Import the model providers the agents name, in a background thread.
+
+    The openai SDK (which ``local:`` models use too) takes about a second of CPU to
+    import; imported by the first run that needs it, it would stall the server's event
+    loop, and so every other run and request, for that long.
+    """
+    models = [str(spec.details.get("model") or "") for spec in agents.agents.values()]
+    if not any(m.startswith(("openai:", "local:")) for m in models):
+        return None
+    thread = threading.Thread(
+        target=importlib.import_module, args=("culm.llm.local",), name="culm-preload", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def banner(
+    url: str, settings: Settings, agents: App, target: str, paths: Iterable[str] = ()
+) -> str:
+    """What ``culm serve`` prints once it is ready: where to reach it and what it runs.
+    ``paths`` are the server's routes: a dashboard among them is shown too."""
+    names = ", ".join(sorted(agents.agents)) or "none"
+    source = "built-in examples" if target == EXAMPLES else target
+    lines = [
+        f"culm serving {url}",
+        f"  database  {settings.database_url}",
+        f"  agents    {names}  ({source})",
+        f"  API docs  {url}/docs",
+    ]
+    dashboard = next((p for p in paths if p.rstrip("/") in ("/dashboard", "/ui")), None)
+    if dashboard is not None:
+        lines.append(f"  dashboard {url}{dashboard}")
+    lines.append(f"  try       culm run {_example_agent(agents)} --follow")
+    return "\n".join(lines)
+
+
+def _example_agent(agents: App) -> str:
+    for name, args in (("countdown", " 3"), ("assistant", ' "What is the capital of France?"')):
+        if name in agents.agents:
+            return name + args
+    return next(iter(sorted(agents.agents)), "AGENT")
 
 
 @app.command()
@@ -36,13 +199,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind; non-loopback needs keys.")] = (
         "127.0.0.1"
     ),
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on (1-65535).")] = 8000,
     database_url: Annotated[
         str | None,
         typer.Option(
             "--database-url",
-            help="sqlite:///path or postgresql://... (env CULM_DATABASE_URL; "
-            "default sqlite:///culm.db).",
+            help=f"{DATABASES} (env CULM_DATABASE_URL; default sqlite:///culm.db).",
         ),
     ] = None,
     api_key: Annotated[
@@ -53,28 +215,71 @@ def serve(
             help="Accept this API key for this tenant; repeatable (env CULM_API_KEYS).",
         ),
     ] = None,
+    log_level: Annotated[
+        str,
+        typer.Option("--log-level", help="debug, info, warning or error.", envvar="CULM_LOG_LEVEL"),
+    ] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format", help="text, or json (one object a line).", envvar="CULM_LOG_FORMAT"
+        ),
+    ] = "text",
 ) -> None:
     """Serve the HTTP API (and run the agents) on the embedded default: SQLite, one
     process, nothing else to start."""
-    # Like uvicorn: `culm serve myagents:app` finds myagents.py in the current directory.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    from culm.api.logs import FORMATS, LEVELS
+
+    if log_level.lower() not in LEVELS:
+        raise fail(f"--log-level {log_level!r}: use one of {', '.join(LEVELS)}")
+    if log_format.lower() not in FORMATS:
+        raise fail(f"--log-format {log_format!r}: use text or json")
+    agents = load_target(target)
+    settings = _settings(database_url, api_key)
+    preload_providers(agents)
+
+    from culm.api import logs
+    from culm.api.server import check_bind
+    from culm.api.server import serve as run_server
+    from culm.errors import InvalidInput
+
     try:
-        agents = load_app(target)
-    except (ImportError, InvalidInput, ValueError) as exc:
-        raise fail(f"cannot load {target!r}: {exc}") from None
+        check_bind(host, settings)
+    except InvalidInput as exc:
+        raise fail(exc.message) from None
+    for problem in (check_port(host, port), check_database(settings.database_url)):
+        if problem:
+            raise fail(problem)
+    url = f"http://{host}:{port}"
+
+    def extend(api: Any) -> None:
+        logs.configure(log_level.lower(), log_format.lower())
+        paths = [getattr(route, "path", "") for route in api.routes]
+        text = banner(url, settings, agents, target, paths)
+        logs.install(api, ready=lambda: logs.announce(text))
+
+    try:
+        run_server(agents, settings, host=host, port=port, extend=extend)
+    except InvalidInput as exc:
+        raise fail(exc.message) from None
+
+
+def _settings(database_url: str | None, api_key: list[str] | None) -> Settings:
+    from pydantic import ValidationError
+
+    from culm.config import Settings
+
     overrides: dict[str, Any] = {}
     if database_url:
         overrides["database_url"] = database_url
     try:
         if api_key:
             overrides["api_keys"] = parse_keys(api_key)
-        settings = Settings(**overrides)
-    except (InvalidInput, ValueError) as exc:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise fail(f"invalid settings: {problems} (check the CULM_* environment)") from None
+    except ValueError as exc:
         raise fail(str(exc)) from None
-    from culm.api.server import serve as run_server  # the API's imports, only when serving
-
-    try:
-        run_server(agents, settings, host=host, port=port)
-    except InvalidInput as exc:
-        raise fail(exc.message) from None

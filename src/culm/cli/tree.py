@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from rich.tree import Tree
 
 from culm.cli.view import status_text
-from culm.client import RunTreeInfo
+
+if TYPE_CHECKING:
+    from culm.client import RunTreeInfo
 
 
 def tree_view(node: RunTreeInfo) -> Tree:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console, Group, RenderableType
@@ -14,7 +14,9 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from culm import events as ev
-from culm.client import EventInfo, RunInfo
+
+if TYPE_CHECKING:
+    from culm.client import EventInfo, RunInfo
 
 STATUS_STYLES = {
     "pending": "yellow",

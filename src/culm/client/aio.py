@@ -3,7 +3,6 @@ connections. The blocking ``Client`` wraps this one, so each call is written onc
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -12,10 +11,12 @@ from typing import Any, Self
 
 import httpx
 import orjson
+from httpx_sse import EventSource
+from tenacity import RetryError
 
 from culm.client.errors import APIError, ClientError, ServerUnreachable, error_from_response
+from culm.client.retry import Reconnects
 from culm.client.schedules import ScheduleCalls
-from culm.client.sse import SSEDecoder
 from culm.client.types import (
     AgentInfo,
     EventInfo,
@@ -41,8 +42,10 @@ class AsyncClient(ScheduleCalls):
     """A connection to a culm server. Use as ``async with AsyncClient() as client``.
 
     ``url`` and ``api_key`` default to ``$CULM_URL`` (else ``http://127.0.0.1:8000``) and
-    ``$CULM_API_KEY``. ``retries`` and ``backoff`` bound how ``follow`` reconnects: after
-    ``retries`` failed attempts in a row it gives up with the last error.
+    ``$CULM_API_KEY``. ``follow`` reconnects after a dropped connection or a server restart,
+    waiting ``backoff`` seconds, doubling up to ``max_backoff``; it gives up with
+    ``ServerUnreachable`` after ``reconnect_for`` seconds without a new event, or after
+    ``retries`` failed attempts in a row when given.
     """
 
     def __init__(
@@ -52,9 +55,10 @@ class AsyncClient(ScheduleCalls):
         api_key: str | None = None,
         timeout: float = 30.0,
         stream_timeout: float = 60.0,
-        retries: int = 8,
+        retries: int | None = None,
         backoff: float = 0.2,
-        max_backoff: float = 5.0,
+        max_backoff: float = 2.0,
+        reconnect_for: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = (url or os.environ.get("CULM_URL") or DEFAULT_URL).rstrip("/")
@@ -65,6 +69,7 @@ class AsyncClient(ScheduleCalls):
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.reconnect_for = reconnect_for
         # Until the server has answered once, a failure means a wrong URL or a server
         # that is not up: ``follow`` reports it at once instead of retrying.
         self._answered = False
@@ -179,6 +184,7 @@ class AsyncClient(ScheduleCalls):
         agent: str | None = None,
         session_id: str | None = None,
         trigger: str | None = None,
+        schedule_id: str | None = None,
         parent_run_id: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
@@ -189,6 +195,7 @@ class AsyncClient(ScheduleCalls):
             "agent": agent,
             "session_id": session_id,
             "trigger": trigger,
+            "schedule_id": schedule_id,
             "parent_run_id": parent_run_id,
             "limit": limit,
             "cursor": cursor,
@@ -302,32 +309,35 @@ class AsyncClient(ScheduleCalls):
 
     async def _follow(self, path: str, after: int, *, ends: bool) -> AsyncIterator[Any]:
         last = after
-        failures = 0
-        while True:
-            error: ClientError | None = None
-            try:
-                async for position, event in self._stream(path, last):
-                    failures = 0
-                    if position <= last:
-                        continue  # already seen before a reconnect
-                    last = position
-                    yield event
-                    if ends and event["type"] in TERMINAL:
+        budget = Reconnects(self.retries, self.reconnect_for, self.backoff, self.max_backoff)
+        retrying = budget.retrying(lambda exc: self._worth_retrying(exc))
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        async for position, event in self._stream(path, last):
+                            budget.progress()
+                            if position <= last:
+                                continue  # already seen before a reconnect
+                            last = position
+                            yield event
+                            if ends and event["type"] in TERMINAL:
+                                return
+                    except _StreamEnded:
                         return
-            except _StreamEnded:
-                return
-            except ServerUnreachable as exc:
-                if not self._answered:
-                    raise  # a wrong URL should fail now, not after a minute of retries
-                error = exc
-            except APIError as exc:
-                if exc.status_code < 500:
-                    raise
-                error = exc
-            failures += 1
-            if failures > self.retries:
-                raise error or ServerUnreachable(f"the stream {path} kept ending early")
-            await asyncio.sleep(min(self.max_backoff, self.backoff * 2 ** (failures - 1)))
+                    raise _EndedEarly(f"the stream {path} ended before its run did")
+        except RetryError as exc:
+            error = exc.last_attempt.exception()
+            raise ServerUnreachable(
+                f"{error} (gave up reconnecting after {budget.describe()})"
+            ) from error
+
+    def _worth_retrying(self, exc: BaseException) -> bool:
+        if isinstance(exc, ServerUnreachable):
+            return self._answered  # a wrong URL should fail now, not after a minute
+        if isinstance(exc, APIError):
+            return exc.status_code >= 500
+        return isinstance(exc, _EndedEarly)
 
     async def _stream(self, path: str, after: int) -> AsyncIterator[tuple[int, EventInfo]]:
         """One connection to an SSE stream: ``(id, event)`` pairs until it ends or breaks."""
@@ -343,10 +353,8 @@ class AsyncClient(ScheduleCalls):
                     raise error_from_response(response)
                 if response.status_code == 204:  # the run ended and we saw its end
                     raise _StreamEnded
-                decoder = SSEDecoder()
-                async for line in response.aiter_lines():
-                    message = decoder.feed(line)
-                    if message is None or not message.data:
+                async for message in EventSource(response).aiter_sse():
+                    if not message.data:
                         continue
                     event: EventInfo = orjson.loads(message.data)
                     yield (int(message.id) if message.id else event["seq"]), event
@@ -356,6 +364,10 @@ class AsyncClient(ScheduleCalls):
 
 class _StreamEnded(Exception):
     """The server says the stream has nothing more for this cursor, ever."""
+
+
+class _EndedEarly(ClientError):
+    """A stream ended without its run's terminal event (the server is shutting down)."""
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:

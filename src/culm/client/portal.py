@@ -1,17 +1,20 @@
-"""A private event loop on a daemon thread, so blocking code can drive async code.
+"""anyio's blocking portal on a daemon thread, so blocking code can drive async code.
 
-The blocking ``Client`` runs its ``AsyncClient`` here: one implementation of every call,
-one connection pool that outlives each call. The thread is a daemon so a client that was
-never closed cannot keep the interpreter from exiting.
+The blocking ``Client`` runs its ``AsyncClient`` through it: one implementation of every
+call, one connection pool that outlives each call. The portal's event loop runs on a
+daemon thread of its own (not anyio's thread pool, whose threads are joined at exit), so
+a client that was never closed cannot keep the interpreter from exiting.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import queue
 import threading
-from collections.abc import AsyncGenerator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal
 
 T = TypeVar("T")
 
@@ -19,28 +22,30 @@ _DONE = object()
 
 
 class Portal:
-    """Runs coroutines on its own loop; started on first use, stopped by ``stop()``."""
+    """Runs coroutines on its own event loop; started on first use, stopped by ``stop()``."""
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._portal: BlockingPortal | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
+    def _running(self) -> BlockingPortal:
         with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="culm-client", daemon=True)
+            if self._portal is None:
+                handed: queue.Queue[BlockingPortal] = queue.Queue()
+                thread = threading.Thread(
+                    target=anyio.run, args=(_serve, handed), name="culm-client", daemon=True
+                )
                 thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
+                self._portal, self._thread = handed.get(), thread
+            return self._portal
 
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and return its result here.
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(*args)`` on the loop and return its result here.
 
-        If this thread is interrupted while waiting (Ctrl-C), the coroutine is cancelled.
+        If this thread is interrupted while waiting (Ctrl-C), the call is cancelled.
         """
-        future = asyncio.run_coroutine_threadsafe(coro, self._running_loop())
+        future = self._running().start_task_soon(fn, *args)
         try:
             return future.result()
         except BaseException:
@@ -52,7 +57,7 @@ class Portal:
         out of the loop, or Ctrl-C) closes the generator on the loop."""
         # Serialises steps and the final close: a step cancelled by Ctrl-C may still be
         # unwinding on the loop when the close is sent.
-        lock = asyncio.Lock()
+        lock = anyio.Lock()
 
         async def step() -> Any:
             async with lock:
@@ -66,29 +71,23 @@ class Portal:
                 await agen.aclose()
 
         try:
-            while (item := self.call(step())) is not _DONE:
+            while (item := self.call(step)) is not _DONE:
                 yield item
         finally:
-            self.call(close())
+            self.call(close)
 
     def stop(self) -> None:
         """Stop the loop and its thread; a later call starts a fresh one."""
         with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
+            portal, thread = self._portal, self._thread
+            self._portal = self._thread = None
+        if portal is None or thread is None:
             return
-        # async generators finalised by the garbage collector leave their aclose() as
-        # tasks on the loop: let them finish rather than be destroyed pending
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(_drain(), loop).result(timeout=5)
-        loop.call_soon_threadsafe(loop.stop)
+        portal.call(portal.stop, True)  # cancels what still runs there
         thread.join()
-        loop.close()
 
 
-async def _drain() -> None:
-    await asyncio.get_running_loop().shutdown_asyncgens()
-    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    if others:
-        await asyncio.wait(others, timeout=2)
+async def _serve(handed: queue.Queue[BlockingPortal]) -> None:
+    async with BlockingPortal() as portal:
+        handed.put(portal)
+        await portal.sleep_until_stopped()

@@ -208,14 +208,10 @@ def _blocking(
 ) -> Callable[Concatenate[Any, P], T]:
     @functools.wraps(method)
     def call(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        result: T = self._portal.call(_awaited(method(self._async, *args, **kwargs)))
+        result: T = self._portal.call(functools.partial(method, self._async, *args, **kwargs))
         return result
 
     return call
-
-
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
 
 
 class BlockingScheduleCalls:

@@ -1,6 +1,6 @@
 """``Client``: the blocking face of ``AsyncClient``, sharing its every call.
 
-Each method here is the async one run on a private loop (``Portal``), so the two clients
+Each method here is the async one run through anyio's blocking portal, so the two clients
 cannot drift apart: same arguments, same results, same errors, same reconnects.
 """
 
@@ -27,7 +27,7 @@ def _blocking(
 ) -> Callable[Concatenate[Client, P], T]:
     @functools.wraps(method)
     def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._portal.call(_awaited(method(self._async, *args, **kwargs)))
+        return self._portal.call(functools.partial(method, self._async, *args, **kwargs))
 
     return call
 
@@ -41,10 +41,6 @@ def _blocking_iter(
         return self._portal.iterate(cast(Any, agen))
 
     return call
-
-
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
 
 
 class Client(BlockingScheduleCalls):
@@ -61,9 +57,10 @@ class Client(BlockingScheduleCalls):
         api_key: str | None = None,
         timeout: float = 30.0,
         stream_timeout: float = 60.0,
-        retries: int = 8,
+        retries: int | None = None,
         backoff: float = 0.2,
-        max_backoff: float = 5.0,
+        max_backoff: float = 2.0,
+        reconnect_for: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._async = AsyncClient(
@@ -74,6 +71,7 @@ class Client(BlockingScheduleCalls):
             retries=retries,
             backoff=backoff,
             max_backoff=max_backoff,
+            reconnect_for=reconnect_for,
             transport=transport,
         )
         self._portal = Portal()
@@ -101,7 +99,7 @@ class Client(BlockingScheduleCalls):
             return
         self._closed = True
         try:
-            self._portal.call(self._async.aclose())
+            self._portal.call(self._async.aclose)
         finally:
             self._portal.stop()
 

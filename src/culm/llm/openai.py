@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import openai
 
 from culm.llm.assemble import ResponseBuilder, estimate_tokens
@@ -44,6 +45,22 @@ class OpenAIModel:
         self._client = client
         self._settings = settings
 
+    def request_args(self, request: ModelRequest) -> dict[str, Any]:
+        """The arguments of ``chat.completions.create`` for ``request`` (streamed)."""
+        args: dict[str, Any] = {
+            "model": self.model,
+            "messages": request.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self._settings,
+        }
+        if request.tools:
+            args["tools"] = [tool.to_openai() for tool in request.tools]
+            args["tool_choice"] = _tool_choice(request.tool_choice)
+        if request.max_tokens is not None:
+            args["max_completion_tokens"] = request.max_tokens
+        return args
+
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[_OpenAIConnection]:
         """A client for one run (closed after it), unless one was given to the model."""
@@ -72,18 +89,7 @@ class _OpenAIConnection:
     async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamItem, None]:
         model = self._model
         check_allowed(model.name)
-        args: dict[str, Any] = {
-            "model": model.model,
-            "messages": request.messages,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            **model._settings,
-        }
-        if request.tools:
-            args["tools"] = [tool.to_openai() for tool in request.tools]
-            args["tool_choice"] = _tool_choice(request.tool_choice)
-        if request.max_tokens is not None:
-            args["max_completion_tokens"] = request.max_tokens
+        args = model.request_args(request)
         builder = ResponseBuilder()
         try:
             stream = await self._client.chat.completions.create(**args)
@@ -96,6 +102,11 @@ class _OpenAIConnection:
             raise _status_error(model.name, exc) from None
         except openai.APIError as exc:  # connection lost, timeout, error event mid-stream
             raise TransientModelError(f"{model.name}: {exc.message}") from None
+        except httpx.TransportError as exc:  # the SDK does not wrap errors mid-stream
+            reason = str(exc) or type(exc).__name__
+            raise TransientModelError(
+                f"{model.name}: connection lost mid-answer: {reason}"
+            ) from None
         estimate = Usage(estimate_tokens(request.messages), builder.pieces)
         yield builder.build(usage=estimate)
 

@@ -1,0 +1,187 @@
+"""What a new user meets first: ``culm serve`` refusing to start says why in one line with
+the fix, and the command itself (``--version``, ``python -m culm``, ``--help``) starts fast
+without the server's code."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from culm.cli import ExitCode
+from tests.client.serving import DEADLINE, child_env, free_port
+
+BROKEN_APP = """import culm
+
+app = culm.App(
+"""
+
+
+def culm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``culm ARGS...`` as a real process; its exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "culm", *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=child_env(),
+        cwd=cwd,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The error ``result`` printed, checked to be one line and no traceback."""
+    assert result.returncode == ExitCode.ERROR, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+class TestServeStartupErrors:
+    """Each start-up error is one line saying what to do, and nothing starts."""
+
+    def test_port_out_of_range(self, tmp_path: Path) -> None:
+        db = tmp_path / "culm.db"
+        line = one_line_error(culm("serve", "--port", "73538", "--database-url", f"sqlite:///{db}"))
+        assert "73538 is out of range" in line and "1 to 65535" in line
+        assert not db.exists()
+
+    def test_port_in_use_is_found_before_the_database_is_opened(self, tmp_path: Path) -> None:
+        db = tmp_path / "culm.db"
+        with socket.create_server(("127.0.0.1", 0)) as taken:
+            port = taken.getsockname()[1]
+            result = culm("serve", "--port", str(port), "--database-url", f"sqlite:///{db}")
+        line = one_line_error(result)
+        assert f"port {port} on 127.0.0.1 is already in use" in line
+        assert "--port" in line
+        assert not db.exists()
+
+    def test_unopenable_database_path(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path}/missing/culm.db"
+        line = one_line_error(culm("serve", "--port", str(free_port()), "--database-url", url))
+        assert "does not exist" in line and str(tmp_path / "missing") in line
+
+    def test_a_database_that_is_not_one(self, tmp_path: Path) -> None:
+        junk = tmp_path / "junk.db"
+        junk.write_bytes(b"this is not a database" * 100)
+        url = f"sqlite:///{junk}"
+        line = one_line_error(culm("serve", "--port", str(free_port()), "--database-url", url))
+        assert f"cannot open the database {junk}" in line
+
+    def test_unsupported_database_url(self) -> None:
+        url = "mysql://localhost/culm"
+        line = one_line_error(culm("serve", "--port", str(free_port()), "--database-url", url))
+        assert "unsupported database URL" in line and "sqlite:///" in line
+
+    def test_help_offers_only_what_works(self) -> None:
+        help = culm("serve", "--help").stdout
+        assert "sqlite:///PATH" in help
+        assert "postgresql" not in help
+
+    def test_an_app_with_a_syntax_error_names_file_and_line(self, tmp_path: Path) -> None:
+        (tmp_path / "broken.py").write_text(BROKEN_APP)
+        result = culm("serve", "broken:app", "--port", str(free_port()), cwd=tmp_path)
+        line = one_line_error(result)
+        assert f"syntax error at {tmp_path / 'broken.py'}:3" in line
+
+    def test_an_app_that_raises_names_where(self, tmp_path: Path) -> None:
+        (tmp_path / "raising.py").write_text("import culm\n\nraise RuntimeError('no config')\n")
+        result = culm("serve", "raising:app", "--port", str(free_port()), cwd=tmp_path)
+        line = one_line_error(result)
+        assert "RuntimeError: no config" in line and "raising.py:3" in line
+
+
+class TestTheCommand:
+    """``culm`` itself: version, module entry point, completion, and a fast start."""
+
+    def test_version(self) -> None:
+        result = culm("--version")
+        assert result.returncode == 0
+        assert result.stdout.startswith("culm ") and result.stdout.strip().split()[1][0].isdigit()
+
+    def test_python_dash_m_culm(self) -> None:
+        result = culm("--help")
+        assert result.returncode == 0
+        for command in ("serve", "run", "runs", "init", "agents"):
+            assert command in result.stdout
+
+    def test_shell_completion_is_offered(self) -> None:
+        assert "--install-completion" in culm("--help").stdout
+
+    @pytest.mark.parametrize("module", ["culm.cli", "culm"])
+    def test_the_cli_imports_no_server_code(self, module: str) -> None:
+        heavy = ("culm.engine", "culm.api", "culm.store", "sqlalchemy", "fastapi", "uvicorn")
+        probe = (
+            f"import sys, {module}; "
+            f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=DEADLINE
+        )
+        assert result.stdout.strip() == "[]", result.stderr
+
+
+class TestCtrlC:
+    """Ctrl-C while ``culm serve`` starts or serves stops it without a traceback."""
+
+    @pytest.mark.parametrize("when", ["importing", "serving"])
+    def test_no_traceback(self, tmp_path: Path, when: str) -> None:
+        args = ["serve", "--port", str(free_port()), "--database-url", f"sqlite:///{tmp_path}/c.db"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "culm", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+        )
+        output = b""
+        if when == "serving":
+            assert proc.stderr is not None
+            while b"culm serving" not in output:  # the banner: the server is up
+                line = proc.stderr.readline()
+                assert line, "the server exited before its banner"
+                output += line
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=DEADLINE)
+        # 130 from culm itself; -SIGINT when the signal came before Python was up
+        assert proc.returncode in (0, 130, -signal.SIGINT), err
+        assert b"Traceback" not in output + out + err
+
+
+def test_the_banner_names_what_is_there() -> None:
+    from culm.cli.serve import EXAMPLES, banner
+    from culm.config import Settings
+    from culm.examples import app as examples
+
+    settings = Settings(database_url="sqlite:///x.db")
+    url = "http://127.0.0.1:8000"
+    plain = banner(url, settings, examples, EXAMPLES, ["/v1/runs", "/docs"])
+    assert plain.splitlines() == [
+        f"culm serving {url}",
+        "  database  sqlite:///x.db",
+        "  agents    assistant, clock, countdown, echo  (built-in examples)",
+        f"  API docs  {url}/docs",
+        "  try       culm run countdown 3 --follow",
+    ]
+    with_ui = banner(url, settings, examples, EXAMPLES, ["/v1/runs", "/dashboard"])
+    assert f"  dashboard {url}/dashboard" in with_ui.splitlines()
+
+
+def test_model_providers_are_imported_in_the_background_when_serving() -> None:
+    """The openai SDK's second of import happens beside start-up, not in the first run."""
+    probe = (
+        "import sys; from culm.cli.serve import preload_providers; "
+        "from culm.examples import app; import culm; "
+        "assert 'openai' not in sys.modules; "
+        "thread = preload_providers(app); thread.join(60); "
+        "print('openai' in sys.modules, preload_providers(culm.App()))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=DEADLINE
+    )
+    assert result.stdout.split() == ["True", "None"], result.stderr
