@@ -138,3 +138,26 @@ class TestTerminal:
         for text in ("Let me check.", "get_weather", "It rains in Oslo.", "completed in"):
             assert text in shown
         assert err_file.getvalue() == ""
+
+
+class TestResumed:
+    """A run resumed after its server stopped says so, and which round starts over."""
+
+    def test_resume_and_a_restarted_round(self) -> None:
+        (out, _), (err, err_file) = console(False), console(False)
+        stream = [
+            ("run.started", {}),
+            ("round.started", {"round": 1}),
+            ("message.delta", {"text": "Half", "round": 1, "attempt": 0}),
+            ("run.resumed", {"attempt": 1, "after_seq": 3}),
+            ("round.restarted", {"round": 1, "attempt": 1, "discard_after_seq": 2}),
+            ("message.delta", {"text": "Whole.", "round": 1, "attempt": 1}),
+            ("run.completed", {"output": "Whole."}),
+        ]
+        with RunView(RUN, out, err) as view:
+            for event in events(stream):
+                view.show(event)
+        assert err_file.getvalue().splitlines()[:2] == [
+            "  ↻ resumed after its server stopped (attempt 1)",
+            "  ↻ round 1 was cut off; its answer starts over",
+        ]

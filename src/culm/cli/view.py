@@ -176,6 +176,14 @@ class RunView:
             self._tool(kind, data)
         elif kind in ev.TERMINAL:
             self._finish(kind, data)
+        elif kind == ev.RUN_RESUMED:
+            attempt = data.get("attempt")
+            self.info.print(
+                f"  ↻ resumed after its server stopped (attempt {attempt})", style="dim"
+            )
+        elif kind == ev.ROUND_RESTARTED:  # the text streamed in that round before is void
+            round_ = data.get("round")
+            self.info.print(f"  ↻ round {round_} was cut off; its answer starts over", style="dim")
         elif kind in (ev.CHILD_STARTED, ev.CHILD_COMPLETED):
             self.info.print(Text.assemble(("  ↳ ", "dim"), kind, " ", compact(data)))
         elif kind not in (ev.RUN_QUEUED, ev.MESSAGE_COMPLETED, ev.ROUND_COMPLETED):
