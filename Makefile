@@ -29,8 +29,10 @@ check: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
+# everything on the embedded default, then the engine-level suites again on PostgreSQL
 test: check
 	$(VENV)/bin/pytest
+	CULM_TEST_DATABASE=postgresql $(VENV)/bin/pytest tests/core tests/hardening
 
 bench: $(VENV)/.dev
 	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done

@@ -18,8 +18,8 @@ from tests.store.contract import FencingContract, StoreContract
 
 
 @pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = open_store(Settings(database_url=db_url))
+async def store(sqlite_url: str) -> AsyncIterator[Store]:
+    s = open_store(Settings(database_url=sqlite_url))
     await s.open()
     yield s
     await s.close()
@@ -29,9 +29,9 @@ class TestSqliteStore(StoreContract, FencingContract):
     pass
 
 
-async def test_reopening_keeps_data_and_schema(db_url: str) -> None:
+async def test_reopening_keeps_data_and_schema(sqlite_url: str) -> None:
     for _ in range(2):
-        s = open_store(Settings(database_url=db_url))
+        s = open_store(Settings(database_url=sqlite_url))
         await s.open()
         await s.close()
 
