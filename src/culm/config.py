@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     """``sqlite:///path`` (the embedded default) or ``postgresql://...``."""
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL)$")
     """FULL survives power loss; NORMAL (in WAL) survives a process crash and commits faster."""
+    bus_url: str | None = None
+    """How processes sharing the database tell each other of new events, cancels and work:
+    ``local`` (one process), ``postgresql://...`` (LISTEN/NOTIFY) or ``redis://...``. None:
+    the database's own LISTEN/NOTIFY on PostgreSQL, ``local`` on SQLite."""
+    bus_interval: float = Field(default=0.002, gt=0, le=1)
+    """Shortest time between two notices a process sends: commits in between share one."""
     cancel_grace: float = Field(default=5.0, ge=0)
     """Seconds a run gets to stop at a safe point before it is cancelled outright."""
     lease_seconds: float = Field(default=30.0, gt=0)
@@ -69,6 +75,14 @@ class Settings(BaseSettings):
     spawn_child_idle_timeout: float | None = Field(default=None, gt=0)
     """Seconds a child (with its own children) may emit nothing before it is cancelled with
     reason ``timeout``; None: no limit."""
+
+    @property
+    def resolved_bus_url(self) -> str:
+        """The bus this process uses (see ``bus_url``)."""
+        if self.bus_url:
+            return self.bus_url
+        scheme = self.database_url.split(":", 1)[0].split("+", 1)[0]
+        return self.database_url if scheme in ("postgresql", "postgres") else "local"
 
     @property
     def payload_limits(self) -> Limits:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -16,7 +16,7 @@ from typing import Any, Self
 from culm import events as ev
 from culm.agent.app import App
 from culm.agent.budget import Budget
-from culm.bus import Bus, LocalBus, run_key
+from culm.bus import Bus, Notice, open_bus, run_key
 from culm.config import Settings
 from culm.errors import Conflict, CulmError, InvalidInput, RunFinished, Unavailable
 from culm.events import Event
@@ -92,7 +92,7 @@ class Engine:
         self.store = store or open_store(self.settings)
         self.recent: RecentEvents | None = None
         """Recent committed events, shared by followers catching up (see runtime/recent.py)."""
-        self.bus = bus or LocalBus()
+        self.bus = bus or open_bus(self.settings.resolved_bus_url, self.settings.bus_interval)
         if self.settings.recent_events_bytes > 0:
             self.recent = RecentEvents(self.store, self.settings.recent_events_bytes)
             self.bus = RecordingBus(self.bus, self.recent)
@@ -100,7 +100,8 @@ class Engine:
         # every committed event is announced by the store, in commit order; what other
         # processes sharing the database commit, the log's tail announces
         self.tail = LogTail(self.store, self.bus.publish)
-        self.store.on_commit = self.tail.announce
+        self.store.on_commit = self._committed
+        self.bus.on_notice(self._on_notice)
         self.clock = clock
         self.worker_id = new_worker_id()
         self.log = EventLog(
@@ -132,7 +133,7 @@ class Engine:
         self._stack.callback(release_worker_id, self.worker_id)
         every = self.executor.every
         await self.tail.open()
-        self._background(every(self.settings.idle_poll_seconds, self.tail.poll))
+        self._background(self.tail.run(self.settings.idle_poll_seconds))
         self._background(self.log.run())
         await self.executor.recover()
         self._background(every(self.settings.lease_seconds / 3, self.executor.renew))
@@ -164,6 +165,17 @@ class Engine:
             await asyncio.wait_for(self.scheduler.stop(), self.settings.cancel_grace)
         await self.executor.shutdown()
         await self._stack.aclose()
+
+    def _committed(self, events: Sequence[Event]) -> None:
+        """What this process committed: to its own followers now, to the others soon."""
+        self.tail.announce(events)
+        if events:
+            self.bus.notify(Notice(log=max(e.pos for e in events)))
+
+    def _on_notice(self, notice: Notice) -> None:
+        """Another process committed, asked for a cancel, or queued work."""
+        if notice.log < 0 or notice.log > self.tail.seen:
+            self.tail.wake()
 
     def _background(self, coro: Any) -> asyncio.Task[Any]:
         return self.executor.background(coro)
