@@ -25,6 +25,19 @@ class Settings(BaseSettings):
     the database's own LISTEN/NOTIFY on PostgreSQL, ``local`` on SQLite."""
     bus_interval: float = Field(default=0.002, gt=0, le=1)
     """Shortest time between two notices a process sends: commits in between share one."""
+    role: str = Field(default="all", pattern="^(all|api|worker)$")
+    """What this process does: ``all`` serves the API and executes runs (the one-process
+    default); ``api`` executes nothing (workers claim what it starts); ``worker`` claims
+    and executes runs (``culm worker``)."""
+    concurrency: int | None = Field(default=None, ge=1)
+    """Most runs this process executes at once; it claims more as they end. None: no limit
+    (a start executes at once where it was made)."""
+    tenant_max_running: int | None = Field(default=None, ge=1)
+    """Most runs of one tenant running at once across all processes; its other runs wait
+    in order, and never hold up another tenant's. None: no limit."""
+    drain_seconds: float = Field(default=30.0, ge=0)
+    """On SIGTERM a worker stops claiming and gives its runs this long to end; the runs
+    still going then end ``interrupted``."""
     cancel_grace: float = Field(default=5.0, ge=0)
     """Seconds a run gets to stop at a safe point before it is cancelled outright."""
     lease_seconds: float = Field(default=30.0, gt=0)

@@ -14,6 +14,7 @@ from culm.config import Settings
 from culm.store import Store, open_store
 from culm.store.schema import metadata
 from tests.pg import pg_schema
+from tests.store.claims_contract import ClaimContract
 from tests.store.contract import FencingContract, StoreContract
 
 
@@ -31,7 +32,7 @@ async def store(pg_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
-class TestPostgresStore(StoreContract, FencingContract):
+class TestPostgresStore(StoreContract, FencingContract, ClaimContract):
     pass
 
 

@@ -14,6 +14,7 @@ from culm.config import Settings
 from culm.errors import InvalidInput
 from culm.store import Store, open_store
 from culm.store.schema import metadata
+from tests.store.claims_contract import ClaimContract
 from tests.store.contract import FencingContract, StoreContract
 
 
@@ -25,7 +26,7 @@ async def store(sqlite_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
-class TestSqliteStore(StoreContract, FencingContract):
+class TestSqliteStore(StoreContract, FencingContract, ClaimContract):
     pass
 
 

@@ -62,9 +62,12 @@ runs = sa.Table(
     # a spawned run's grant from its parent (JSON) and its depth below its root
     sa.Column("grant", sa.Text),
     sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
+    # a cancel asked for in any process, as JSON {"by", "reason"}; the owner acts on it
+    sa.Column("cancel_request", sa.Text),
     sa.Index("ix_runs_session_created", "session_id", "id"),
     sa.Index("ix_runs_tenant_id", "tenant", "id"),
     sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_pending", "status", "id"),
     sa.Index("ix_runs_parent", "parent_run_id"),
     sa.Index(
         "ux_runs_idempotency",

@@ -36,6 +36,7 @@ from culm.errors import Conflict, OwnershipLost, Unavailable
 from culm.events import Event
 from culm.models import ACTIVE_STATUSES, Message, Session
 from culm.store.base import Fence
+from culm.store.claims import ClaimQueries
 from culm.store.group import WriteGroup
 from culm.store.migrate import upgrade
 from culm.store.rows import (
@@ -69,7 +70,7 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-class SqlStore(RunQueries, ScheduleQueries):
+class SqlStore(RunQueries, ScheduleQueries, ClaimQueries):
     """Sessions, runs and events in a SQL database (see ``culm.store.base.Store``)."""
 
     def __init__(self, engines: EngineFactory) -> None:
