@@ -63,7 +63,7 @@ class TestRoles:
                 assert owner.status is culm.RunStatus.COMPLETED
 
     async def test_a_worker_claims_only_runs_of_agents_it_has(self, engines: Engines) -> None:
-        async with engines(role="api") as api, engines(only_echo, role="worker") as narrow:
+        async with engines(role="api") as api, engines(only_echo, role="worker"):
             ticking = await api.start_run("ticker", {"n": 1, "delay": 0})
             echoed = await api.start_run("echo", "x")
             assert (await api.wait(echoed.id, timeout=15)).status is culm.RunStatus.COMPLETED
@@ -111,13 +111,15 @@ class TestRoles:
         self, engines: Engines, pg_url: str
     ) -> None:
         deaf = culm.Settings(database_url=pg_url, bus_url="local", role="api", idle_poll_seconds=30)
-        async with engines(role="worker", idle_poll_seconds=0.3) as worker:
-            async with culm.Engine(app, deaf) as api:
-                run = await api.start_run("waiter")
-                await until(lambda: _has_runner(worker, run.id))
-                await api.cancel(run.id)
-                ended = await worker.wait(run.id, timeout=10)
-                assert ended.status is culm.RunStatus.CANCELLED
+        async with (
+            engines(role="worker", idle_poll_seconds=0.3) as worker,
+            culm.Engine(app, deaf) as api,
+        ):
+            run = await api.start_run("waiter")
+            await until(lambda: _has_runner(worker, run.id))
+            await api.cancel(run.id)
+            ended = await worker.wait(run.id, timeout=10)
+            assert ended.status is culm.RunStatus.CANCELLED
 
     async def test_a_tenant_at_its_limit_does_not_hold_up_another(self, engines: Engines) -> None:
         async with engines(role="api") as api, engines(role="worker", tenant_max_running=3):
