@@ -46,7 +46,10 @@ async def healthz(engine: EngineDep) -> Response:
     problem = engine.health()
     if problem is not None:
         return error_response(503, "unavailable", problem)
-    return JSONResponse({"status": "ok"})
+    # a bus that is down only delays other processes' news (the log is polled): degraded
+    bus = engine.bus_health()
+    status = "ok" if bus is None else "degraded"
+    return JSONResponse({"status": status, "database": "ok", "bus": bus or "ok"})
 
 
 @router.get(
