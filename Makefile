@@ -32,7 +32,7 @@ check: $(VENV)/.dev
 # everything on the embedded default, then the engine-level suites again on PostgreSQL
 test: check
 	$(VENV)/bin/pytest
-	CULM_TEST_DATABASE=postgresql $(VENV)/bin/pytest tests/core tests/hardening
+	CULM_TEST_DATABASE=postgresql $(VENV)/bin/pytest tests/core tests/hardening tests/schedule
 
 bench: $(VENV)/.dev
 	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done

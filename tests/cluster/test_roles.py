@@ -123,7 +123,7 @@ class TestRoles:
 
     async def test_a_tenant_at_its_limit_does_not_hold_up_another(self, engines: Engines) -> None:
         async with engines(role="api") as api, engines(role="worker", tenant_max_running=3):
-            burst = [await api.start_run("waiter", tenant="burst") for _ in range(60)]
+            burst = [await api.start_run("waiter", tenant="burst") for _ in range(500)]
             await until(lambda: _count(api, culm.RunStatus.RUNNING, 3))
             calm = await api.start_run("echo", "me first", tenant="calm")
             assert (await api.wait(calm.id, timeout=10)).status is culm.RunStatus.COMPLETED

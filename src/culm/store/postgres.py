@@ -26,7 +26,9 @@ def postgres_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
 
         return await asyncpg.connect(dsn)
 
-    common: dict[str, Any] = {"async_creator": connect, "pool_pre_ping": True}
+    # no pre-ping: it costs a round trip per transaction, and a connection found dead
+    # is invalidated by the error itself (the log retries; readers see Unavailable once)
+    common: dict[str, Any] = {"async_creator": connect}
     writer = create_async_engine("postgresql+asyncpg://", pool_size=1, max_overflow=0, **common)
     reader = create_async_engine("postgresql+asyncpg://", pool_size=5, max_overflow=10, **common)
     return writer, reader
