@@ -158,3 +158,39 @@ async def _status(engine: culm.Engine, run_id: str, status: culm.RunStatus) -> b
 
 async def _has_runner(engine: culm.Engine, run_id: str) -> bool:
     return engine.local_runner(run_id) is not None
+
+
+class TestSpawnAcrossWorkers:
+    async def test_children_run_on_any_worker_and_the_parent_waits_through_the_log(
+        self, engines: Engines
+    ) -> None:
+        from tests.spawn.agents import app as spawning
+
+        async with (
+            engines(spawning, role="api") as api,
+            engines(spawning, role="worker", concurrency=2) as w1,
+            engines(spawning, role="worker", concurrency=2) as w2,
+        ):
+            parent = await api.start_run("fan", {"n": 4, "leaf": {"ticks": 3, "value": 1}})
+            ended = await api.wait(parent.id, timeout=30)
+            assert ended.status is culm.RunStatus.COMPLETED, ended.state.error
+            assert ended.state.output == {"started": 4, "refused": None, "results": [1] * 4}
+            children = await api.children(parent.id)
+            assert len(children) == 4
+            assert all(c.status is culm.RunStatus.COMPLETED for c in children)
+            owners = {
+                (await _owner(api, r.id)) for r in [parent, *children]
+            }  # with two places each, the tree needs both workers
+            assert owners == {w1.worker_id, w2.worker_id}
+
+
+async def _owner(engine: culm.Engine, run_id: str) -> str | None:
+    import sqlalchemy as sa
+
+    from culm.store.schema import runs
+
+    async with engine.store._read() as conn:  # type: ignore[attr-defined]
+        owner: str | None = (
+            await conn.execute(sa.select(runs.c.worker_id).where(runs.c.id == run_id))
+        ).scalar()
+    return owner
