@@ -113,7 +113,17 @@ async def deployment(workers: int, directory: Path) -> AsyncIterator[str]:
 
 
 async def start(http: httpx.AsyncClient, agent: str, input: Any = None) -> dict[str, Any]:
-    response = await http.post("/v1/runs", json={"agent": agent, "input": input})
+    """Start a run; a keep-alive connection the server closed as it was reused is retried
+    (the idempotency key makes the retry the same start)."""
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"agent": agent, "input": input}
+    for attempt in range(3):
+        try:
+            response = await http.post("/v1/runs", json=body, headers=headers)
+            break
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if attempt == 2:
+                raise
     response.raise_for_status()
     run: dict[str, Any] = response.json()
     return run

@@ -30,5 +30,7 @@ def postgres_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
     # is invalidated by the error itself (the log retries; readers see Unavailable once)
     common: dict[str, Any] = {"async_creator": connect}
     writer = create_async_engine("postgresql+asyncpg://", pool_size=1, max_overflow=0, **common)
-    reader = create_async_engine("postgresql+asyncpg://", pool_size=5, max_overflow=10, **common)
+    # a fixed pool: connections opened past it would be closed again as soon as they are
+    # returned, and each new one costs PostgreSQL a backend process; readers wait instead
+    reader = create_async_engine("postgresql+asyncpg://", pool_size=10, max_overflow=0, **common)
     return writer, reader
