@@ -95,3 +95,15 @@ def test_unknown_bus_urls_are_refused() -> None:
 
     with pytest.raises(InvalidInput, match="unsupported bus URL"):
         open_bus("amqp://x")
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "postgresql://127.0.0.1:1/test"])
+async def test_a_server_out_of_reach_is_reported_not_fatal(url: str) -> None:
+    """A process starts while its bus server is down: it says so and keeps trying."""
+    bus = open_bus(url)
+    await bus.open()
+    try:
+        problem = bus.health()
+        assert problem is not None and "connect" in problem
+    finally:
+        await bus.close()

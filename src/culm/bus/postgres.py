@@ -53,6 +53,8 @@ class PostgresBus(RemoteBus):
         await self._conn.execute("SELECT pg_notify($1, $2)", self.channel, payload)
 
     async def _listen(self, deliver: Callable[[str | bytes], None]) -> None:
+        if self._conn is None:
+            raise ConnectionError("not connected")
         self._sink = deliver
         await self._cut.wait()
         raise ConnectionError("the connection to PostgreSQL was lost")

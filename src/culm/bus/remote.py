@@ -84,8 +84,14 @@ class RemoteBus:
     # the bus
 
     async def open(self) -> None:
-        await self._connect()
-        self.problem = None
+        """Connect; a server that cannot be reached yet is not fatal: the bus reports it
+        (``health``) and keeps trying, and the log carries everything meanwhile."""
+        try:
+            await self._connect()
+            self.problem = None
+        except Exception as exc:
+            self.problem = f"cannot connect: {exc}"
+            log.warning("bus: %s; retrying in the background", self.problem)
         self._tasks = [
             asyncio.get_running_loop().create_task(self._notifier()),
             asyncio.get_running_loop().create_task(self._listener()),
