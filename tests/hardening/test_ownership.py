@@ -98,6 +98,7 @@ class TestTwoEnginesInOneProcess:
             ended = await survivor.get_run(run.id)
             assert ended.status is culm.RunStatus.INTERRUPTED
             await assert_one_clean_stream(survivor, run.id)
+            await gone.bus.close()
             await gone.store.close()
 
 
