@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.api.helpers import eventually, finished, start
 from tests.api.sse import messages
@@ -114,8 +115,12 @@ class TestCluster:
                 got = await client.get(f"/v1/runs/{short['id']}")
                 assert got.json()["status"] == "pending"
 
-    async def test_start_on_a_follow_on_b_cancel_on_c(self, tmp_path: Path) -> None:
-        async with cluster(tmp_path, CULM_ROLE="api") as c:
+    @pytest.mark.parametrize("bus", ["postgresql", "redis"])
+    async def test_start_on_a_follow_on_b_cancel_on_c(self, tmp_path: Path, bus: str) -> None:
+        env = {"CULM_ROLE": "api"}
+        if bus == "redis":
+            env["CULM_BUS_URL"] = f"redis://127.0.0.1:6379/0?channel={tmp_path.name}"
+        async with cluster(tmp_path, **env) as c:
             a, b, third = c.api(), c.api(), c.api()
             c.worker()
             async with (
