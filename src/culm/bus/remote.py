@@ -29,6 +29,7 @@ MAX_CANCELS = 100
 """Run ids per message (PostgreSQL's NOTIFY takes under 8,000 bytes); more go next time."""
 
 MISSED = -1
+_CANNOT_SEND = "cannot send notices"
 
 
 def encode(sender: str, notice: Notice) -> str:
@@ -138,8 +139,10 @@ class RemoteBus:
             await self._dirty.wait()
             try:
                 await self._flush()
+                if self.problem is not None and self.problem.startswith(_CANNOT_SEND):
+                    self.problem = None
             except Exception as exc:  # the log is the truth: receivers catch up by polling
-                self.problem = f"cannot send notices: {exc}"
+                self.problem = f"{_CANNOT_SEND}: {exc}"
                 log.warning("bus: sending a notice failed: %s", exc)
                 await asyncio.sleep(0.5)
             await asyncio.sleep(self._interval)
