@@ -74,8 +74,10 @@ browser:
 	@test -x $(CHROMIUM) || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# everything on the embedded default, then the engine-level suites again on PostgreSQL
 test: check browser
 	$(VENV)/bin/pytest
+	CULM_TEST_DATABASE=postgresql $(VENV)/bin/pytest tests/core tests/hardening tests/schedule
 
 bench: $(VENV)/.dev
 	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done

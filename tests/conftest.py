@@ -1,7 +1,13 @@
-"""Fixtures shared by every test: engines on a real SQLite file, with the test agents."""
+"""Fixtures shared by every test: engines on a real database, with the test agents.
+
+The database is a SQLite file per test, or, with ``CULM_TEST_DATABASE=postgresql``, a fresh
+PostgreSQL schema per test (see ``tests/pg.py``): the engine-level suites run on both.
+Tests that reach into SQLite itself ask for ``sqlite_url`` and stay on SQLite.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -20,9 +26,25 @@ culm.testing.block_model_requests()
 EngineFactory = Callable[..., AbstractAsyncContextManager[culm.Engine]]
 
 
+ON_POSTGRES = os.environ.get("CULM_TEST_DATABASE", "sqlite") == "postgresql"
+
+
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file for this test, whatever database the suite runs on."""
     return f"sqlite:///{tmp_path / 'culm.db'}"
+
+
+@pytest.fixture
+async def db_url(sqlite_url: str) -> AsyncIterator[str]:
+    """This test's database: a SQLite file, or a fresh PostgreSQL schema."""
+    if not ON_POSTGRES:
+        yield sqlite_url
+        return
+    from tests.pg import pg_schema
+
+    async with pg_schema() as url:
+        yield url
 
 
 @pytest.fixture

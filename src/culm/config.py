@@ -19,6 +19,25 @@ class Settings(BaseSettings):
     """``sqlite:///path`` (the embedded default) or ``postgresql://...``."""
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL)$")
     """FULL survives power loss; NORMAL (in WAL) survives a process crash and commits faster."""
+    bus_url: str | None = None
+    """How processes sharing the database tell each other of new events, cancels and work:
+    ``local`` (one process), ``postgresql://...`` (LISTEN/NOTIFY) or ``redis://...``. None:
+    the database's own LISTEN/NOTIFY on PostgreSQL, ``local`` on SQLite."""
+    bus_interval: float = Field(default=0.002, gt=0, le=1)
+    """Shortest time between two notices a process sends: commits in between share one."""
+    role: str = Field(default="all", pattern="^(all|api|worker)$")
+    """What this process does: ``all`` serves the API and executes runs (the one-process
+    default); ``api`` executes nothing (workers claim what it starts); ``worker`` claims
+    and executes runs (``culm worker``)."""
+    concurrency: int | None = Field(default=None, ge=1)
+    """Most runs this process executes at once; it claims more as they end. None: no limit
+    (a start executes at once where it was made)."""
+    tenant_max_running: int | None = Field(default=None, ge=1)
+    """Most runs of one tenant running at once across all processes; its other runs wait
+    in order, and never hold up another tenant's. None: no limit."""
+    drain_seconds: float = Field(default=30.0, ge=0)
+    """On SIGTERM a worker stops claiming and gives its runs this long to end; the runs
+    still going then end ``interrupted``."""
     cancel_grace: float = Field(default=5.0, ge=0)
     """Seconds a run gets to stop at a safe point before it is cancelled outright."""
     max_resumes: int = Field(default=3, ge=0)
@@ -121,6 +140,14 @@ class Settings(BaseSettings):
     send_timeout_seconds: float = Field(default=60.0, gt=0)
     """A client that reads nothing of a response (an event stream too) for this long,
     while the server has more to send, is disconnected."""
+
+    @property
+    def resolved_bus_url(self) -> str:
+        """The bus this process uses (see ``bus_url``)."""
+        if self.bus_url:
+            return self.bus_url
+        scheme = self.database_url.split(":", 1)[0].split("+", 1)[0]
+        return self.database_url if scheme in ("postgresql", "postgres") else "local"
 
     @property
     def payload_limits(self) -> Limits:

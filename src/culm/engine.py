@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -16,7 +16,7 @@ from typing import Any, Self
 from culm import events as ev
 from culm.agent.app import App
 from culm.agent.budget import Budget
-from culm.bus import Bus, LocalBus, run_key
+from culm.bus import Bus, Notice, open_bus, run_key
 from culm.config import Settings
 from culm.errors import Conflict, CulmError, InvalidInput, RunFinished, Unavailable
 from culm.events import Event
@@ -93,7 +93,7 @@ class Engine:
         self.store = store or open_store(self.settings)
         self.recent: RecentEvents | None = None
         """Recent committed events, shared by followers catching up (see runtime/recent.py)."""
-        self.bus = bus or LocalBus()
+        self.bus = bus or open_bus(self.settings.resolved_bus_url, self.settings.bus_interval)
         if self.settings.recent_events_bytes > 0:
             self.recent = RecentEvents(self.store, self.settings.recent_events_bytes)
             self.bus = RecordingBus(self.bus, self.recent)
@@ -101,7 +101,8 @@ class Engine:
         # every committed event is announced by the store, in commit order; what other
         # processes sharing the database commit, the log's tail announces
         self.tail = LogTail(self.store, self.bus.publish)
-        self.store.on_commit = self.tail.announce
+        self.store.on_commit = self._committed
+        self.bus.on_notice(self._on_notice)
         self.clock = clock
         self.worker_id = new_worker_id()
         self.log = EventLog(
@@ -133,10 +134,14 @@ class Engine:
         self._stack.callback(release_worker_id, self.worker_id)
         every = self.executor.every
         await self.tail.open()
-        self._background(every(self.settings.idle_poll_seconds, self.tail.poll))
+        self._background(self.tail.run(self.settings.idle_poll_seconds))
         self._background(self.log.run())
         await self.executor.recover()
         self._background(every(self.settings.lease_seconds / 3, self.executor.renew))
+        if self.executor.executes:  # cancels asked elsewhere whose notice was lost
+            self._background(every(self.settings.idle_poll_seconds, self.cancel_requested))
+        if self.executor.claims:
+            self._background(self.executor.claim_loop())
         self._background(every(self.settings.lease_seconds / 2, self.executor.recover))
         self._background(every(self.settings.idle_poll_seconds, self.executor.start_waiting))
         if self.settings.scheduler:
@@ -166,6 +171,43 @@ class Engine:
         await self.executor.shutdown()
         await self._stack.aclose()
 
+    def _committed(self, events: Sequence[Event]) -> None:
+        """What this process committed: to its own followers now, to the others soon."""
+        self.tail.announce(events)
+        if events:
+            # a run that ended frees a place (and maybe its session for the next run)
+            ended = any(e.terminal for e in events)
+            self.bus.notify(Notice(log=max(e.pos for e in events), work=ended))
+
+    def _work_queued(self) -> None:
+        """A run was queued for a claim: here, and in every process on the bus."""
+        if self.executor.claims:
+            self.executor.wake_claims()
+        self.bus.notify(Notice(work=True))
+
+    def _on_notice(self, notice: Notice) -> None:
+        """Another process committed, asked for a cancel, or queued work."""
+        missed = notice.log < 0
+        if missed or notice.log > self.tail.seen:
+            self.tail.wake()
+        if (notice.work or missed) and self.executor.claims:
+            self.executor.wake_claims()
+        mine = [rid for rid in notice.cancel if self.executor.runner(rid) is not None]
+        if mine or (missed and self.executor.active):
+            self._background(self.cancel_requested(mine or None))
+
+    async def cancel_requested(self, run_ids: list[str] | None = None) -> None:
+        """Act on the cancel requests stored for runs executing here (all of them, or
+        ``run_ids``), asked for in other processes."""
+        if not self.executor.active:
+            return
+        ids = run_ids if run_ids is not None else self.executor.running_ids()
+        for run_id, asked in (await self.store.cancel_requests(ids)).items():
+            runner = self.executor.runner(run_id)
+            if runner is not None and not runner.token.requested:
+                with contextlib.suppress(CulmError):
+                    await self.cancel(run_id, by=asked.by, reason=asked.reason)
+
     def _background(self, coro: Any) -> asyncio.Task[Any]:
         return self.executor.background(coro)
 
@@ -182,6 +224,19 @@ class Engine:
         """Why this engine cannot take new work now (the database cannot be written), or
         None when it can. Reads keep working either way."""
         return self.log.problem
+
+    def bus_health(self) -> str | None:
+        """Why the bus cannot carry notices between processes now, or None. Nothing is lost
+        meanwhile: other processes' events and cancels reach this one by polling, later."""
+        return self.bus.health()
+
+    async def drain(self, deadline: float) -> int:
+        """Stop claiming and firing schedules, and give the runs going on up to
+        ``deadline`` seconds to end; how many are still going (``aclose`` interrupts
+        them)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.scheduler.stop(), self.settings.cancel_grace)
+        return await self.executor.drain(deadline)
 
     def _refuse_when_unhealthy(self) -> None:
         problem = self.log.problem
@@ -351,13 +406,16 @@ class Engine:
             grant=None if grant is None else grant.to_dict(),
             depth=depth,
         )
+        # the one-process default executes a start where it is made; an API process, or
+        # one within limits, queues it for a claim (here or in any worker)
+        claim_now = self.executor.executes and not self.executor.claims
         created = await self.store.create_run(
             run,
             queued,
             reject_if_busy=if_busy is BusyPolicy.REJECT,
             owner=self.worker_id,
             lease_seconds=self.settings.lease_seconds,
-            claim=True,
+            claim=claim_now,
             new_session=new_session,
             supersede=_ender(ev.RUN_CANCELLED, interrupted, now)
             if if_busy is BusyPolicy.INTERRUPT
@@ -365,11 +423,15 @@ class Engine:
         )
         if not created.created:
             return Started(created.run, False)
-        if created.ahead is None:
+        if claim_now and created.ahead is None:
             await self.executor.launch(created.run, epoch=created.run.epoch)
             return Started(created.run, True)
-        self.executor.waits_on(session_id)
-        if if_busy is BusyPolicy.INTERRUPT:  # what waited was cancelled with the start
+        if claim_now:
+            self.executor.waits_on(session_id)
+        else:
+            self._work_queued()
+        if created.ahead is not None and if_busy is BusyPolicy.INTERRUPT:
+            # what waited was cancelled with the start; what runs is asked to stop
             with contextlib.suppress(RunFinished):
                 await self.cancel(created.ahead, by=by, reason=f"interrupted by run {run_id}")
         return Started(created.run, True)
@@ -459,10 +521,15 @@ class Engine:
             held = Fence(owner.worker_id, owner.epoch)
             ended = await self.executor.end(run_id, ACTIVE, ev.RUN_CANCELLED, data, held)
             return ended or await self.cancel(run_id, by=by, reason=reason, tenant=tenant)
-        raise Conflict(
-            f"run {run_id} is executing in another process; "
-            "cancel it through a server connected to that process's bus"
-        )
+        # it runs in another process: the request is stored on the run (its owner looks
+        # for requests on every lease renewal) and the owner is told at once on the bus
+        if not await self.store.request_cancel(run_id, by, reason):
+            run = await self.store.get_run(run_id, tenant)
+            if run.status.terminal and run.status is not RunStatus.CANCELLED:
+                raise RunFinished(run_id, run.status.value)
+            return run
+        self.bus.notify(Notice(cancel={run_id}))
+        return await self.store.get_run(run_id, tenant)
 
     # events
 

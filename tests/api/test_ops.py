@@ -25,7 +25,8 @@ class TestOps:
 
     async def test_healthz(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/healthz")
-        assert (response.status_code, response.json()) == (200, {"status": "ok"})
+        body = {"status": "ok", "database": "ok", "bus": "ok"}
+        assert (response.status_code, response.json()) == (200, body)
 
     async def test_metrics(self, client: httpx.AsyncClient) -> None:
         run = await start(client, "count", 10)

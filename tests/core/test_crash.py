@@ -10,10 +10,19 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import culm
 from tests.conftest import EngineFactory
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """These tests read the SQLite file behind the killed process's back: SQLite only
+    (tests/cluster kills workers on PostgreSQL)."""
+    return sqlite_url
 
 
 def run_until_killed(db_url: str, runs: int, events: int) -> tuple[set[tuple[str, int]], str]:

@@ -45,6 +45,11 @@ async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-un
 
 
 class TestDiskFull:
+    @pytest.fixture
+    def db_url(self, sqlite_url: str) -> str:
+        """The full disk is SQLite's page limit: SQLite only."""
+        return sqlite_url
+
     async def test_unhealthy_refuses_new_work_reads_go_on_then_recovers(
         self, make_engine: EngineFactory
     ) -> None:

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 import culm
 from culm.events import Event
 from culm.runtime.tail import LogTail
@@ -96,6 +98,7 @@ class TestTwoEnginesInOneProcess:
             ended = await survivor.get_run(run.id)
             assert ended.status is culm.RunStatus.INTERRUPTED
             await assert_one_clean_stream(survivor, run.id)
+            await gone.bus.close()
             await gone.store.close()
 
 
@@ -146,6 +149,12 @@ def stop_between_transactions(proc: subprocess.Popen[str], db_url: str) -> None:
 
 
 class TestStalledOwner:
+    @pytest.fixture
+    def db_url(self, sqlite_url: str) -> str:
+        """The stalled process is stopped between SQLite transactions, found by probing
+        SQLite's write lock: SQLite only."""
+        return sqlite_url
+
     async def test_a_process_stopped_past_its_lease_writes_nothing_more(
         self, db_url: str, make_engine: EngineFactory
     ) -> None:

@@ -14,24 +14,25 @@ from culm.config import Settings
 from culm.errors import InvalidInput
 from culm.store import Store, open_store
 from culm.store.schema import metadata
+from tests.store.claims_contract import ClaimContract
 from tests.store.contract import FencingContract, StoreContract
 
 
 @pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = open_store(Settings(database_url=db_url))
+async def store(sqlite_url: str) -> AsyncIterator[Store]:
+    s = open_store(Settings(database_url=sqlite_url))
     await s.open()
     yield s
     await s.close()
 
 
-class TestSqliteStore(StoreContract, FencingContract):
+class TestSqliteStore(StoreContract, FencingContract, ClaimContract):
     pass
 
 
-async def test_reopening_keeps_data_and_schema(db_url: str) -> None:
+async def test_reopening_keeps_data_and_schema(sqlite_url: str) -> None:
     for _ in range(2):
-        s = open_store(Settings(database_url=db_url))
+        s = open_store(Settings(database_url=sqlite_url))
         await s.open()
         await s.close()
 

@@ -49,7 +49,10 @@ async def healthz(engine: EngineDep) -> Response:
     problem = await _engine_problem(engine)
     if problem:
         return error_response(503, "unavailable", problem)
-    return JSONResponse({"status": "ok"})
+    # a bus that is down only delays other processes' news (the log is polled): degraded
+    bus = engine.bus_health()
+    status = "ok" if bus is None else "degraded"
+    return JSONResponse({"status": status, "database": "ok", "bus": bus or "ok"})
 
 
 async def _engine_problem(engine: object) -> str | None:

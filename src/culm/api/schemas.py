@@ -180,6 +180,10 @@ class EventPage(BaseModel):
 
 class Health(BaseModel):
     status: str
+    """``ok``, or ``degraded`` while the bus between processes is down."""
+    database: str
+    bus: str
+    """``ok``, or why notices between processes are not getting through."""
 
 
 class ErrorBody(BaseModel):

@@ -1,9 +1,11 @@
-"""The bus of a single process: delivery is a function call."""
+"""The bus of a single process: delivery is a function call, and there is nobody else to
+notify."""
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
+from culm.bus.base import Notice, NoticeHandler
 from culm.bus.fanout import Hub, Subscription
 from culm.events import Event
 
@@ -27,3 +29,12 @@ class LocalBus:
     @property
     def subscriber_count(self) -> int:
         return self._hub.subscriber_count
+
+    def notify(self, notice: Notice) -> None:
+        pass
+
+    def on_notice(self, handler: NoticeHandler) -> None:
+        pass
+
+    def health(self) -> str | None:
+        return None

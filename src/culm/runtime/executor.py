@@ -36,6 +36,8 @@ log = logging.getLogger("culm.executor")
 ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
 PENDING = frozenset({RunStatus.PENDING})
 _SHUTDOWN = "the server shut down"
+CLAIM_BATCH = 100
+"""Most runs claimed in one transaction."""
 
 
 class Executor:
@@ -59,6 +61,19 @@ class Executor:
         """Sessions with runs queued here: their next run starts when the active one ends."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
+        self.draining = False
+        """Set when the process stops taking work (SIGTERM): runs going on may finish."""
+        self.executes = settings.role != "api"
+        """False in an API process: it starts runs for workers to claim and runs none."""
+        self.claims = self.executes and (
+            settings.role == "worker"
+            or settings.concurrency is not None
+            or settings.tenant_max_running is not None
+        )
+        """True when runs are taken only by claiming queued ones, within this process's
+        concurrency and the tenants' limits; False when a start here executes its run at
+        once (the one-process default)."""
+        self._wake_claims = asyncio.Event()
         event_log.on_lost = self._lost
         event_log.on_refused = self._refused
 
@@ -113,6 +128,10 @@ class Executor:
     def active(self) -> int:
         return len(self._runners)
 
+    def running_ids(self) -> list[str]:
+        """The runs this process executes now."""
+        return list(self._runners)
+
     def waits_on(self, session_id: str) -> None:
         """A run was queued here on this busy session: start it when the session frees."""
         self._waiting.add(session_id)
@@ -166,9 +185,55 @@ class Executor:
     def _on_end(self, runner: Runner) -> None:
         if self._runners.get(runner.run.id) is runner:
             del self._runners[runner.run.id]
+        if self.claims:
+            self.wake_claims()  # a place is free, and the session's next run may start
+            return
         session_id = runner.run.session_id
         if not self.closing and session_id in self._waiting:
             self.background(self.start_next(session_id))
+
+    # claims
+
+    def wake_claims(self) -> None:
+        """Look for queued runs to claim now (work was queued, or a place came free)."""
+        self._wake_claims.set()
+
+    async def claim_loop(self) -> None:
+        """Claim queued runs while there is room, when woken and every ``idle_poll_seconds``
+        in any case (a notice of new work may be lost)."""
+        while True:
+            self._wake_claims.clear()
+            claimed = asked = 0
+            if not (self.closing or self.draining):
+                room = CLAIM_BATCH
+                if self.settings.concurrency is not None:
+                    room = min(room, self.settings.concurrency - self.active)
+                if room > 0:
+                    asked = room
+                    try:
+                        claimed = await self.claim(room)
+                    except CulmError as exc:
+                        log.warning("claiming queued runs failed: %s", exc.message)
+                    except Exception:  # a bug must not stop this process claiming for good
+                        log.exception("claiming queued runs failed")
+            if asked and claimed == asked:
+                continue  # there may be more waiting
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.idle_poll_seconds):
+                    await self._wake_claims.wait()
+
+    async def claim(self, room: int) -> int:
+        """Claim up to ``room`` queued runs and execute them; how many were claimed."""
+        runs = await self.store.claim_pending(
+            self.worker_id,
+            list(self.app.agents),
+            room,
+            self.settings.lease_seconds,
+            self.settings.tenant_max_running,
+        )
+        for run in runs:
+            await self.launch(run, epoch=run.epoch)
+        return len(runs)
 
     async def start_next(self, session_id: str) -> None:
         """Start the session's first queued run if nothing runs on it now."""
@@ -181,6 +246,8 @@ class Executor:
     async def start_waiting(self) -> None:
         """Start pending runs whose session became free without this process noticing
         (their turn came in another process, or a process died)."""
+        if not self.executes or self.claims:  # claims look for them (claim_loop)
+            return
         for run in await self.store.startable_runs():
             if run.agent in self.app.agents and not self.closing:
                 await self.launch(run)
@@ -207,7 +274,9 @@ class Executor:
         if result is None:
             return None
         run, _ = result
-        if not self.closing:
+        if self.claims:
+            self.wake_claims()
+        elif not self.closing and self.executes:
             self.background(self.start_next(run.session_id))
         return run
 
@@ -278,6 +347,12 @@ class Executor:
             fence = None if owned.worker_id is None else Fence(owned.worker_id, owned.epoch)
             run = await self.store.get_run(owned.run_id)
             spec = self.app.agents.get(run.agent)
+            if run.status is RunStatus.RUNNING and (spec is None or spec.resume):
+                # resumable, or of an agent another kind of process may have: a process
+                # that cannot run it here leaves it to one that can (an API process leaves
+                # every run to the workers); the one-process default ends what it lacks
+                if not self.executes or (spec is None and self.settings.role != "all"):
+                    continue
             if run.status is RunStatus.RUNNING and spec is not None and spec.resume:
                 if run.attempt < self.settings.max_resumes:
                     resumable.append((run.id, fence))
@@ -312,6 +387,14 @@ class Executor:
         await self.launch(run, epoch=run.epoch, journal=Journal(past, run.attempt))
 
     # shutdown
+
+    async def drain(self, deadline: float) -> int:
+        """Stop taking work and give the runs going on up to ``deadline`` seconds to end;
+        how many are still going then (``shutdown`` interrupts them)."""
+        self.draining = True
+        runners = [r for r in self._runners.values() if not r.finalized]
+        await _wait_all([r.done.wait() for r in runners], deadline)
+        return sum(1 for r in runners if not r.done.is_set())
 
     async def shutdown(self) -> None:
         """Hand back the runs that can be resumed (their leases lapse at once, so the next

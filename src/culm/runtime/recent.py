@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
-from culm.bus import Bus, Subscription
+from culm.bus import Bus, Notice, NoticeHandler, Subscription
 from culm.events import Event
 from culm.store import Store
 
@@ -120,3 +120,12 @@ class RecordingBus:
     @property
     def subscriber_count(self) -> int:
         return self._inner.subscriber_count
+
+    def notify(self, notice: Notice) -> None:
+        self._inner.notify(notice)
+
+    def on_notice(self, handler: NoticeHandler) -> None:
+        self._inner.on_notice(handler)
+
+    def health(self) -> str | None:
+        return self._inner.health()

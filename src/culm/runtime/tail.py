@@ -11,6 +11,7 @@ an event announced twice costs nothing but the repeat.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
@@ -32,6 +33,31 @@ class LogTail:
         """Every event at or below this position has been announced here."""
         self._mine: list[tuple[int, int]] = []
         """(highest position, count) of each batch announced here since ``_seen``."""
+        self._wake = asyncio.Event()
+
+    @property
+    def seen(self) -> int:
+        """Every event at or below this position has been announced here."""
+        return self._seen
+
+    def wake(self) -> None:
+        """Look at the log now (another process said it committed something)."""
+        self._wake.set()
+
+    async def run(self, period: float) -> None:
+        """Poll when woken, and every ``period`` seconds in any case (a notice may be lost)."""
+        while True:
+            try:
+                async with asyncio.timeout(period):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.poll()
+            except Exception as exc:
+                log.warning("reading the log's tail failed: %s", exc)
+                await asyncio.sleep(min(period, 1.0))
 
     async def open(self) -> None:
         self._seen = await self._store.last_pos()

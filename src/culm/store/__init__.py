@@ -18,4 +18,10 @@ def open_store(settings: Settings) -> Store:
         from culm.store.sqlite import sqlite_engines
 
         return SqlStore(lambda: sqlite_engines(url, settings.sqlite_synchronous))
-    raise InvalidInput(f"unsupported database URL {url!r}; use sqlite:///path")
+    if scheme in ("postgresql", "postgres"):
+        from culm.store.postgres import postgres_engines
+
+        return SqlStore(lambda: postgres_engines(url))
+    raise InvalidInput(
+        f"unsupported database URL {url!r}; use sqlite:///path or postgresql://host/db"
+    )

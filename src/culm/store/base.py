@@ -7,7 +7,7 @@ delivers events to anyone: callers publish what a store call reports as committe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,6 +43,14 @@ class Fence:
 
     worker_id: str
     epoch: int
+
+
+@dataclass(slots=True, frozen=True)
+class CancelRequest:
+    """Who asked a run to stop, and why (stored on the run, for whoever executes it)."""
+
+    by: str
+    reason: str | None
 
 
 @dataclass(slots=True, frozen=True)
@@ -151,6 +159,26 @@ class Store(Protocol):
         """Take a pending run for execution (status ``running``) and return the new epoch
         that fences its writes; None if it is not pending any more or its session already
         has a running run."""
+
+    async def claim_pending(
+        self,
+        worker_id: str,
+        agents: Collection[str],
+        limit: int,
+        lease_seconds: float,
+        tenant_limit: int | None = None,
+    ) -> list[Run]:
+        """Claim up to ``limit`` queued runs of ``agents`` that may start now, oldest first
+        (skipping rows other claimers hold; each tenant under ``tenant_limit`` running)."""
+        ...
+
+    async def request_cancel(self, run_id: str, by: str, reason: str | None) -> bool:
+        """Store a cancel request on an active run; False if not active or asked already."""
+        ...
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> dict[str, CancelRequest]:
+        """The cancel requests stored on those of ``run_ids`` still active."""
+        ...
 
     async def write_batch(
         self,

@@ -27,7 +27,8 @@ def db_now(conn: AsyncConnection) -> sa.ColumnElement[Any]:
     """The database's clock in epoch seconds: leases are judged by it, never by the clock
     of whichever process happens to look, so processes whose clocks differ still agree."""
     if conn.dialect.name == "postgresql":
-        return sa.extract("epoch", sa.func.clock_timestamp())
+        # extract() answers numeric: as float, it adds to the lease seconds we bind
+        return sa.cast(sa.extract("epoch", sa.func.clock_timestamp()), sa.Float)
     return (sa.func.julianday("now") - 2440587.5) * 86400.0
 
 

@@ -56,7 +56,7 @@ class RunQueries:
 
     _starts: WriteGroup[Start, Created]
 
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    def _write(self, *, appends: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
@@ -106,6 +106,8 @@ class RunQueries:
                 runs.select()
                 .where(runs.c.session_id.in_(wanted), runs.c.status.in_(ACTIVE_STATUSES))
                 .order_by(runs.c.id)
+                # a claim elsewhere waits until the runs this group may supersede are ended
+                .with_for_update()
             )
             for row in active:
                 line.setdefault(row.session_id, []).append(run_record(row))
@@ -260,7 +262,7 @@ class RunQueries:
 
     async def claim_run(self, run_id: str, worker_id: str, lease_seconds: float) -> int | None:
         try:
-            async with self._write() as conn:
+            async with self._write(appends=False) as conn:
                 query = (
                     runs.update()
                     .where(runs.c.id == run_id, runs.c.status == RunStatus.PENDING.value)
@@ -306,7 +308,8 @@ class RunQueries:
         fence: Fence | None = None,
     ) -> tuple[Run, Event] | None:
         async with self._write() as conn:
-            row = (await conn.execute(runs.select().where(runs.c.id == run_id))).first()
+            query = runs.select().where(runs.c.id == run_id).with_for_update()
+            row = (await conn.execute(query)).first()
             if row is None:
                 raise NotFound(f"no run {run_id}")
             run = run_record(row)
@@ -395,13 +398,14 @@ class RunQueries:
     async def renew_leases(
         self, worker_id: str, lease_seconds: float, held: Mapping[str, int]
     ) -> set[str]:
-        async with self._write() as conn:
+        async with self._write(appends=False) as conn:
             await conn.execute(
                 runs.update()
                 .where(runs.c.worker_id == worker_id, runs.c.status.in_(ACTIVE_STATUSES))
                 .values(lease_expires_at=db_now(conn) + lease_seconds)
             )
-            return await _lost(conn, {rid: Fence(worker_id, e) for rid, e in held.items()})
+            held_fences = {rid: Fence(worker_id, e) for rid, e in held.items()}
+            return await _lost(conn, held_fences, lock=False)
 
     async def runs_owned_elsewhere(self, worker_id: str) -> list[Ownership]:
         return await self._ownership(
@@ -428,7 +432,7 @@ class RunQueries:
         ended = sa.select(runs.c.id).where(
             runs.c.completed_at < finished_before, runs.c.status.not_in(ACTIVE_STATUSES)
         )
-        async with self._write() as conn:
+        async with self._write(appends=False) as conn:
             result = await conn.execute(events.delete().where(events.c.run_id.in_(ended)))
             return result.rowcount
 
@@ -438,16 +442,23 @@ async def _now(conn: AsyncConnection) -> float:
     return now
 
 
-async def _lost(conn: AsyncConnection, fences: Mapping[str, Fence]) -> set[str]:
+async def _lost(
+    conn: AsyncConnection, fences: Mapping[str, Fence], *, lock: bool = True
+) -> set[str]:
     """The runs among ``fences`` that their fence no longer lets write: ended, claimed
-    again, owned by another process, or gone."""
+    again, owned by another process, or gone. With ``lock`` the rows stay locked until the
+    transaction ends (``FOR UPDATE`` on PostgreSQL; SQLite's writer is alone anyway), so no
+    other process can claim or end them between this check and the writes it allows."""
     if not fences:
         return set()
-    rows = await conn.execute(
-        sa.select(runs.c.id, runs.c.worker_id, runs.c.epoch, runs.c.status).where(
-            runs.c.id.in_(list(fences))
-        )
+    query = (
+        sa.select(runs.c.id, runs.c.worker_id, runs.c.epoch, runs.c.status)
+        .where(runs.c.id.in_(list(fences)))
+        .order_by(runs.c.id)  # one lock order for every writer: no deadlock between two
     )
+    if lock:
+        query = query.with_for_update()
+    rows = await conn.execute(query)
     holding = {
         row.id
         for row in rows

@@ -39,14 +39,14 @@ _FAILED_RUN = (RunStatus.FAILED, RunStatus.INTERRUPTED)
 class ScheduleQueries:
     """Mixed into ``SqlStore``; see ``culm.store.base.Store`` for what each call promises."""
 
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    def _write(self, *, appends: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
 
     async def create_schedule(self, schedule: Schedule) -> None:
-        async with self._write() as conn:
+        async with self._write(appends=False) as conn:
             await conn.execute(schedules.insert().values(**_schedule_columns(schedule)))
 
     async def get_schedule(self, schedule_id: str, tenant: str | None = None) -> Schedule:
@@ -75,14 +75,14 @@ class ScheduleQueries:
             .where(schedules.c.id == schedule.id, schedules.c.version == schedule.version)
             .values(**values)
         )
-        async with self._write() as conn:
+        async with self._write(appends=False) as conn:
             if (await conn.execute(query)).rowcount != 1:
                 return False
         schedule.version += 1
         return True
 
     async def delete_schedule(self, schedule_id: str, tenant: str | None = None) -> None:
-        async with self._write() as conn:
+        async with self._write(appends=False) as conn:
             await _require(conn, schedule_id, tenant)
             await conn.execute(
                 schedule_firings.delete().where(schedule_firings.c.schedule_id == schedule_id)
@@ -108,7 +108,7 @@ class ScheduleQueries:
             .values(next_fire_at=next_fire_at, version=schedule.version + 1)
         )
         try:
-            async with self._write() as conn:
+            async with self._write(appends=False) as conn:
                 if (await conn.execute(advance)).rowcount != 1:
                     return False
                 for firing in firings:
@@ -121,7 +121,7 @@ class ScheduleQueries:
 
     async def add_firing(self, firing: Firing) -> None:
         try:
-            async with self._write() as conn:
+            async with self._write(appends=False) as conn:
                 await _insert_firing(conn, firing)
         except IntegrityError:  # the schedule was deleted meanwhile
             raise NotFound(f"no schedule {firing.schedule_id}") from None
@@ -140,7 +140,7 @@ class ScheduleQueries:
                 settled=firing.settled,
             )
         )
-        async with self._write() as conn:
+        async with self._write(appends=False) as conn:
             if (await conn.execute(query)).rowcount != 1:
                 return False
             await _count(conn, firing, was)

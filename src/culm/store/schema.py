@@ -64,9 +64,12 @@ runs = sa.Table(
     sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
     # 0 for the first execution; each resume after the process running it died adds one
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    # a cancel asked for in any process, as JSON {"by", "reason"}; the owner acts on it
+    sa.Column("cancel_request", sa.Text),
     sa.Index("ix_runs_session_created", "session_id", "id"),
     sa.Index("ix_runs_tenant_id", "tenant", "id"),
     sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_pending", "status", "id"),
     sa.Index("ix_runs_parent", "parent_run_id"),
     sa.Index(
         "ux_runs_idempotency",

@@ -1,7 +1,15 @@
 """The store on SQLAlchemy's async Core: one implementation for every SQL database.
 
 Writes go through one connection, one transaction at a time, so a batch of events from many
-runs costs one commit (group commit) and the log's ``pos`` grows in commit order. Reads use
+runs costs one commit (group commit) and the log's ``pos`` grows in commit order.
+
+On PostgreSQL many processes write at once, and a sequence hands out numbers in the order
+they are asked for, not the order their transactions commit: a follower that read up to
+position 12 could later find 11 committed. So every transaction that may append to the log
+first takes one transaction-level advisory lock (the *log lock*): positions are assigned and
+committed one transaction at a time across all processes, and a reader that sees a position
+sees every smaller one. It is taken before any row lock, so it cannot join a deadlock.
+Transactions that never append events (claims, leases, schedules) do not take it. Reads use
 their own pool and never wait for the writer. Run queries live in ``runs.py``, schedule
 queries in ``schedules.py``; this module holds the connections, sessions, messages and the
 log's reads.
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,6 +36,7 @@ from culm.errors import Conflict, OwnershipLost, Unavailable
 from culm.events import Event
 from culm.models import ACTIVE_STATUSES, Message, Session
 from culm.store.base import Fence
+from culm.store.claims import ClaimQueries
 from culm.store.group import WriteGroup
 from culm.store.migrate import upgrade
 from culm.store.rows import (
@@ -45,6 +55,10 @@ from culm.store.schema import events, messages, runs, sessions
 
 log = logging.getLogger("culm.store")
 
+# advisory lock keys (64-bit, arbitrary but fixed): all culm processes must agree on them
+_LOG_LOCK = 0x63756C6D_6C6F6700  # "culmlog"
+_MIGRATE_LOCK = 0x63756C6D_6D696700  # "culmmig"
+
 EngineFactory = Callable[[], tuple[AsyncEngine, AsyncEngine]]
 
 
@@ -56,7 +70,7 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-class SqlStore(RunQueries, ScheduleQueries):
+class SqlStore(RunQueries, ScheduleQueries, ClaimQueries):
     """Sessions, runs and events in a SQL database (see ``culm.store.base.Store``)."""
 
     def __init__(self, engines: EngineFactory) -> None:
@@ -67,11 +81,25 @@ class SqlStore(RunQueries, ScheduleQueries):
         self._written: list[Event] = []
         self.on_commit: Callable[[Sequence[Event]], None] | None = None
         self._starts = WriteGroup(self._write, self._create_runs)
+        self._may_append = False
+        self._log_lock: int | None = None
+        """Key of the log lock on PostgreSQL (None on SQLite, whose writer is alone)."""
 
     async def open(self) -> None:
         self._writer, self._reader = self._make_engines()
-        async with self._writer.begin() as conn:
-            await conn.run_sync(upgrade)
+        try:
+            async with self._writer.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # one key per schema: culm installations sharing a database stay apart
+                    schema = (await conn.execute(sa.text("SELECT current_schema()"))).scalar()
+                    self._log_lock = _LOG_LOCK ^ zlib.crc32(str(schema).encode())
+                    # processes starting together migrate one at a time
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
+                await conn.run_sync(upgrade)
+        except Exception as exc:
+            if unavailable(exc):
+                raise Unavailable(f"the database cannot be opened: {_reason(exc)}") from exc
+            raise
 
     async def close(self) -> None:
         await self._starts.aclose()
@@ -85,12 +113,17 @@ class SqlStore(RunQueries, ScheduleQueries):
             await conn.execute(sa.text("SELECT 1"))
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def _write(self, *, appends: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; ``appends=False`` promises it appends no events (and so
+        skips the log lock on PostgreSQL)."""
         assert self._writer is not None, "store is not open"
         async with self._write_lock:
             self._written = []
+            self._may_append = appends
             try:
                 async with self._writer.begin() as conn:
+                    if appends and self._log_lock is not None:
+                        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(self._log_lock)))
                     yield conn
             except Exception as exc:
                 if unavailable(exc):
@@ -106,6 +139,7 @@ class SqlStore(RunQueries, ScheduleQueries):
                     log.exception("announcing %d committed events failed", len(written))
 
     async def _insert_events(self, conn: AsyncConnection, batch: Sequence[Event]) -> None:
+        assert self._may_append, "events appended in a transaction without the log lock"
         await insert_events(conn, batch)
         self._written.extend(batch)
 
@@ -123,7 +157,7 @@ class SqlStore(RunQueries, ScheduleQueries):
     # sessions
 
     async def create_session(self, session: Session) -> None:
-        async with self._write() as conn:
+        async with self._write(appends=False) as conn:
             if session.parent_id is not None:
                 await require_session(conn, session.parent_id, session.tenant)
             await conn.execute(sessions.insert().values(**session_columns(session)))
@@ -162,7 +196,7 @@ class SqlStore(RunQueries, ScheduleQueries):
         return field
 
     async def delete_session(self, session_id: str, tenant: str | None = None) -> None:
-        async with self._write() as conn:
+        async with self._write(appends=False) as conn:
             await require_session(conn, session_id, tenant)
             tree = [session_id]
             frontier = [session_id]
@@ -194,14 +228,14 @@ class SqlStore(RunQueries, ScheduleQueries):
     async def append_messages(self, batch: Sequence[Message], fence: Fence | None = None) -> None:
         if not batch:
             return
-        async with self._write() as conn:
+        async with self._write(appends=False) as conn:
             if fence is not None:
                 run_id = batch[0].run_id
                 row = (
                     await conn.execute(
-                        sa.select(runs.c.worker_id, runs.c.epoch, runs.c.status).where(
-                            runs.c.id == run_id
-                        )
+                        sa.select(runs.c.worker_id, runs.c.epoch, runs.c.status)
+                        .where(runs.c.id == run_id)
+                        .with_for_update()
                     )
                 ).first()
                 if (

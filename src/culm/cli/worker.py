@@ -1,0 +1,101 @@
+"""``culm worker``: a process that claims queued runs from the shared database and
+executes them, up to ``--concurrency`` at once; no HTTP. Any number run beside any number
+of ``culm serve --role api`` processes (``CULM_ROLE=api``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from culm.agent.app import App, load_app
+from culm.cli.app import app, fail
+from culm.config import Settings
+from culm.errors import InvalidInput
+
+DEFAULT_CONCURRENCY = 100
+
+
+@app.command()
+def worker(
+    target: Annotated[str, typer.Argument(help="Your agents as module:app.")],
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Most runs executed at once (env CULM_CONCURRENCY; 100)."),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="The database the API processes share (env CULM_DATABASE_URL).",
+        ),
+    ] = None,
+    bus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--bus-url",
+            help="redis://... or postgresql://... (env CULM_BUS_URL; default: the "
+            "database's LISTEN/NOTIFY).",
+        ),
+    ] = None,
+    drain_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="On SIGTERM, how long runs going on get to end (env CULM_DRAIN_SECONDS)."
+        ),
+    ] = None,
+) -> None:
+    """Claim and execute queued runs of the agents in TARGET until SIGTERM, then stop
+    claiming, let the runs going on end within the drain deadline, and interrupt the rest."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        agents = load_app(target)
+    except (ImportError, InvalidInput, ValueError) as exc:
+        raise fail(f"cannot load {target!r}: {exc}") from None
+    overrides: dict[str, Any] = {"role": "worker"}
+    for name, value in (
+        ("concurrency", concurrency),
+        ("database_url", database_url),
+        ("bus_url", bus_url),
+        ("drain_seconds", drain_seconds),
+    ):
+        if value is not None:
+            overrides[name] = value
+    try:
+        settings = Settings(**overrides)
+        if settings.concurrency is None:
+            settings = Settings(**{**overrides, "concurrency": DEFAULT_CONCURRENCY})
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    try:
+        asyncio.run(work(agents, settings))
+    except InvalidInput as exc:
+        raise fail(exc.message) from None
+
+
+async def work(agents: App, settings: Settings) -> None:
+    """Run an engine that only claims and executes, until SIGTERM or SIGINT."""
+    from culm.engine import Engine
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Engine(agents, settings) as engine:
+        n = len(agents.agents)
+        say(f"{engine.worker_id} ready: up to {settings.concurrency} runs of {n} agents")
+        await stop.wait()
+        say(f"draining {engine.executor.active} runs (up to {settings.drain_seconds:g}s)")
+        left = await engine.drain(settings.drain_seconds)
+        if left:
+            say(f"{left} runs did not end in time; interrupting them")
+    say("stopped")
+
+
+def say(line: str) -> None:
+    print(f"culm worker: {line}", file=sys.stderr, flush=True)

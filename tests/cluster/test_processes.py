@@ -1,0 +1,165 @@
+"""Real processes on PostgreSQL: API processes that execute nothing, two ``culm worker``
+processes, SSE clients on an API process. Runs spread over both workers and every client
+sees every event once, in order; a worker killed with -9 loses nothing it showed and its
+runs end within the lease; a worker sent SIGTERM drains; a run started through one API
+process is followed through a second and cancelled through a third."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.api.helpers import eventually, finished, start
+from tests.api.sse import messages
+from tests.cluster.processes import KILL, TERM, cluster, wait_exit
+
+
+async def stream(client: httpx.AsyncClient, run_id: str) -> list[dict[str, Any]]:
+    """Every event of the run's SSE stream, to its end."""
+    seen: list[dict[str, Any]] = []
+    async with client.stream("GET", f"/v1/runs/{run_id}/events") as response:
+        assert response.status_code == 200
+        async for message in messages(response):
+            if message.comment is None:
+                seen.append(message.json())
+    return seen
+
+
+def whole(events: list[dict[str, Any]]) -> None:
+    """Seq 1, 2, 3, ... with no gap or repeat, and exactly one terminal event, last."""
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    ends = [e for e in events if e["type"] in TERMINAL]
+    assert len(ends) == 1 and ends[0] is events[-1], [e["type"] for e in events[-3:]]
+
+
+TERMINAL = {"run.completed", "run.failed", "run.cancelled", "run.interrupted"}
+
+
+async def owners(url: str) -> dict[str | None, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT worker_id, count(*) AS n FROM runs GROUP BY worker_id")
+    finally:
+        await conn.close()
+    return {row["worker_id"]: row["n"] for row in rows}
+
+
+class TestCluster:
+    async def test_runs_spread_over_workers_and_every_client_sees_every_event(
+        self, tmp_path: Path
+    ) -> None:
+        async with cluster(tmp_path, CULM_ROLE="api") as c:
+            api = c.api()
+            c.worker(concurrency=50)
+            c.worker(concurrency=50)
+            gate = asyncio.Semaphore(20)
+            async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
+
+                async def one(i: int) -> list[dict[str, Any]]:
+                    async with gate:
+                        run = await start(client, "ticker", {"n": 5, "delay": 0.01})
+                        return await stream(client, run["id"])
+
+                streams = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(200))), 240)
+            for events in streams:
+                whole(events)
+                types = ["run.queued", "run.started", *["test.tick"] * 5, "run.completed"]
+                assert [e["type"] for e in events] == types
+            by_worker = await owners(c.url)
+            assert len(by_worker) == 2 and sum(by_worker.values()) == 200, by_worker
+
+    async def test_kill_9_one_worker_and_sigterm_the_other(self, tmp_path: Path) -> None:
+        async with cluster(tmp_path, CULM_ROLE="api", CULM_LEASE_SECONDS="2") as c:
+            api = c.api()
+            doomed = c.worker(concurrency=3)
+            drained = c.worker(concurrency=3, CULM_DRAIN_SECONDS="3")
+            async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
+                long = [await start(client, "ticker", {"n": 2000, "delay": 0.01}) for _ in range(6)]
+
+                async def both_busy() -> bool:
+                    return len(await owners(c.url)) == 2
+
+                await eventually(both_busy, timeout=20)
+                followers = [asyncio.create_task(stream(client, r["id"])) for r in long]
+                await asyncio.sleep(0.5)  # the followers are attached and receiving
+                doomed.signal(KILL)
+                killed_at = time.monotonic()
+                dead_runs = {
+                    r["id"] for r in long if (await _owner(c.url, r["id"])) != _worker_id(drained)
+                }
+                for run_id in dead_runs:
+                    ended = await finished(client, run_id, timeout=20)
+                    assert ended["status"] == "interrupted"
+                # lease 2 s, looked at every 1 s by every process: ended well within 2 leases
+                assert time.monotonic() - killed_at < 8
+
+                # the other one drains: stops claiming, lets what it runs go on for 3 s
+                short = await start(client, "ticker", {"n": 3, "delay": 0.01})
+                drained.signal(TERM)
+                assert wait_exit(drained, timeout=15) == 0
+                log = drained.log.read_text()
+                assert "draining" in log and "stopped" in log
+                for r in long:
+                    ended = await finished(client, r["id"], timeout=20)
+                    assert ended["status"] == "interrupted"
+                streams = await asyncio.wait_for(asyncio.gather(*followers), 30)
+                for events in streams:
+                    whole(events)
+                # both workers were full, and then gone: a run queued meanwhile waits
+                got = await client.get(f"/v1/runs/{short['id']}")
+                assert got.json()["status"] == "pending"
+
+    @pytest.mark.parametrize("bus", ["postgresql", "redis"])
+    async def test_start_on_a_follow_on_b_cancel_on_c(self, tmp_path: Path, bus: str) -> None:
+        env = {"CULM_ROLE": "api"}
+        if bus == "redis":
+            env["CULM_BUS_URL"] = f"redis://127.0.0.1:6379/0?channel={tmp_path.name}"
+        async with cluster(tmp_path, **env) as c:
+            a, b, third = c.api(), c.api(), c.api()
+            c.worker()
+            async with (
+                httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
+                httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
+                httpx.AsyncClient(base_url=third.url, timeout=30) as on_c,
+            ):
+                run = await start(on_a, "waiter")
+                follower = asyncio.create_task(stream(on_b, run["id"]))
+
+                async def running() -> bool:
+                    got = await on_b.get(f"/v1/runs/{run['id']}")
+                    return bool(got.json()["status"] == "running")
+
+                await eventually(running, timeout=15)
+                asked = time.monotonic()
+                response = await on_c.post(
+                    f"/v1/runs/{run['id']}/cancel", json={"reason": "from c"}
+                )
+                assert response.status_code == 202
+                ended = await finished(on_a, run["id"], timeout=10)
+                latency = time.monotonic() - asked
+                assert ended["status"] == "cancelled"
+                assert latency < 3, latency  # pushed on the bus, not found by a poll
+                events = await asyncio.wait_for(follower, 10)
+                whole(events)
+                assert events[-1]["type"] == "run.cancelled"
+                assert events[-1]["data"]["reason"] == "from c"
+
+
+async def _owner(url: str, run_id: str) -> str | None:
+    conn = await asyncpg.connect(url)
+    try:
+        owner: str | None = await conn.fetchval("SELECT worker_id FROM runs WHERE id=$1", run_id)
+        return owner
+    finally:
+        await conn.close()
+
+
+def _worker_id(worker: Any) -> str:
+    line = next(x for x in worker.log.read_text().splitlines() if " ready:" in x)
+    return line.split("culm worker: ", 1)[1].split(" ready:", 1)[0]
