@@ -81,8 +81,12 @@ class TestServeStartupErrors:
 
     def test_help_offers_only_what_works(self) -> None:
         help = culm("serve", "--help").stdout
-        assert "sqlite:///PATH" in help
-        assert "postgresql" not in help
+        assert "sqlite:///PATH" in help and "postgresql://" in help
+        assert "mysql" not in help
+
+    def test_a_role_serve_does_not_have(self) -> None:
+        line = one_line_error(culm("serve", "--port", str(free_port()), "--role", "worker"))
+        assert "--role 'worker'" in line and "culm worker" in line
 
     def test_an_app_with_a_syntax_error_names_file_and_line(self, tmp_path: Path) -> None:
         (tmp_path / "broken.py").write_text(BROKEN_APP)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from culm.config import Settings
 
 EXAMPLES = "culm.examples:app"
-DATABASES = "sqlite:///PATH"
+DATABASES = "sqlite:///PATH or postgresql://USER@HOST/DB"
 """The database URLs ``culm serve`` accepts, as its help shows them."""
 
 
@@ -84,6 +84,8 @@ def _port_holder(port: int) -> str:
 def check_database(url: str) -> str | None:
     """Why the database at ``url`` cannot be used, or None when it can be opened."""
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        return None  # reached when the server opens it, which says why if it cannot
     if scheme != "sqlite":
         return f"unsupported database URL {url!r}: use {DATABASES} (e.g. sqlite:///culm.db)"
     rest = url.split(":", 1)[1]
@@ -225,9 +227,19 @@ def serve(
             "--log-format", help="text, or json (one object a line).", envvar="CULM_LOG_FORMAT"
         ),
     ] = "text",
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            help="all: serve the API and execute runs (the default); api: serve the API "
+            "only, leaving runs to `culm worker` processes (env CULM_ROLE).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (and run the agents) on the embedded default: SQLite, one
     process, nothing else to start."""
+    if role is not None and role not in ("all", "api"):
+        raise fail(f"--role {role!r}: use all or api (workers run as `culm worker`)")
     from culm.api.logs import FORMATS, LEVELS
 
     if log_level.lower() not in LEVELS:
@@ -235,7 +247,7 @@ def serve(
     if log_format.lower() not in FORMATS:
         raise fail(f"--log-format {log_format!r}: use text or json")
     agents = load_target(target)
-    settings = _settings(database_url, api_key)
+    settings = _settings(database_url, api_key, role)
     preload_providers(agents)
 
     from culm.api import logs
@@ -264,7 +276,9 @@ def serve(
         raise fail(exc.message) from None
 
 
-def _settings(database_url: str | None, api_key: list[str] | None) -> Settings:
+def _settings(
+    database_url: str | None, api_key: list[str] | None, role: str | None = None
+) -> Settings:
     from pydantic import ValidationError
 
     from culm.config import Settings
@@ -272,6 +286,8 @@ def _settings(database_url: str | None, api_key: list[str] | None) -> Settings:
     overrides: dict[str, Any] = {}
     if database_url:
         overrides["database_url"] = database_url
+    if role:
+        overrides["role"] = role
     try:
         if api_key:
             overrides["api_keys"] = parse_keys(api_key)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from culm import events as ev
-from culm.agent.app import App
+from culm.agent.app import AgentSpec, App
 from culm.agent.budget import Budget
 from culm.agent.journal import RUN_RESUMED, Journal
 from culm.config import Settings
@@ -347,12 +347,8 @@ class Executor:
             fence = None if owned.worker_id is None else Fence(owned.worker_id, owned.epoch)
             run = await self.store.get_run(owned.run_id)
             spec = self.app.agents.get(run.agent)
-            if run.status is RunStatus.RUNNING and (spec is None or spec.resume):
-                # resumable, or of an agent another kind of process may have: a process
-                # that cannot run it here leaves it to one that can (an API process leaves
-                # every run to the workers); the one-process default ends what it lacks
-                if not self.executes or (spec is None and self.settings.role != "all"):
-                    continue
+            if self._leaves(run, spec):
+                continue
             if run.status is RunStatus.RUNNING and spec is not None and spec.resume:
                 if run.attempt < self.settings.max_resumes:
                     resumable.append((run.id, fence))
@@ -364,6 +360,14 @@ class Executor:
             await self.end(owned.run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
         if resumable:
             await self._resume(resumable)
+
+    def _leaves(self, run: Run, spec: AgentSpec | None) -> bool:
+        """Whether a dead process's running run is left to another process: one that can
+        resume it (an API process leaves every run to the workers), or that has its agent
+        (the one-process default ends what it lacks)."""
+        if run.status is not RunStatus.RUNNING or not (spec is None or spec.resume):
+            return False
+        return not self.executes or (spec is None and self.settings.role != "all")
 
     async def _resume(self, claims: list[tuple[str, Fence | None]]) -> None:
         """Take the runs over and run each again from its log."""
