@@ -110,7 +110,7 @@ class TestRequestHeads:
             sock.sendall(HEAD + b"\r\n")
             raw, took = read_until_closed(sock)
         [(status, _, body)] = responses(raw)
-        assert (status, body) == (200, b'{"status":"ok"}')
+        assert status == 200 and orjson.loads(body)["status"] == "ok"
         assert took < 5
 
 
@@ -150,9 +150,9 @@ class TestRequestBodies:
 
 def _streams(http: httpx.Client) -> int:
     text = http.get("/metrics").text
-    match = re.search(r"^culm_sse_streams (\d+)$", text, re.MULTILINE)
+    match = re.search(r"^culm_sse_streams ([0-9.e+]+)$", text, re.MULTILINE)
     assert match is not None, text
-    return int(match.group(1))
+    return int(float(match.group(1)))
 
 
 class TestResponses:
@@ -325,4 +325,4 @@ class TestKeepAlive:
             "malformed_json",
             "payload_too_large",
         ]
-        assert got[-1][1] == {"status": "ok"}
+        assert got[-1][1]["status"] == "ok"

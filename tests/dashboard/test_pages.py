@@ -186,7 +186,11 @@ class TestRunPage:
             other = fresh.new_page()
             other.goto(f"{dash_server.url}/#/runs/{run['id']}")
             until(lambda: last_seq(other) == ended["last_seq"], what="fresh page drawn")
-            assert other.locator("#timeline").inner_text() == reloaded
+            # the timeline draws in frames after the header knows the last seq: wait for it
+            until(
+                lambda: other.locator("#timeline").inner_text() == reloaded,
+                what="the fresh page's timeline equal to the reloaded one",
+            )
         finally:
             fresh.close()
 
