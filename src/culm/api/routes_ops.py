@@ -43,7 +43,7 @@ async def healthz(engine: EngineDep) -> Response:
     wrong (a full disk, say); 503 with the reason otherwise. Needs no key, so load balancers
     can ask."""
     try:
-        await engine.store.ping()
+        await engine.ping()
     except Exception as exc:
         return error_response(503, "unavailable", f"the database is not reachable: {exc}")
     problem = await _engine_problem(engine)
@@ -81,6 +81,6 @@ async def _engine_problem(engine: object) -> str | None:
 async def metrics(request: Request, engine: EngineDep, tenant: TenantDep) -> Response:
     """Prometheus text: runs by status, queue depth, events appended, live subscribers, open
     streams, event delivery delay. Needs a key (any tenant's) when keys are configured."""
-    runs = await engine.store.count_runs()
+    runs = await engine.count_runs()
     text = render(request.app.state.metrics, engine, runs)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -103,7 +103,7 @@ async def delete_session(
 ) -> Response:
     """Delete a session with its child sessions, runs, events and messages; refused with 409
     while any of them has an active run. Their open event streams end."""
-    tree = await engine.store.session_tree(session_id)
+    tree = await engine.session_tree(session_id)
     await engine.delete_session(session_id, tenant)
     request.app.state.deletions.deleted(tree)
     return Response(status_code=204)

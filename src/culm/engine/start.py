@@ -1,0 +1,210 @@
+"""``Engine.start``: the one door every run goes through (HTTP, spawn, schedules, Python)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from culm import events as ev
+from culm.agent.app import App
+from culm.agent.budget import Budget
+from culm.config import Settings
+from culm.errors import RunFinished
+from culm.events import Event
+from culm.ids import new_id
+from culm.models import BusyPolicy, Run, RunState, Session, Trigger
+from culm.projection import advance
+from culm.runtime.executor import Executor
+from culm.runtime.runner import cancelled_data
+from culm.store import Store
+from culm.store.runs import replay
+
+
+def _ender(type: str, data: dict[str, Any], now: float) -> Callable[[Run], Event]:
+    """How the store ends a run this call supersedes: the next event of its stream."""
+
+    def terminal(run: Run) -> Event:
+        seq = run.state.last_seq + 1
+        return Event(
+            seq, run.id, run.session_id, type, data, ts=now, parent_run_id=run.parent_run_id
+        )
+
+    return terminal
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What ``Engine.start`` did: the run as stored, and whether this call created it
+    (False when its idempotency key named a run started before)."""
+
+    run: Run
+    created: bool
+
+
+class StartCalls:
+    """Mixed into ``Engine``."""
+
+    app: App
+    settings: Settings
+    store: Store
+    executor: Executor
+    worker_id: str
+    clock: Callable[[], float]
+
+    def _refuse_when_unhealthy(self) -> None:
+        raise NotImplementedError
+
+    def _work_queued(self) -> None:
+        raise NotImplementedError
+
+    async def cancel(
+        self,
+        run_id: str,
+        *,
+        by: str = "user",
+        reason: str | None = None,
+        tenant: str | None = None,
+    ) -> Run:
+        raise NotImplementedError
+
+    async def start_run(
+        self,
+        agent: str,
+        input: Any = None,
+        *,
+        session_id: str | None = None,
+        tenant: str = "default",
+        trigger: Trigger = Trigger.PYTHON,
+        if_busy: BusyPolicy = BusyPolicy.REJECT,
+        parent_run_id: str | None = None,
+        schedule_id: str | None = None,
+        idempotency_key: str | None = None,
+        by: str = "user",
+        run_id: str | None = None,
+        grant: Budget | None = None,
+        depth: int = 0,
+    ) -> Run:
+        """Create a run and hand it to the executor; returns at once with the run as
+        stored (see ``start`` for everything it does)."""
+        started = await self.start(
+            agent,
+            input,
+            session_id=session_id,
+            tenant=tenant,
+            trigger=trigger,
+            if_busy=if_busy,
+            parent_run_id=parent_run_id,
+            schedule_id=schedule_id,
+            idempotency_key=idempotency_key,
+            by=by,
+            run_id=run_id,
+            grant=grant,
+            depth=depth,
+        )
+        return started.run
+
+    async def start(
+        self,
+        agent: str,
+        input: Any = None,
+        *,
+        session_id: str | None = None,
+        tenant: str = "default",
+        trigger: Trigger = Trigger.PYTHON,
+        if_busy: BusyPolicy = BusyPolicy.REJECT,
+        parent_run_id: str | None = None,
+        schedule_id: str | None = None,
+        idempotency_key: str | None = None,
+        by: str = "user",
+        run_id: str | None = None,
+        grant: Budget | None = None,
+        depth: int = 0,
+    ) -> Started:
+        """Create a run and hand it to the executor; returns at once.
+
+        Without ``session_id`` the run gets a new session. When the session has an active
+        run, ``if_busy`` decides: ``reject`` raises ``SessionBusy``, ``enqueue`` waits in
+        line, ``interrupt`` cancels what is active (on behalf of ``by``) and then starts.
+        A retried call with the same ``idempotency_key`` returns the same run
+        (``created`` False), concurrent retries included; a key the tenant used for another
+        agent or session raises ``IdempotencyKeyReused``. The input is checked and copied
+        (``InvalidInput``, ``InvalidPayload``). ``run_id``, ``grant`` and ``depth`` are for
+        spawn, which announces a child before it exists and passes what its parent
+        granted it. While the database cannot be written, ``Unavailable``.
+        """
+        spec = self.app.get(agent)
+        self._refuse_when_unhealthy()
+        value = spec.validate_input(input, self.settings.payload_limits)
+        if idempotency_key is not None:
+            existing = await self.store.find_run(tenant, idempotency_key)
+            if existing is not None:  # a retry: before any interrupt or new session
+                return Started(replay(existing, agent, session_id), False)
+        new_session = None
+        if session_id is None:  # created with the run, in one transaction
+            new_session = Session(id=new_id("ses"), tenant=tenant, created_at=self.clock())
+            session_id = new_session.id
+        else:
+            await self.store.get_session(session_id, tenant)
+        run_id = run_id or new_id("run")
+        interrupted = cancelled_data(by, f"interrupted by run {run_id}", forced=False)
+        now = self.clock()
+        queued = Event(
+            1,
+            run_id,
+            session_id,
+            ev.RUN_QUEUED,
+            {
+                "agent": agent,
+                "trigger": trigger.value,
+                "parent_run_id": parent_run_id,
+                "schedule_id": schedule_id,
+            },
+            ts=now,
+            parent_run_id=parent_run_id,
+        )
+        run = Run(
+            id=run_id,
+            session_id=session_id,
+            tenant=tenant,
+            agent=agent,
+            input=value,
+            trigger=trigger,
+            created_at=now,
+            state=advance(RunState(), queued),
+            parent_run_id=parent_run_id,
+            schedule_id=schedule_id,
+            idempotency_key=idempotency_key,
+            grant=None if grant is None else grant.to_dict(),
+            depth=depth,
+        )
+        # the one-process default executes a start where it is made; an API process, or
+        # one within limits, queues it for a claim (here or in any worker)
+        claim_now = self.executor.executes and not self.executor.claims
+        created = await self.store.create_run(
+            run,
+            queued,
+            reject_if_busy=if_busy is BusyPolicy.REJECT,
+            owner=self.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+            claim=claim_now,
+            new_session=new_session,
+            supersede=_ender(ev.RUN_CANCELLED, interrupted, now)
+            if if_busy is BusyPolicy.INTERRUPT
+            else None,
+        )
+        if not created.created:
+            return Started(created.run, False)
+        if claim_now and created.ahead is None:
+            await self.executor.launch(created.run, epoch=created.run.epoch)
+            return Started(created.run, True)
+        if claim_now:
+            self.executor.waits_on(session_id)
+        else:
+            self._work_queued()
+        if created.ahead is not None and if_busy is BusyPolicy.INTERRUPT:
+            # what waited was cancelled with the start; what runs is asked to stop
+            with contextlib.suppress(RunFinished):
+                await self.cancel(created.ahead, by=by, reason=f"interrupted by run {run_id}")
+        return Started(created.run, True)
