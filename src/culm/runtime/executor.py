@@ -17,16 +17,16 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from culm import events as ev
-from culm.agent.app import AgentSpec, App
+from culm.agent.app import App
 from culm.agent.budget import Budget
-from culm.agent.journal import RUN_RESUMED, Journal
+from culm.agent.journal import Journal
 from culm.config import Settings
 from culm.errors import CulmError
 from culm.events import Event
 from culm.models import Run, RunStatus
 from culm.runtime.children import SpawnDoor
 from culm.runtime.log import EventLog
-from culm.runtime.owners import owner_is_dead
+from culm.runtime.recovery import Recovery
 from culm.runtime.runner import Runner, cancelled_data
 from culm.store import Store
 from culm.store.base import Fence
@@ -40,7 +40,7 @@ CLAIM_BATCH = 100
 """Most runs claimed in one transaction."""
 
 
-class Executor:
+class Executor(Recovery):
     """Runs claimed by this process (``worker_id``), and the tasks that serve them."""
 
     def __init__(
@@ -332,64 +332,6 @@ class Executor:
             if runner is not None and runner.fence.epoch == held[run_id]:
                 runner.lose()
 
-    async def recover(self) -> None:
-        """Take over the runs whose process died (at once on this host, by lease, judged
-        by the database's clock, elsewhere): resume those whose agent allows it, all in one
-        transaction, and end the others ``interrupted``."""
-        if self.closing:
-            return
-        resumable: list[tuple[str, Fence | None]] = []
-        for owned in await self.store.runs_owned_elsewhere(self.worker_id):
-            dead = owned.worker_id is not None and owner_is_dead(owned.worker_id, self.worker_id)
-            if not (dead or owned.expired):
-                continue
-            why = "the process running it died" if dead else "its process stopped responding"
-            fence = None if owned.worker_id is None else Fence(owned.worker_id, owned.epoch)
-            run = await self.store.get_run(owned.run_id)
-            spec = self.app.agents.get(run.agent)
-            if self._leaves(run, spec):
-                continue
-            if run.status is RunStatus.RUNNING and spec is not None and spec.resume:
-                if run.attempt < self.settings.max_resumes:
-                    resumable.append((run.id, fence))
-                    continue
-                why = (
-                    f"its process died {run.attempt + 1} times; it was resumed "
-                    f"{self.settings.max_resumes} times, the most allowed (max_resumes)"
-                )
-            await self.end(owned.run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
-        if resumable:
-            await self._resume(resumable)
-
-    def _leaves(self, run: Run, spec: AgentSpec | None) -> bool:
-        """Whether a dead process's running run is left to another process: one that can
-        resume it (an API process leaves every run to the workers), or that has its agent
-        (the one-process default ends what it lacks)."""
-        if run.status is not RunStatus.RUNNING or not (spec is None or spec.resume):
-            return False
-        return not self.executes or (spec is None and self.settings.role != "all")
-
-    async def _resume(self, claims: list[tuple[str, Fence | None]]) -> None:
-        """Take the runs over and run each again from its log."""
-        now = self.clock()
-
-        def resumed(stored: Run) -> Event:
-            seq = stored.state.last_seq + 1
-            data = {"attempt": stored.attempt + 1, "after_seq": stored.state.last_seq}
-            parent = stored.parent_run_id
-            return Event(seq, stored.id, stored.session_id, RUN_RESUMED, data, now, 0, parent)
-
-        taken = await self.store.resume_runs(
-            claims, self.worker_id, self.settings.lease_seconds, resumed
-        )
-        for run in taken:
-            log.info("resuming run %s (attempt %d)", run.id, run.attempt)
-            self.background(self._relaunch(run), run_id=run.id)
-
-    async def _relaunch(self, run: Run) -> None:
-        past = await _all_events(self.store, run.id)
-        await self.launch(run, epoch=run.epoch, journal=Journal(past, run.attempt))
-
     # shutdown
 
     async def drain(self, deadline: float) -> int:
@@ -457,12 +399,3 @@ async def _wait_all(coros: list[Coroutine[Any, Any, Any]], timeout: float) -> No
         task.cancel()
     if left:
         await asyncio.wait(left, timeout=0.5)
-
-
-async def _all_events(store: Store, run_id: str) -> list[Event]:
-    events: list[Event] = []
-    while True:
-        page = await store.read_events(run_id, after=events[-1].seq if events else 0, limit=5000)
-        events.extend(page)
-        if len(page) < 5000:
-            return events

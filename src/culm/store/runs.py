@@ -1,4 +1,4 @@
-"""Run queries for the SQL store: starts, claims, fenced writes, ends and leases.
+"""Run queries for the SQL store: starts, reads, claims, fenced writes and ends.
 
 Every write for a run names the fence its writer holds (the owner and the epoch of its
 claim); the write happens only while the stored run still has that owner and epoch and is
@@ -22,8 +22,9 @@ from culm.errors import CulmError, IdempotencyKeyReused, NotFound, SessionBusy
 from culm.events import Event
 from culm.models import ACTIVE_STATUSES, Run, RunState, RunStatus, Session
 from culm.projection import advance
-from culm.store.base import Created, Fence, Ownership, RunFilter
+from culm.store.base import Created, Fence, RunFilter
 from culm.store.group import WriteGroup
+from culm.store.ownership import db_time, lost_runs
 from culm.store.rows import (
     db_now,
     require_run,
@@ -116,7 +117,7 @@ class RunQueries:
         new_sessions: list[dict[str, Any]] = []
         new_runs: dict[str, tuple[Run, Start]] = {}
         ended: dict[str, tuple[Run, Event]] = {}  # runs this group cancels, and how
-        now = await _now(conn)
+        now = await db_time(conn)
         for start in starts:
             run = start.run
             key = (run.tenant, run.idempotency_key)
@@ -286,7 +287,7 @@ class RunQueries:
         fences: Mapping[str, Fence],
     ) -> set[str]:
         async with self._write() as conn:
-            lost = await _lost(conn, fences)
+            lost = await lost_runs(conn, fences)
             if lost:
                 events = [e for e in events if e.run_id not in lost]
                 states = {rid: s for rid, s in states.items() if rid not in lost}
@@ -328,106 +329,6 @@ class RunQueries:
             )
             return run, event
 
-    async def resume_runs(
-        self,
-        claims: Sequence[tuple[str, Fence | None]],
-        worker_id: str,
-        lease_seconds: float,
-        resumed: Callable[[Run], Event],
-    ) -> list[Run]:
-        if not claims:
-            return []
-        async with self._write() as conn:
-            fences = dict(claims)
-            rows = await conn.execute(runs.select().where(runs.c.id.in_(list(fences))))
-            taken: list[Run] = []
-            written: list[Event] = []
-            for row in rows:
-                fence = fences[row.id]
-                if row.status != RunStatus.RUNNING.value:
-                    continue
-                if fence is not None and (row.worker_id, row.epoch) != (
-                    fence.worker_id,
-                    fence.epoch,
-                ):
-                    continue
-                run = run_record(row)
-                event = resumed(run)
-                run.state = advance(run.state, event)
-                run.epoch += 1
-                run.attempt += 1
-                taken.append(run)
-                written.append(event)
-            if not taken:
-                return []
-            now = await _now(conn)
-            await self._insert_events(conn, written)
-            await conn.execute(
-                runs.update().where(runs.c.id == sa.bindparam("run_id")),
-                [
-                    {
-                        "run_id": run.id,
-                        "epoch": run.epoch,
-                        "attempt": run.attempt,
-                        "worker_id": worker_id,
-                        "lease_expires_at": now + lease_seconds,
-                        **state_columns(run.state),
-                    }
-                    for run in taken
-                ],
-            )
-            return taken
-
-    async def release_runs(self, worker_id: str, held: Mapping[str, int]) -> None:
-        if not held:
-            return
-        async with self._write() as conn:
-            await conn.execute(
-                runs.update()
-                .where(
-                    runs.c.id == sa.bindparam("run_id"),
-                    runs.c.worker_id == worker_id,
-                    runs.c.epoch == sa.bindparam("held_epoch"),
-                )
-                .values(lease_expires_at=db_now(conn) - 1.0),
-                [{"run_id": rid, "held_epoch": epoch} for rid, epoch in held.items()],
-            )
-
-    # leases
-
-    async def renew_leases(
-        self, worker_id: str, lease_seconds: float, held: Mapping[str, int]
-    ) -> set[str]:
-        async with self._write(appends=False) as conn:
-            await conn.execute(
-                runs.update()
-                .where(runs.c.worker_id == worker_id, runs.c.status.in_(ACTIVE_STATUSES))
-                .values(lease_expires_at=db_now(conn) + lease_seconds)
-            )
-            held_fences = {rid: Fence(worker_id, e) for rid, e in held.items()}
-            return await _lost(conn, held_fences, lock=False)
-
-    async def runs_owned_elsewhere(self, worker_id: str) -> list[Ownership]:
-        return await self._ownership(
-            runs.c.status.in_(ACTIVE_STATUSES),
-            sa.or_(runs.c.worker_id.is_(None), runs.c.worker_id != worker_id),
-        )
-
-    async def ownership(self, run_id: str) -> Ownership | None:
-        found = await self._ownership(runs.c.id == run_id, runs.c.status.in_(ACTIVE_STATUSES))
-        return found[0] if found else None
-
-    async def _ownership(self, *where: sa.ColumnElement[bool]) -> list[Ownership]:
-        async with self._read() as conn:
-            expired = sa.or_(
-                runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < db_now(conn)
-            )
-            query = sa.select(
-                runs.c.id, runs.c.worker_id, runs.c.epoch, expired.label("expired")
-            ).where(*where)
-            rows = (await conn.execute(query)).all()
-        return [Ownership(r.id, r.worker_id, r.epoch, bool(r.expired)) for r in rows]
-
     async def purge_events(self, finished_before: float) -> int:
         ended = sa.select(runs.c.id).where(
             runs.c.completed_at < finished_before, runs.c.status.not_in(ACTIVE_STATUSES)
@@ -435,38 +336,6 @@ class RunQueries:
         async with self._write(appends=False) as conn:
             result = await conn.execute(events.delete().where(events.c.run_id.in_(ended)))
             return result.rowcount
-
-
-async def _now(conn: AsyncConnection) -> float:
-    now: float = (await conn.execute(sa.select(db_now(conn)))).scalar_one()
-    return now
-
-
-async def _lost(
-    conn: AsyncConnection, fences: Mapping[str, Fence], *, lock: bool = True
-) -> set[str]:
-    """The runs among ``fences`` that their fence no longer lets write: ended, claimed
-    again, owned by another process, or gone. With ``lock`` the rows stay locked until the
-    transaction ends (``FOR UPDATE`` on PostgreSQL; SQLite's writer is alone anyway), so no
-    other process can claim or end them between this check and the writes it allows."""
-    if not fences:
-        return set()
-    query = (
-        sa.select(runs.c.id, runs.c.worker_id, runs.c.epoch, runs.c.status)
-        .where(runs.c.id.in_(list(fences)))
-        .order_by(runs.c.id)  # one lock order for every writer: no deadlock between two
-    )
-    if lock:
-        query = query.with_for_update()
-    rows = await conn.execute(query)
-    holding = {
-        row.id
-        for row in rows
-        if row.status in ACTIVE_STATUSES
-        and row.worker_id == fences[row.id].worker_id
-        and row.epoch == fences[row.id].epoch
-    }
-    return set(fences) - holding
 
 
 async def _runs_by_key(

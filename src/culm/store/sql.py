@@ -39,6 +39,7 @@ from culm.store.base import Fence
 from culm.store.claims import ClaimQueries
 from culm.store.group import WriteGroup
 from culm.store.migrate import upgrade
+from culm.store.ownership import OwnershipQueries
 from culm.store.rows import (
     EVENT_COLUMNS,
     EVENTS_WITH_RUNS,
@@ -70,7 +71,7 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-class SqlStore(RunQueries, ScheduleQueries, ClaimQueries):
+class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries):
     """Sessions, runs and events in a SQL database (see ``culm.store.base.Store``)."""
 
     def __init__(self, engines: EngineFactory) -> None:
