@@ -152,6 +152,9 @@ EVENT_COLUMNS = (
     events.c.data,
     runs.c.parent_run_id,  # every event carries its run's parent; no event row stores it
 )
+_SQLITE_INSERT_EVENTS = (
+    "INSERT INTO events (run_id, seq, session_id, type, ts, data) VALUES (?, ?, ?, ?, ?, ?)"
+)
 EVENTS_WITH_RUNS = events.outerjoin(runs, runs.c.id == events.c.run_id)
 
 
@@ -167,23 +170,28 @@ def event_records(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
 async def insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
     """Append events; each gets its ``pos``, which grows in commit order (one writer
     transaction at a time)."""
-    rows = [
-        {
-            "run_id": event.run_id,
-            "seq": event.seq,
-            "session_id": event.session_id,
-            "type": event.type,
-            "ts": event.ts,
-            "data": event.data_json().decode(),
-        }
-        for event in batch
-    ]
     if conn.dialect.name == "sqlite":
+        # plain rows through the driver: a burst of thousands of events would otherwise
+        # spend more in building each row's parameters than SQLite spends storing them
+        await conn.exec_driver_sql(
+            _SQLITE_INSERT_EVENTS,
+            [(e.run_id, e.seq, e.session_id, e.type, e.ts, e.data_json().decode()) for e in batch],
+        )
         # AUTOINCREMENT numbers rows one by one; nobody else writes inside our transaction
-        await conn.execute(events.insert(), rows)
-        last = (await conn.execute(sa.text("SELECT last_insert_rowid()"))).scalar_one()
-        positions: Sequence[int] = range(last - len(rows) + 1, last + 1)
+        last = (await conn.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
+        positions: Sequence[int] = range(last - len(batch) + 1, last + 1)
     else:
+        rows = [
+            {
+                "run_id": event.run_id,
+                "seq": event.seq,
+                "session_id": event.session_id,
+                "type": event.type,
+                "ts": event.ts,
+                "data": event.data_json().decode(),
+            }
+            for event in batch
+        ]
         query = events.insert().returning(events.c.pos, sort_by_parameter_order=True)
         positions = (await conn.execute(query, rows)).scalars().all()
     for event, pos in zip(batch, positions, strict=True):

@@ -17,7 +17,9 @@ def sqlite_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, As
     if parsed.database in (None, "", ":memory:"):
         raise InvalidInput("culm needs a SQLite file, e.g. sqlite:///culm.db, not an in-memory db")
     writer = create_async_engine(parsed, pool_size=1, max_overflow=0)
-    reader = create_async_engine(parsed, pool_size=4, max_overflow=4)
+    # readers read in autocommit: there is no transaction to roll back when a connection
+    # goes back to the pool, and the rollback would cost a trip to the driver's thread
+    reader = create_async_engine(parsed, pool_size=4, max_overflow=4, pool_reset_on_return=None)
     _configure(writer, synchronous, begin="BEGIN IMMEDIATE")
     _configure(reader, synchronous, begin=None)
     return writer, reader
