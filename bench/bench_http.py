@@ -18,6 +18,7 @@ alternate within each workload, so machine noise hits both alike. Figures are me
 
     python bench/bench_http.py [--repeat 5] [--only start runs ...] [--servers culm ceiling]
     python bench/bench_http.py --url http://127.0.0.1:8000 [--pid PID]
+    python bench/bench_http.py --compare /path/to/other/culm/src   # before/after
 
 ``--url`` measures a server already running (it must know the agents of
 ``agents_http.py`` and the routes ``ceiling.py`` serves); with ``--pid`` its CPU and memory
@@ -51,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 TERMINAL = (b"event: run.completed", b"event: run.failed", b"event: run.cancelled")
 TERMINAL_STATUS = {"completed", "failed", "cancelled", "interrupted"}
 LIMITS = httpx.Limits(max_connections=2_000, max_keepalive_connections=200)
+COMPARE: list[str] = []  # the source tree of ``--compare``
 
 
 # the servers
@@ -130,8 +132,12 @@ class Target:
 
 def launch(kind: str, directory: Path) -> Target:
     env = {**os.environ, "CULM_DATABASE_URL": f"sqlite:///{directory / 'bench.db'}"}
+    if kind == "other":  # culm from another source tree (``--compare``)
+        env["PYTHONPATH"] = os.pathsep.join([COMPARE[0], env.get("PYTHONPATH", "")])
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind], env=env, stdout=subprocess.PIPE
+        [sys.executable, __file__, "--serve", "culm" if kind == "other" else kind],
+        env=env,
+        stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
     target = Target(kind, f"http://127.0.0.1:{int(process.stdout.readline())}", process.pid)
@@ -414,6 +420,9 @@ def main() -> None:
     parser.add_argument("--servers", nargs="*", choices=["culm", "ceiling"])
     parser.add_argument("--url", help="measure a server already running at this URL")
     parser.add_argument("--pid", type=int, help="that server's process, for CPU and memory")
+    parser.add_argument(
+        "--compare", metavar="SRC", help="also measure culm from this source tree ('other')"
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -424,6 +433,9 @@ def main() -> None:
     servers = args.servers or (["url"] if args.url else ["culm", "ceiling"])
     if args.url and args.servers:
         servers = ["url", *args.servers]
+    if args.compare:
+        COMPARE.append(str(Path(args.compare).resolve()))
+        servers = ["other", *servers]
     print(
         f"HTTP API, SQLite synchronous=FULL, median of {args.repeat}; "
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, nice {os.nice(0)}"

@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from culm.errors import InvalidInput
+from culm.store.sqlite_trips import connect
 
 
 def sqlite_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, AsyncEngine]:
@@ -16,10 +17,12 @@ def sqlite_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, As
     parsed = make_url(url).set(drivername="sqlite+aiosqlite")
     if parsed.database in (None, "", ":memory:"):
         raise InvalidInput("culm needs a SQLite file, e.g. sqlite:///culm.db, not an in-memory db")
-    writer = create_async_engine(parsed, pool_size=1, max_overflow=0)
-    # readers read in autocommit: there is no transaction to roll back when a connection
-    # goes back to the pool, and the rollback would cost a trip to the driver's thread
-    reader = create_async_engine(parsed, pool_size=4, max_overflow=4, pool_reset_on_return=None)
+    options: dict[str, Any] = {}
+    if not parsed.query:  # a plain file: connections that take one trip per statement
+        database = parsed.database
+        options["async_creator"] = lambda: connect(database)
+    writer = create_async_engine(parsed, pool_size=1, max_overflow=0, **options)
+    reader = create_async_engine(parsed, pool_size=4, max_overflow=4, **options)
     _configure(writer, synchronous, begin="BEGIN IMMEDIATE")
     _configure(reader, synchronous, begin=None)
     return writer, reader
