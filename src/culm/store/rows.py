@@ -152,9 +152,10 @@ EVENT_COLUMNS = (
     events.c.data,
     runs.c.parent_run_id,  # every event carries its run's parent; no event row stores it
 )
-_SQLITE_INSERT_EVENTS = (
-    "INSERT INTO events (run_id, seq, session_id, type, ts, data) VALUES (?, ?, ?, ?, ?, ?)"
-)
+_SQLITE_INSERT_EVENTS = "INSERT INTO events (run_id, seq, session_id, type, ts, data) VALUES "
+_SQLITE_ROW = "(?, ?, ?, ?, ?, ?)"
+_SQLITE_ROWS = 1_000
+"""Rows per statement: 6,000 parameters, under SQLite's limit of 32,766."""
 EVENTS_WITH_RUNS = events.outerjoin(runs, runs.c.id == events.c.run_id)
 
 
@@ -171,15 +172,7 @@ async def insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
     """Append events; each gets its ``pos``, which grows in commit order (one writer
     transaction at a time)."""
     if conn.dialect.name == "sqlite":
-        # plain rows through the driver: a burst of thousands of events would otherwise
-        # spend more in building each row's parameters than SQLite spends storing them
-        await conn.exec_driver_sql(
-            _SQLITE_INSERT_EVENTS,
-            [(e.run_id, e.seq, e.session_id, e.type, e.ts, e.data_json().decode()) for e in batch],
-        )
-        # AUTOINCREMENT numbers rows one by one; nobody else writes inside our transaction
-        last = (await conn.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
-        positions: Sequence[int] = range(last - len(batch) + 1, last + 1)
+        positions: Sequence[int] = await _insert_sqlite(conn, batch)
     else:
         rows = [
             {
@@ -196,3 +189,23 @@ async def insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
         positions = (await conn.execute(query, rows)).scalars().all()
     for event, pos in zip(batch, positions, strict=True):
         event.pos = pos
+
+
+async def _insert_sqlite(conn: AsyncConnection, batch: Sequence[Event]) -> list[int]:
+    """Insert events as plain rows straight to the driver, several per statement; their
+    positions. A burst of thousands of events would otherwise spend more in building each
+    row's parameters than SQLite spends storing them. A statement's last row id numbers
+    all its rows: AUTOINCREMENT numbers them one by one, and nobody else writes inside our
+    transaction."""
+    positions: list[int] = []
+    for start in range(0, len(batch), _SQLITE_ROWS):
+        chunk = batch[start : start + _SQLITE_ROWS]
+        values = [
+            value
+            for e in chunk
+            for value in (e.run_id, e.seq, e.session_id, e.type, e.ts, e.data_json().decode())
+        ]
+        sql = _SQLITE_INSERT_EVENTS + ", ".join([_SQLITE_ROW] * len(chunk))
+        last = (await conn.exec_driver_sql(sql, tuple(values))).lastrowid
+        positions.extend(range(last - len(chunk) + 1, last + 1))
+    return positions

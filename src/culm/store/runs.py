@@ -114,7 +114,6 @@ class RunQueries:
         new_sessions: list[dict[str, Any]] = []
         new_runs: dict[str, tuple[Run, Start]] = {}
         ended: dict[str, tuple[Run, Event]] = {}  # runs this group cancels, and how
-        now = await _now(conn)
         for start in starts:
             run = start.run
             key = (run.tenant, run.idempotency_key)
@@ -155,13 +154,15 @@ class RunQueries:
         if new_sessions:
             await conn.execute(sessions.insert(), new_sessions)
         if new_runs:
+            # leases are judged by the database's clock, read by the insert itself
+            lease = db_now(conn) + sa.bindparam("lease_seconds", type_=sa.Float)
             await conn.execute(
-                runs.insert(),
+                runs.insert().values(lease_expires_at=lease),
                 [
                     {
                         **run_columns(stored),
                         "worker_id": start.owner,
-                        "lease_expires_at": now + start.lease_seconds,
+                        "lease_seconds": start.lease_seconds,
                     }
                     for stored, start in new_runs.values()
                 ],
@@ -414,11 +415,6 @@ class RunQueries:
         async with self._write() as conn:
             result = await conn.execute(events.delete().where(events.c.run_id.in_(ended)))
             return result.rowcount
-
-
-async def _now(conn: AsyncConnection) -> float:
-    now: float = (await conn.execute(sa.select(db_now(conn)))).scalar_one()
-    return now
 
 
 async def _lost(conn: AsyncConnection, fences: Mapping[str, Fence]) -> set[str]:
