@@ -41,11 +41,16 @@ async def require_session(conn: AsyncConnection, session_id: str, tenant: str | 
     return session_record(row)
 
 
+# built once: building a query (and its cache key) cost more than running it
+_RUN = runs.select().where(runs.c.id == sa.bindparam("run_id"))
+_TENANT_RUN = _RUN.where(runs.c.tenant == sa.bindparam("tenant"))
+
+
 async def require_run(conn: AsyncConnection, run_id: str, tenant: str | None) -> Run:
-    query = runs.select().where(runs.c.id == run_id)
-    if tenant is not None:
-        query = query.where(runs.c.tenant == tenant)
-    row = (await conn.execute(query)).first()
+    if tenant is None:
+        row = (await conn.execute(_RUN, {"run_id": run_id})).first()
+    else:
+        row = (await conn.execute(_TENANT_RUN, {"run_id": run_id, "tenant": tenant})).first()
     if row is None:
         raise NotFound(f"no run {run_id}")
     return run_record(row)

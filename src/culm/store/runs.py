@@ -36,6 +36,12 @@ from culm.store.schema import events, runs, sessions
 
 _ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
 
+# the statements every event batch runs, built once (building one cost more than running it)
+_FENCES = sa.select(runs.c.id, runs.c.worker_id, runs.c.epoch, runs.c.status).where(
+    runs.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_UPDATE_STATE = runs.update().where(runs.c.id == sa.bindparam("run_id"))
+
 
 @dataclass(slots=True, frozen=True)
 class Start:
@@ -293,7 +299,7 @@ class RunQueries:
                 await self._insert_events(conn, events)
             if states:
                 await conn.execute(
-                    runs.update().where(runs.c.id == sa.bindparam("run_id")),
+                    _UPDATE_STATE,
                     [{"run_id": rid, **state_columns(s)} for rid, s in states.items()],
                 )
             return lost
@@ -422,11 +428,7 @@ async def _lost(conn: AsyncConnection, fences: Mapping[str, Fence]) -> set[str]:
     again, owned by another process, or gone."""
     if not fences:
         return set()
-    rows = await conn.execute(
-        sa.select(runs.c.id, runs.c.worker_id, runs.c.epoch, runs.c.status).where(
-            runs.c.id.in_(list(fences))
-        )
-    )
+    rows = await conn.execute(_FENCES, {"ids": list(fences)})
     holding = {
         row.id
         for row in rows
