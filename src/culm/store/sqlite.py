@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from culm.errors import InvalidInput
-from culm.store.sqlite_trips import connect
+from culm.store.sqlite_trips import Connection, connect
 
 
 def sqlite_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, AsyncEngine]:
@@ -48,4 +48,8 @@ def _configure(engine: AsyncEngine, synchronous: str, begin: str | None) -> None
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin)
+            driver = conn.connection.driver_connection
+            if isinstance(driver, Connection):  # BEGIN goes with the first statement
+                driver.begin_with_next(begin)
+            else:
+                conn.exec_driver_sql(begin)

@@ -89,10 +89,24 @@ class Cursor:
 class Connection(aiosqlite.Connection):
     """aiosqlite's connection, whose cursors are ``Cursor``."""
 
+    _begin: str | None = None
+
     def cursor(self) -> Cursor:  # type: ignore[override]
         return Cursor(self)
 
+    def begin_with_next(self, sql: str) -> None:
+        """Run ``sql`` (a ``BEGIN``) in the same trip as the next statement, before it; a
+        transaction in which nothing was executed is then never begun."""
+        self._begin = sql
+
+    async def commit(self) -> None:
+        if self._begin is not None:  # nothing was executed: nothing began
+            self._begin = None
+            return
+        await super().commit()
+
     async def rollback(self) -> None:
+        self._begin = None
         # SQLAlchemy rolls back every connection it is done with, most often with nothing
         # begun (readers read in autocommit; the writer has committed): no trip then
         if self._conn.in_transaction:
@@ -100,8 +114,15 @@ class Connection(aiosqlite.Connection):
 
     async def run(self, function: Any, *args: Any) -> Any:
         """``function(sqlite3_connection, *args)`` on the connection's thread."""
+        begin, self._begin = self._begin, None
         # aiosqlite's own way onto its thread (what its public calls use)
-        return await self._execute(function, self._conn, *args)  # type: ignore[no-untyped-call]
+        return await self._execute(_after, begin, function, self._conn, *args)  # type: ignore[no-untyped-call]
+
+
+def _after(begin: str | None, function: Any, conn: sqlite3.Connection, *args: Any) -> Any:
+    if begin is not None:
+        conn.execute(begin)
+    return function(conn, *args)
 
 
 def connect(database: str) -> Connection:
