@@ -42,3 +42,9 @@ async def paced(run: culm.RunContext, input: dict[str, float]) -> int:
 async def waiter(run: culm.RunContext, input: None = None) -> None:
     """Waits at a safe point until cancelled."""
     await run.sleep(3600)
+
+
+@app.agent
+async def trivial(run: culm.RunContext, input: None = None) -> None:
+    """One agent event, then done: the trivial run of the HTTP workloads."""
+    await run.emit("bench.hello", {})

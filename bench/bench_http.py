@@ -1,17 +1,28 @@
-"""Benchmark the HTTP API through a real server and real clients on loopback.
+"""Benchmark the HTTP API on the workloads of TARGETS.md, culm beside a do-nothing ceiling.
 
-Starts ``culm`` in a subprocess (SQLite in a temporary directory, the settings' defaults
-unless told otherwise), then measures, each as the median of ``--repeat`` repetitions:
+Each workload starts a fresh server (culm: SQLite in a temporary directory, settings'
+defaults, ``synchronous=FULL``), warms it with 2 trivial runs, and measures; servers
+alternate within each workload, so machine noise hits both alike. Figures are medians of
+``--repeat`` repetitions:
 
-- runs started per second over HTTP (200 trivial runs, 20 at a time, until all finished)
-- start over HTTP -> first event on an SSE client
-- events per second to 1, 10 and 100 SSE clients of a run emitting 5,000 events
-- p50 / p99 delay from emit to an SSE client receiving the event (1,000 events/s)
-- cancel request -> terminal event on an SSE client
-- server memory per waiting run (500 runs), and with 1,000 idle SSE connections
+- start: POST a trivial run, open its SSE stream from the start: POST -> its agent event
+- runs: 200 trivial runs, at most 20 in flight, each POST followed by its own SSE stream
+  read to its end, then a GET: runs/s, and the server's CPU (whole process tree) per run
+- stream: one run emitting 5,000 events, one SSE client from the start: POST -> last
+  event; the same run with 10 clients joined at once: events/s each
+- cancel: 20 runs waiting at a safe point, each with its stream open; cancel request ->
+  terminal status seen by a GET polled back to back
+- memory: 500 runs waiting: server RSS (process tree) per run
+- delay: emit -> SSE client, p50 / p99, one run emitting 1,000 events/s
+- idle: 1,000 idle SSE streams: server CPU while nothing happens
 
-    python bench/bench_http.py [--repeat 3] [--synchronous FULL|NORMAL] [--only NAME ...]
+    python bench/bench_http.py [--repeat 5] [--only start runs ...] [--servers culm ceiling]
+    python bench/bench_http.py --url http://127.0.0.1:8000 [--pid PID]
+    python bench/bench_http.py --compare /path/to/other/culm/src   # before/after
 
+``--url`` measures a server already running (it must know the agents of
+``agents_http.py`` and the routes ``ceiling.py`` serves); with ``--pid`` its CPU and memory
+too. The SSE client is a raw socket reader; plain requests use httpx; all in one process.
 Only 127.0.0.1 is contacted; every loop is bounded in count and time.
 """
 
@@ -28,8 +39,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -37,69 +50,76 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 TERMINAL = (b"event: run.completed", b"event: run.failed", b"event: run.cancelled")
+TERMINAL_STATUS = {"completed", "failed", "cancelled", "interrupted"}
 LIMITS = httpx.Limits(max_connections=2_000, max_keepalive_connections=200)
+COMPARE: list[str] = []  # the source tree of ``--compare``
 
 
-# the server
+# the servers
 
 
-def serve() -> None:
-    """Child mode: serve bench agents on a free loopback port, printed on stdout."""
+def serve(kind: str) -> None:
+    """Child mode: serve culm (or the ceiling) on a free loopback port, printed on stdout."""
     import culm
     from culm.api import create_app
     from culm.api.server import Server as ApiServer
     from culm.api.server import server_config
 
     sys.path.insert(0, str(HERE))
-    from agents_http import app
-
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
     settings = culm.Settings()
-    api = create_app(app, settings)
-    # the configuration `culm serve` runs, connection limits included
-    config = server_config(
-        api,
-        settings,
-        log_level="warning",
-        access_log=False,
-        backlog=4096,
-        timeout_graceful_shutdown=2,
-    )
-    ApiServer(config, api).run(sockets=[sock])
+    if kind == "ceiling":
+        from ceiling import create_app as ceiling_app
+
+        api = ceiling_app()
+    else:
+        from agents_http import app
+
+        api = create_app(app, settings)
+    # the configuration `culm serve` runs, connection limits included, for both
+    config = server_config(api, settings, log_level="warning", access_log=False, backlog=4096)
+    if kind == "ceiling":
+        import uvicorn
+
+        uvicorn.Server(config).run(sockets=[sock])
+    else:
+        ApiServer(config, api).run(sockets=[sock])
 
 
-class Server:
-    """The server subprocess, on a fresh database for each benchmark."""
+@dataclass
+class Target:
+    """A server under test: its URL and, when known, its process (for CPU and memory)."""
 
-    def __init__(self, directory: Path, synchronous: str) -> None:
-        env = {
-            **os.environ,
-            "CULM_DATABASE_URL": f"sqlite:///{directory / 'bench.db'}",
-            "CULM_SQLITE_SYNCHRONOUS": synchronous,
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve"], env=env, stdout=subprocess.PIPE
-        )
-        assert self.process.stdout is not None
-        port = int(self.process.stdout.readline())
-        self.url = f"http://127.0.0.1:{port}"
-        self.port = port
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("the server did not start")
+    name: str
+    url: str
+    pid: int | None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 80
+
+    def tree(self) -> list[psutil.Process]:
+        assert self.pid is not None
+        root = psutil.Process(self.pid)
+        return [root, *root.children(recursive=True)]
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by the server's process tree."""
+        total = 0.0
+        for p in self.tree():
+            times = p.cpu_times()
+            total += times.user + times.system
+        return total
 
     def rss(self) -> int:
-        return int(psutil.Process(self.process.pid).memory_info().rss)
+        return sum(int(p.memory_info().rss) for p in self.tree())
 
     def stop(self) -> None:
+        if self.process is None:
+            return
         self.process.terminate()
         try:
             self.process.wait(20)
@@ -110,229 +130,319 @@ class Server:
             self.process.stdout.close()
 
 
-# client helpers
+def launch(kind: str, directory: Path) -> Target:
+    env = {**os.environ, "CULM_DATABASE_URL": f"sqlite:///{directory / 'bench.db'}"}
+    if kind == "other":  # culm from another source tree (``--compare``)
+        env["PYTHONPATH"] = os.pathsep.join([COMPARE[0], env.get("PYTHONPATH", "")])
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "culm" if kind == "other" else kind],
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    target = Target(kind, f"http://127.0.0.1:{int(process.stdout.readline())}", process.pid)
+    target.process = process
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{target.url}/healthz", timeout=2).status_code == 200:
+                return target
+        except httpx.TransportError:
+            time.sleep(0.05)
+    target.stop()
+    raise RuntimeError(f"the {kind} server did not start")
 
 
-async def start(http: httpx.AsyncClient, agent: str, input: Any = None) -> dict[str, Any]:
+# the client
+
+
+class Stream:
+    """A raw-socket SSE reader: one connection, the response read as it comes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.seen = b""
+
+    @classmethod
+    async def open(cls, target: Target, run_id: str, after: int = 0) -> Stream:
+        reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
+        writer.write(
+            f"GET /v1/runs/{run_id}/events?after={after} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
+        stream = cls(reader, writer)
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        return stream
+
+    async def chunk(self) -> bytes:
+        data = await self.reader.read(262_144)
+        if not data:
+            raise EOFError("the stream ended")
+        return data
+
+    async def until(self, *markers: bytes) -> bytes:
+        """Read until one of ``markers`` has come; which one."""
+        while True:
+            for marker in markers:
+                if marker in self.seen:
+                    self.seen = self.seen[self.seen.index(marker) + len(marker) :]
+                    return marker
+            self.seen = self.seen[-256:] + await self.chunk()
+
+    async def count_to_end(self) -> int:
+        """Events received until the terminal one and the end of the response."""
+        count, tail, ended = 0, self.seen, False
+        self.seen = b""
+        while True:
+            data = tail + await self.chunk()
+            count += data.count(b"\nevent: ") - tail.count(b"\nevent: ")
+            ended = ended or any(t in data for t in TERMINAL)
+            tail = data[-64:]
+            if ended and tail.endswith(b"\r\n0\r\n\r\n"):
+                return count
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def start(http: httpx.AsyncClient, agent: str, input: Any = None) -> str:
     response = await http.post("/v1/runs", json={"agent": agent, "input": input})
     response.raise_for_status()
-    run: dict[str, Any] = response.json()
-    return run
+    run_id: str = response.json()["id"]
+    return run_id
 
 
-async def drain(http: httpx.AsyncClient, run_id: str) -> tuple[int, float]:
-    """Read a run's stream to its end; (events received, monotonic time of the last)."""
-    count = 0
-    tail = b""
-    async with http.stream("GET", f"/v1/runs/{run_id}/events") as response:
-        async for chunk in response.aiter_raw():
-            data = tail + chunk
-            count += data.count(b"\nevent: ") - tail.count(b"\nevent: ")
-            tail = data[-64:]
-    return count, time.monotonic()
+async def trivial_run(http: httpx.AsyncClient, target: Target) -> None:
+    """One run of the runs/s workload: POST, its stream to its end, then a GET."""
+    run_id = await start(http, "trivial")
+    stream = await Stream.open(target, run_id)
+    try:
+        await stream.count_to_end()
+    finally:
+        stream.close()
+    status = (await http.get(f"/v1/runs/{run_id}")).json()["status"]
+    assert status in TERMINAL_STATUS, status
 
 
-async def until(http: httpx.AsyncClient, run_id: str, marker: bytes) -> None:
-    """Follow a run's stream until ``marker`` appears in it."""
-    seen = b""
-    async with asyncio.timeout(30):
-        async with http.stream("GET", f"/v1/runs/{run_id}/events") as response:
-            async for chunk in response.aiter_raw():
-                seen = seen[-256:] + chunk
-                if marker in seen:
-                    return
+# the workloads: each returns its figures for one repetition
 
 
-# the benchmarks: each returns its figures for one repetition
+Bench = Callable[[httpx.AsyncClient, Target], Awaitable[dict[str, float]]]
 
 
-async def runs_per_second(http: httpx.AsyncClient, server: Server) -> dict[str, float]:
+async def first_event(http: httpx.AsyncClient, target: Target) -> dict[str, float]:
+    samples = []
+    for _ in range(30):
+        began = time.perf_counter()
+        run_id = await start(http, "trivial")
+        stream = await Stream.open(target, run_id)
+        await stream.until(b"event: bench.hello")
+        samples.append(time.perf_counter() - began)
+        stream.close()
+    return {"start -> first agent event ms": statistics.median(samples) * 1000}
+
+
+async def runs_per_second(http: httpx.AsyncClient, target: Target) -> dict[str, float]:
     total, width = 200, 20
-    queue = list(range(total))
+    gate = asyncio.Semaphore(width)
 
-    async def worker() -> None:
-        while queue:
-            queue.pop()
-            run = await start(http, "noop")
-            while True:
-                waited = await http.post(f"/v1/runs/{run['id']}/wait", params={"timeout": 30})
-                if waited.json()["status"] not in ("pending", "running"):
-                    break
+    async def one() -> None:
+        async with gate:
+            await trivial_run(http, target)
 
+    cpu = target.cpu() if target.pid else 0.0
     began = time.perf_counter()
     async with asyncio.timeout(120):
-        await asyncio.gather(*(worker() for _ in range(width)))
-    return {"runs/s": total / (time.perf_counter() - began)}
+        await asyncio.gather(*(one() for _ in range(total)))
+    elapsed = time.perf_counter() - began
+    figures = {"runs/s (stream to end, then GET)": total / elapsed}
+    if target.pid:
+        figures["server CPU ms per run"] = (target.cpu() - cpu) / total * 1000
+    return figures
 
 
-async def first_event(http: httpx.AsyncClient, server: Server) -> dict[str, float]:
+async def stream_one(http: httpx.AsyncClient, target: Target) -> dict[str, float]:
+    events = 5_000
+    began = time.perf_counter()
+    run_id = await start(http, "burst", events)
+    stream = await Stream.open(target, run_id)
+    async with asyncio.timeout(120):
+        count = await stream.count_to_end()
+    elapsed = time.perf_counter() - began
+    stream.close()
+    assert count >= events, count
+    return {"5,000 events: POST -> last event ms": elapsed * 1000}
+
+
+async def stream_ten(http: httpx.AsyncClient, target: Target) -> dict[str, float]:
+    events, clients = 5_000, 10
+    began = time.perf_counter()
+    run_id = await start(http, "burst", events)
+    streams = await asyncio.gather(*(Stream.open(target, run_id) for _ in range(clients)))
+
+    async def drain(stream: Stream) -> tuple[int, float]:
+        count = await stream.count_to_end()
+        stream.close()
+        return count, time.perf_counter()
+
+    async with asyncio.timeout(120):
+        results = await asyncio.gather(*(drain(s) for s in streams))
+    rates = sorted(count / (end - began) for count, end in results)
+    return {"10 clients: events/s each": statistics.median(rates)}
+
+
+async def cancel_latency(http: httpx.AsyncClient, target: Target) -> dict[str, float]:
+    runs = [await start(http, "waiter") for _ in range(20)]
+    streams = [await Stream.open(target, run_id) for run_id in runs]
+    async with asyncio.timeout(30):
+        for stream in streams:
+            await stream.until(b"event: run.started")
     samples = []
-    for _ in range(20):
+    for run_id in runs:
         began = time.perf_counter()
-        run = await start(http, "noop")
-        async with http.stream("GET", f"/v1/runs/{run['id']}/events") as response:
-            async for chunk in response.aiter_raw():
-                if b"\nevent: " in chunk or chunk.startswith(b"id: "):
-                    samples.append(time.perf_counter() - began)
-                    break
-    return {"first event ms": statistics.median(samples) * 1000}
+        (await http.post(f"/v1/runs/{run_id}/cancel")).raise_for_status()
+        async with asyncio.timeout(30):
+            while (await http.get(f"/v1/runs/{run_id}")).json()["status"] not in TERMINAL_STATUS:
+                pass
+        samples.append(time.perf_counter() - began)
+    for stream in streams:
+        stream.close()
+    return {"cancel -> terminal status ms": statistics.median(samples) * 1000}
 
 
-def fan_out(clients: int) -> Callable[[httpx.AsyncClient, Server], Awaitable[dict[str, float]]]:
-    async def bench(http: httpx.AsyncClient, server: Server) -> dict[str, float]:
-        events = 5_000
-        began = time.monotonic()
-        run = await start(http, "burst", events)
-        async with asyncio.timeout(120):
-            results = await asyncio.gather(*(drain(http, run["id"]) for _ in range(clients)))
-        total = events + 3  # queued, started, completed
-        assert all(count == total for count, _ in results), [c for c, _ in results]
-        rates = sorted(total / (end - began) for _, end in results)
-        return {
-            f"{clients} clients: events/s each (median)": statistics.median(rates),
-            f"{clients} clients: events/s each (slowest)": rates[0],
-        }
-
-    return bench
-
-
-async def delivery_delay(http: httpx.AsyncClient, server: Server) -> dict[str, float]:
-    n = 2_000
-    run = await start(http, "paced", {"n": n, "rate": 1_000})
-    delays = []
-    buffer = b""
-    async with asyncio.timeout(60):
-        async with http.stream("GET", f"/v1/runs/{run['id']}/events") as response:
-            async for chunk in response.aiter_raw():
-                now = time.time()
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if line.startswith(b"data: ") and b'"bench.tick"' in line:
-                        delays.append(now - orjson.loads(line[6:])["data"]["t"])
-    delays.sort()
-    assert len(delays) == n, len(delays)
-    return {
-        "emit->client p50 ms (1,000 ev/s)": delays[len(delays) // 2] * 1000,
-        "emit->client p99 ms (1,000 ev/s)": delays[int(len(delays) * 0.99)] * 1000,
-    }
-
-
-async def cancel_latency(http: httpx.AsyncClient, server: Server) -> dict[str, float]:
-    samples = []
-    for _ in range(20):
-        run = await start(http, "waiter")
-        await until(http, run["id"], b"event: run.started")
-        async with http.stream("GET", f"/v1/runs/{run['id']}/events") as response:
-            chunks = response.aiter_raw()
-            await anext(chunks)  # the stream is open
-            began = time.perf_counter()
-            await http.post(f"/v1/runs/{run['id']}/cancel")
-            async with asyncio.timeout(30):
-                async for chunk in chunks:
-                    if b"event: run.cancelled" in chunk:
-                        samples.append(time.perf_counter() - began)
-                        break
-    return {"cancel->terminal ms": statistics.median(samples) * 1000}
-
-
-async def memory_per_run(http: httpx.AsyncClient, server: Server) -> dict[str, float]:
+async def memory_per_run(http: httpx.AsyncClient, target: Target) -> dict[str, float]:
     runs = 500
-    await start(http, "noop")  # warm every code path once
-    before = server.rss()
-    started = []
+    if not target.pid:
+        return {}
+    before = target.rss()
+    started: list[str] = []
     for _ in range(runs // 25):
         started += await asyncio.gather(*(start(http, "waiter") for _ in range(25)))
-    await until(http, started[-1]["id"], b"event: run.started")
-    after = server.rss()
-    for run in started:
-        await http.post(f"/v1/runs/{run['id']}/cancel")
+    stream = await Stream.open(target, started[-1])
+    await stream.until(b"event: run.started")
+    stream.close()
+    after = target.rss()
+    for run_id in started:
+        await http.post(f"/v1/runs/{run_id}/cancel")
     return {"KB per waiting run": (after - before) / runs / 1024}
 
 
-async def idle_connections(http: httpx.AsyncClient, server: Server) -> dict[str, float]:
-    connections = 1_000
-    run = await start(http, "waiter")
-    await until(http, run["id"], b"event: run.started")
-    before = server.rss()
-    request = (
-        f"GET /v1/runs/{run['id']}/events?after=2 HTTP/1.1\r\n"
-        f"Host: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
-    ).encode()
-
-    async def connect() -> asyncio.StreamWriter:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200"), head
-        return writer
-
-    writers: list[asyncio.StreamWriter] = []
-    async with asyncio.timeout(120):
-        for _ in range(connections // 100):
-            writers += await asyncio.gather(*(connect() for _ in range(100)))
-    metrics = (await http.get("/metrics")).text
-    streams = next(
-        float(line.split()[1]) for line in metrics.splitlines() if line.startswith("culm_sse_")
-    )
-    after = server.rss()
-    for writer in writers:
-        writer.close()
-    await http.post(f"/v1/runs/{run['id']}/cancel")
+async def delivery_delay(http: httpx.AsyncClient, target: Target) -> dict[str, float]:
+    n = 2_000
+    run_id = await start(http, "paced", {"n": n, "rate": 1_000})
+    stream = await Stream.open(target, run_id)
+    delays: list[float] = []
+    buffer = b""
+    async with asyncio.timeout(60):
+        while len(delays) < n:
+            data = await stream.chunk()
+            now = time.time()
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.startswith(b"data: ") and b'"bench.tick"' in line:
+                    delays.append(now - orjson.loads(line[6:])["data"]["t"])
+    stream.close()
+    delays.sort()
     return {
-        "idle SSE connections": streams,
-        "server RSS MB with them": after / 2**20,
-        "KB per idle connection": (after - before) / connections / 1024,
+        "emit -> client p50 ms (1,000 ev/s)": delays[len(delays) // 2] * 1000,
+        "emit -> client p99 ms (1,000 ev/s)": delays[int(len(delays) * 0.99)] * 1000,
     }
 
 
-BENCHES: dict[str, Callable[[httpx.AsyncClient, Server], Awaitable[dict[str, float]]]] = {
+async def idle_streams(http: httpx.AsyncClient, target: Target) -> dict[str, float]:
+    if not target.pid:
+        return {}
+    run_id = await start(http, "waiter")
+    first = await Stream.open(target, run_id)
+    await first.until(b"event: run.started")
+    streams: list[Stream] = [first]
+    async with asyncio.timeout(120):
+        for _ in range(10):
+            streams += await asyncio.gather(
+                *(Stream.open(target, run_id, after=2) for _ in range(100))
+            )
+    await asyncio.sleep(1)  # let the opening settle
+    cpu, began = target.cpu(), time.perf_counter()
+    await asyncio.sleep(5)
+    share = (target.cpu() - cpu) / (time.perf_counter() - began)
+    for stream in streams:
+        stream.close()
+    await http.post(f"/v1/runs/{run_id}/cancel")
+    return {"1,000 idle streams: server CPU % of a core": share * 100}
+
+
+BENCHES: dict[str, Bench] = {
+    "start": first_event,
     "runs": runs_per_second,
-    "first": first_event,
-    "fan1": fan_out(1),
-    "fan10": fan_out(10),
-    "fan100": fan_out(100),
-    "delay": delivery_delay,
+    "stream": stream_one,
+    "stream10": stream_ten,
     "cancel": cancel_latency,
     "memory": memory_per_run,
-    "idle": idle_connections,
+    "delay": delivery_delay,
+    "idle": idle_streams,
 }
+ONLY_CULM = {"delay", "idle"}  # rows the ceiling has no column for
 
 
-async def measure(name: str, synchronous: str, repeat: int) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {}
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as directory:
-            server = Server(Path(directory), synchronous)
-            try:
-                async with httpx.AsyncClient(
-                    base_url=server.url, timeout=60, limits=LIMITS
-                ) as http:
-                    for key, value in (await BENCHES[name](http, server)).items():
-                        figures.setdefault(key, []).append(value)
-            finally:
-                server.stop()
-    return figures
+async def once(bench: Bench, target: Target) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=target.url, timeout=60, limits=LIMITS) as http:
+        for _ in range(2):  # warm up
+            await trivial_run(http, target)
+        return await bench(http, target)
+
+
+def measure(name: str, servers: list[str], repeat: int, url: str | None, pid: int | None) -> None:
+    figures: dict[tuple[str, str], list[float]] = {}
+    for rep in range(repeat):
+        order = servers if rep % 2 == 0 else servers[::-1]
+        for kind in order:
+            if name in ONLY_CULM and kind == "ceiling":
+                continue
+            with tempfile.TemporaryDirectory() as directory:
+                target = Target("url", url, pid) if kind == "url" else launch(kind, Path(directory))
+                try:
+                    for key, value in asyncio.run(once(BENCHES[name], target)).items():
+                        figures.setdefault((key, kind), []).append(value)
+                finally:
+                    target.stop()
+    for (key, kind), values in figures.items():
+        shown = ", ".join(f"{v:,.1f}" for v in values)
+        print(f"  {key:<40} {kind:<8} {statistics.median(values):>10,.1f}   ({shown})", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions (median shown)")
-    parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
-    parser.add_argument("--only", nargs="*", choices=sorted(BENCHES), default=list(BENCHES))
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions (median shown)")
+    parser.add_argument("--only", nargs="*", choices=list(BENCHES), default=list(BENCHES))
+    parser.add_argument("--servers", nargs="*", choices=["culm", "ceiling"])
+    parser.add_argument("--url", help="measure a server already running at this URL")
+    parser.add_argument("--pid", type=int, help="that server's process, for CPU and memory")
+    parser.add_argument(
+        "--compare", metavar="SRC", help="also measure culm from this source tree ('other')"
+    )
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve()
+        serve(args.serve)
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
-    print(f"HTTP API, SQLite synchronous={args.synchronous}, median of {args.repeat}")
+    servers = args.servers or (["url"] if args.url else ["culm", "ceiling"])
+    if args.url and args.servers:
+        servers = ["url", *args.servers]
+    if args.compare:
+        COMPARE.append(str(Path(args.compare).resolve()))
+        servers = ["other", *servers]
+    print(
+        f"HTTP API, SQLite synchronous=FULL, median of {args.repeat}; "
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, nice {os.nice(0)}"
+    )
     for name in args.only:
-        figures = asyncio.run(measure(name, args.synchronous, args.repeat))
-        for key, values in figures.items():
-            shown = ", ".join(f"{v:,.1f}" for v in values)
-            print(f"  {key:<44} {statistics.median(values):>12,.1f}   ({shown})", flush=True)
+        measure(name, servers, args.repeat, args.url, args.pid)
+    print(f"load at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

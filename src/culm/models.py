@@ -61,9 +61,12 @@ class BusyPolicy(enum.StrEnum):
     """Cancel the active (and queued) runs, then start."""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class RunState:
-    """The part of a run that its events change: a projection of its stream."""
+    """The part of a run that its events change: a projection of its stream.
+
+    Changed in place only by its owner: a runner's own copy, which ``projection.apply``
+    advances event by event; everyone else gets a copy (``projection.advance``)."""
 
     status: RunStatus = RunStatus.PENDING
     last_seq: int = 0

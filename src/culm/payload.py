@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from culm.errors import InvalidPayload
+from culm.events import encode
 
 __all__ = ["DEFAULT_LIMITS", "InvalidPayload", "Limits", "check", "check_encoded", "loads"]
 
@@ -51,7 +52,7 @@ def check_encoded(
 ) -> tuple[Any, bytes]:
     """``check``, and the copy's JSON, which the caller may store as it is."""
     copy = _copy(value, what, 1, limits.max_depth)
-    encoded = orjson.dumps(copy)
+    encoded = encode(copy)
     if len(encoded) > limits.max_bytes:
         raise InvalidPayload(
             f"{what} is {len(encoded)} bytes of JSON, more than the limit of {limits.max_bytes}"

@@ -8,7 +8,7 @@ import pytest
 
 from culm.events import Event
 from culm.models import RunState, RunStatus, ToolPhase
-from culm.projection import advance, replay
+from culm.projection import advance, apply, replay
 
 
 def event(seq: int, type: str, data: dict[str, Any] | None = None, ts: float = 100.0) -> Event:
@@ -108,3 +108,14 @@ def test_advance_does_not_change_its_input() -> None:
     after = advance(before, event(1, "run.started"))
     assert before == RunState()
     assert after.status is RunStatus.RUNNING
+
+
+@pytest.mark.parametrize(("name", "events", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_apply_in_place_reaches_the_same_state(
+    name: str, events: list[Event], expected: dict[str, Any]
+) -> None:
+    """A runner advances one state object in place; it ends where the pure fold ends."""
+    state = RunState()
+    for e in events:
+        apply(state, e)
+    assert state == replay(events)

@@ -166,6 +166,28 @@ class StoreContract:
         tail = await store.read_session_events([s2.id], after=both[3].pos)
         assert all(e.session_id == s2.id and e.pos > both[3].pos for e in tail)
 
+    async def test_a_large_batch_gets_the_positions_it_is_stored_at(self, store: Store) -> None:
+        """Thousands of events of several runs in one batch (more than one statement holds)
+        each learn the position the log gave them, in batch order."""
+        s1, s2 = session(), session()
+        for s in (s1, s2):
+            await store.create_session(s)
+        r1, r2 = await add_run(store, s1), await add_run(store, s2)
+        batch, state1, state2 = [], r1.state, r2.state
+        for i in range(1_300):
+            e1, state1 = follow_up(r1, state1, "x.tick", {"i": i})
+            e2, state2 = follow_up(r2, state2, "x.tock", {"i": i})
+            batch += [e1, e2]
+        fences = {r1.id: Fence("w1", 0), r2.id: Fence("w1", 0)}
+        lost = await store.write_batch(batch, {r1.id: state1, r2.id: state2}, fences)
+        assert lost == set()
+        positions = [e.pos for e in batch]
+        assert positions == list(range(positions[0], positions[0] + len(batch)))
+        stored = await store.read_session_events([s1.id, s2.id], limit=10_000)
+        written = {(e.run_id, e.seq): e.pos for e in batch}
+        assert {(e.run_id, e.seq): e.pos for e in stored if e.seq > 1} == written
+        assert (await store.get_run(r1.id)).state == state1
+
     async def test_end_run_only_in_the_given_states(self, store: Store) -> None:
         s = session()
         await store.create_session(s)

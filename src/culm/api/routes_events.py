@@ -147,7 +147,7 @@ async def run_events(
         return Response(status_code=204)
     state = request.app.state
     return event_stream(
-        engine.subscribe_batches(run_id, start, tenant=tenant),
+        engine.follow(run, start),
         encode_run,
         heartbeat=state.settings.heartbeat_seconds,
         metrics=state.metrics,

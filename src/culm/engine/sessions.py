@@ -118,16 +118,22 @@ class SessionCalls:
         run that has ended yields nothing.
         """
         run = await self.get_run(run_id, tenant)
+        async for batch in self.follow(run, after):
+            yield batch
+
+    async def follow(self, run: Run, after: int = 0) -> AsyncIterator[list[Event]]:
+        """``subscribe_batches`` for a run the caller has just read (and checked the tenant
+        of): the HTTP stream reads the run once, not twice."""
         if after >= run.state.last_seq and run.status.terminal:
             return
         if after > run.state.last_seq:
             raise InvalidInput(
-                f"run {run_id} has no event {after} yet (its last is {run.state.last_seq})"
+                f"run {run.id} has no event {after} yet (its last is {run.state.last_seq})"
             )
         async for batch in follow_run(
             self._reads,
             self.bus,
-            run_id,
+            run.id,
             after,
             buffer=self.settings.subscriber_buffer,
             idle_poll=None,  # woken by the bus only: the log's tail covers other writers

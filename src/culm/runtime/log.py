@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from culm.errors import Unavailable
 from culm.events import Event
@@ -90,7 +90,8 @@ class EventLog:
         return self._bytes
 
     def append(self, event: Event, state: RunState, fence: Fence) -> None:
-        """Queue ``event`` and its run's new ``state`` for the next commit."""
+        """Queue ``event`` and its run's new ``state`` for the next commit. ``state`` may be
+        changed in place by the caller afterwards: it is copied when a commit takes it."""
         pending = self._queue.get(event.run_id)
         if pending is not None and pending.fence != fence:
             # the run was claimed again: what the old claim queued could not be written
@@ -167,6 +168,10 @@ class EventLog:
             ids = ids[:share]
         taken = {rid: self._queue.pop(rid) for rid in ids}
         for rid, pending in taken.items():
+            if pending.state is not None:
+                # the runner changes its state in place as it emits: what is written with
+                # these events is the state as of the last of them
+                pending.state = replace(pending.state)
             self._count -= len(pending.events)
             self._bytes -= pending.size
             if pending.done is None:

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from culm import events as ev
@@ -20,7 +21,7 @@ from culm.errors import InvalidPayload, RunCancelled
 from culm.events import Event
 from culm.models import Run, RunState
 from culm.payload import check, check_encoded
-from culm.projection import advance
+from culm.projection import apply
 from culm.runtime.children import ChildSet, SpawnDoor
 from culm.runtime.history import SessionHistory
 from culm.runtime.limits import effective_limits
@@ -71,7 +72,9 @@ class Runner:
         written, last)."""
         self.run = run
         self.spec = spec
-        self.state: RunState = run.state
+        self.state: RunState = replace(run.state)
+        """Changed in place as the run emits (``projection.apply``): its own copy, not the
+        run's, which shows what was committed."""
         self.token = CancelToken()
         self.task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
@@ -125,7 +128,7 @@ class Runner:
             parent_run_id=r.parent_run_id,
             _data_json=encoded,
         )
-        self.state = advance(self.state, event)
+        apply(self.state, event)
         self._log.append(event, self.state, self.fence)
 
     async def finish(self, type: str, data: dict[str, Any]) -> bool:

@@ -42,11 +42,16 @@ async def require_session(conn: AsyncConnection, session_id: str, tenant: str | 
     return session_record(row)
 
 
+# built once: building a query (and its cache key) cost more than running it
+_RUN = runs.select().where(runs.c.id == sa.bindparam("run_id"))
+_TENANT_RUN = _RUN.where(runs.c.tenant == sa.bindparam("tenant"))
+
+
 async def require_run(conn: AsyncConnection, run_id: str, tenant: str | None) -> Run:
-    query = runs.select().where(runs.c.id == run_id)
-    if tenant is not None:
-        query = query.where(runs.c.tenant == tenant)
-    row = (await conn.execute(query)).first()
+    if tenant is None:
+        row = (await conn.execute(_RUN, {"run_id": run_id})).first()
+    else:
+        row = (await conn.execute(_TENANT_RUN, {"run_id": run_id, "tenant": tenant})).first()
     if row is None:
         raise NotFound(f"no run {run_id}")
     return run_record(row)
@@ -153,6 +158,10 @@ EVENT_COLUMNS = (
     events.c.data,
     runs.c.parent_run_id,  # every event carries its run's parent; no event row stores it
 )
+_SQLITE_INSERT_EVENTS = "INSERT INTO events (run_id, seq, session_id, type, ts, data) VALUES "
+_SQLITE_ROW = "(?, ?, ?, ?, ?, ?)"
+_SQLITE_ROWS = 1_000
+"""Rows per statement: 6,000 parameters, under SQLite's limit of 32,766."""
 EVENTS_WITH_RUNS = events.outerjoin(runs, runs.c.id == events.c.run_id)
 
 
@@ -168,24 +177,41 @@ def event_records(rows: Sequence[tuple[Any, ...]]) -> list[Event]:
 async def insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
     """Append events; each gets its ``pos``, which grows in commit order (one writer
     transaction at a time)."""
-    rows = [
-        {
-            "run_id": event.run_id,
-            "seq": event.seq,
-            "session_id": event.session_id,
-            "type": event.type,
-            "ts": event.ts,
-            "data": event.data_json().decode(),
-        }
-        for event in batch
-    ]
     if conn.dialect.name == "sqlite":
-        # AUTOINCREMENT numbers rows one by one; nobody else writes inside our transaction
-        await conn.execute(events.insert(), rows)
-        last = (await conn.execute(sa.text("SELECT last_insert_rowid()"))).scalar_one()
-        positions: Sequence[int] = range(last - len(rows) + 1, last + 1)
+        positions: Sequence[int] = await _insert_sqlite(conn, batch)
     else:
+        rows = [
+            {
+                "run_id": event.run_id,
+                "seq": event.seq,
+                "session_id": event.session_id,
+                "type": event.type,
+                "ts": event.ts,
+                "data": event.data_json().decode(),
+            }
+            for event in batch
+        ]
         query = events.insert().returning(events.c.pos, sort_by_parameter_order=True)
         positions = (await conn.execute(query, rows)).scalars().all()
     for event, pos in zip(batch, positions, strict=True):
         event.pos = pos
+
+
+async def _insert_sqlite(conn: AsyncConnection, batch: Sequence[Event]) -> list[int]:
+    """Insert events as plain rows straight to the driver, several per statement; their
+    positions. A burst of thousands of events would otherwise spend more in building each
+    row's parameters than SQLite spends storing them. A statement's last row id numbers
+    all its rows: AUTOINCREMENT numbers them one by one, and nobody else writes inside our
+    transaction."""
+    positions: list[int] = []
+    for start in range(0, len(batch), _SQLITE_ROWS):
+        chunk = batch[start : start + _SQLITE_ROWS]
+        values = [
+            value
+            for e in chunk
+            for value in (e.run_id, e.seq, e.session_id, e.type, e.ts, e.data_json().decode())
+        ]
+        sql = _SQLITE_INSERT_EVENTS + ", ".join([_SQLITE_ROW] * len(chunk))
+        last = (await conn.exec_driver_sql(sql, tuple(values))).lastrowid
+        positions.extend(range(last - len(chunk) + 1, last + 1))
+    return positions

@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from culm.errors import InvalidInput
+from culm.store.sqlite_trips import Connection, connect
 
 
 def sqlite_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, AsyncEngine]:
@@ -16,8 +17,15 @@ def sqlite_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, As
     parsed = make_url(url).set(drivername="sqlite+aiosqlite")
     if parsed.database in (None, "", ":memory:"):
         raise InvalidInput("culm needs a SQLite file, e.g. sqlite:///culm.db, not an in-memory db")
-    writer = create_async_engine(parsed, pool_size=1, max_overflow=0)
-    reader = create_async_engine(parsed, pool_size=4, max_overflow=4)
+    options: dict[str, Any] = {}
+    if not parsed.query:  # a plain file: connections that take one trip per statement
+        database = parsed.database
+        options["async_creator"] = lambda: connect(database)
+    writer = create_async_engine(parsed, pool_size=1, max_overflow=0, **options)
+    # enough readers for the requests of a busy server: one opened past the pool is
+    # closed again when returned, and opening one (a thread, a file, pragmas) costs more
+    # than the reads it serves
+    reader = create_async_engine(parsed, pool_size=8, max_overflow=8, **options)
     _configure(writer, synchronous, begin="BEGIN IMMEDIATE")
     _configure(reader, synchronous, begin=None)
     return writer, reader
@@ -40,4 +48,8 @@ def _configure(engine: AsyncEngine, synchronous: str, begin: str | None) -> None
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin)
+            driver = conn.connection.driver_connection
+            if isinstance(driver, Connection):  # BEGIN goes with the first statement
+                driver.begin_with_next(begin)
+            else:
+                conn.exec_driver_sql(begin)
