@@ -172,8 +172,10 @@ def test_the_banner_names_what_is_there() -> None:
         f"  API docs  {url}/docs",
         "  try       culm run countdown 3 --follow",
     ]
-    with_ui = banner(url, settings, examples, EXAMPLES, ["/v1/runs", "/dashboard"])
-    assert f"  dashboard {url}/dashboard" in with_ui.splitlines()
+    # the routes a server with the dashboard has: the page at /, its files below
+    routes = ["/v1/runs", "/", "/dashboard/{path:path}"]
+    with_ui = banner(url, settings, examples, EXAMPLES, routes)
+    assert f"  dashboard {url}/" in with_ui.splitlines()
 
 
 def test_model_providers_are_imported_in_the_background_when_serving() -> None:

@@ -178,9 +178,8 @@ def banner(
         f"  agents    {names}  ({source})",
         f"  API docs  {url}/docs",
     ]
-    dashboard = next((p for p in paths if p.rstrip("/") in ("/dashboard", "/ui")), None)
-    if dashboard is not None:
-        lines.append(f"  dashboard {url}{dashboard}")
+    if any(p.startswith("/dashboard") for p in paths):  # its files; the page is at /
+        lines.append(f"  dashboard {url}/")
     lines.append(f"  try       culm run {_example_agent(agents)} --follow")
     return "\n".join(lines)
 
