@@ -265,7 +265,8 @@ def serve(
 
     def extend(api: Any) -> None:
         logs.configure(log_level.lower(), log_format.lower())
-        paths = [getattr(route, "path", "") for route in api.routes]
+        # every route, as the app lists them (FastAPI keeps included routers whole)
+        paths = [getattr(route, "path", "") for route in api.state.routes]
         text = banner(url, settings, agents, target, paths)
         logs.install(api, ready=lambda: logs.announce(text))
 
