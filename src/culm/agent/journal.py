@@ -71,7 +71,7 @@ class Replay:
 
     def emitted(self, type: str, data: Any) -> None:
         """An emit during replay: it must be the next recorded event, which it stands for."""
-        expected = self._next(f"emitted {type!r}")
+        expected = self._next()
         if expected.type != type or expected.data != data:
             raise NonDeterministicAgent(
                 f"non-deterministic agent: on resume it emitted {type!r} {_short(data)} where "
@@ -80,7 +80,7 @@ class Replay:
 
     def step(self, name: str) -> Any:
         """The recorded result of the step ``name``, which must be next in the log."""
-        expected = self._next(f"ran step {name!r}")
+        expected = self._next()
         if expected.type != STEP_COMPLETED or expected.data.get("name") != name:
             raise NonDeterministicAgent(
                 f"non-deterministic agent: on resume it ran step {name!r} where its log has "
@@ -88,7 +88,7 @@ class Replay:
             )
         return expected.data.get("result")
 
-    def _next(self, what: str) -> Event:
+    def _next(self) -> Event:
         event = self._recorded[self._at]
         self._at += 1
         return event

@@ -17,7 +17,7 @@ from culm.ids import new_id
 from culm.models import BusyPolicy, Run, RunState, Session, Trigger
 from culm.projection import advance
 from culm.runtime.executor import Executor
-from culm.runtime.runner import cancelled_data
+from culm.runtime.runner import cancelled_data, next_event
 from culm.store import Store
 from culm.store.runs import replay
 
@@ -25,13 +25,7 @@ from culm.store.runs import replay
 def _ender(type: str, data: dict[str, Any], now: float) -> Callable[[Run], Event]:
     """How the store ends a run this call supersedes: the next event of its stream."""
 
-    def terminal(run: Run) -> Event:
-        seq = run.state.last_seq + 1
-        return Event(
-            seq, run.id, run.session_id, type, data, ts=now, parent_run_id=run.parent_run_id
-        )
-
-    return terminal
+    return lambda run: next_event(run, type, data, now)
 
 
 @dataclass(frozen=True, slots=True)

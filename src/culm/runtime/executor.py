@@ -27,7 +27,7 @@ from culm.models import Run, RunStatus
 from culm.runtime.children import SpawnDoor
 from culm.runtime.log import EventLog
 from culm.runtime.recovery import Recovery
-from culm.runtime.runner import Runner, cancelled_data
+from culm.runtime.runner import Runner, cancelled_data, next_event
 from culm.store import Store
 from culm.store.base import Fence
 
@@ -265,10 +265,7 @@ class Executor(Recovery):
         now = self.clock()
 
         def terminal(run: Run) -> Event:
-            seq = run.state.last_seq + 1
-            return Event(
-                seq, run_id, run.session_id, type, data, ts=now, parent_run_id=run.parent_run_id
-            )
+            return next_event(run, type, data, now)
 
         result = await self.store.end_run(run_id, only_if, terminal, fence=fence)
         if result is None:

@@ -14,6 +14,7 @@ from culm.config import Settings
 from culm.events import Event
 from culm.models import Run, RunStatus
 from culm.runtime.owners import owner_is_dead
+from culm.runtime.runner import next_event
 from culm.store import Store
 from culm.store.base import Fence
 
@@ -98,10 +99,8 @@ class Recovery:
         now = self.clock()
 
         def resumed(stored: Run) -> Event:
-            seq = stored.state.last_seq + 1
             data = {"attempt": stored.attempt + 1, "after_seq": stored.state.last_seq}
-            parent = stored.parent_run_id
-            return Event(seq, stored.id, stored.session_id, RUN_RESUMED, data, now, 0, parent)
+            return next_event(stored, RUN_RESUMED, data, now)
 
         taken = await self.store.resume_runs(
             claims, self.worker_id, self.settings.lease_seconds, resumed

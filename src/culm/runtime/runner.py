@@ -233,6 +233,13 @@ _ENDINGS = {
 }
 
 
+def next_event(run: Run, type: str, data: dict[str, Any], ts: float) -> Event:
+    """The next event of a stored run's stream, written for it from outside its runner (an
+    end, a resume)."""
+    seq = run.state.last_seq + 1
+    return Event(seq, run.id, run.session_id, type, data, ts=ts, parent_run_id=run.parent_run_id)
+
+
 def cancelled_data(by: str, reason: str | None, *, forced: bool) -> dict[str, Any]:
     error = f"cancelled by {by}" + (f": {reason}" if reason else "")
     return {"by": by, "reason": reason, "forced": forced, "error": error}
