@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     """How often the log's tail is checked for events other processes sharing the database
     committed (one query per process, however many followers), and queued runs whose turn
     came unnoticed are started."""
+    input_poll_seconds: float = Field(default=5.0, gt=0)
+    """How often waits for a person are checked for their ``input_timeout``: a wait ends
+    at most this long after its deadline."""
     max_batch: int = Field(default=5_000, ge=1)
     """Events queued for the next group commit past which emitters wait for the disk."""
     max_queued_bytes: int = Field(default=64 * 1_048_576, ge=1_048_576)

@@ -108,3 +108,21 @@ class RunCancelled(CulmError):
         super().__init__(f"run cancelled by {by}" + (f": {reason}" if reason else ""))
         self.by = by
         self.reason = reason
+
+
+class RunSuspended(CulmError):
+    """The run waits for a person: its ``run.waiting`` event is written, and it stops here,
+    to be taken up again (from its log) once answered. Like ``RunCancelled``: catch it
+    only to clean up, then re-raise."""
+
+    code = "waiting"
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"the run waits for input on {call_id}")
+        self.call_id = call_id
+
+
+class NotWaiting(Conflict):
+    """Input was given to a run that does not wait for it (or waits on another call)."""
+
+    code = "not_waiting"

@@ -37,6 +37,17 @@ the round's ``message.delta`` events after ``discard_after_seq`` of earlier atte
 void."""
 STEP_COMPLETED: Final = "step.completed"
 """A function agent's ``run.step`` finished: ``{name, result}``."""
+RUN_WAITING: Final = "run.waiting"
+"""The run stops until a person answers: ``{kind: "approval", call_id, tool, arguments}``
+or ``{kind: "question", call_id, question, schema}``, with ``timeout`` (seconds) and
+``deadline`` when the wait is bounded."""
+INPUT_RECEIVED: Final = "input.received"
+"""The answer a waiting run goes on with: ``{call_id, kind, by}`` and ``approve``,
+``reason``, ``arguments`` (an approval) or ``answer`` (a question); ``timed_out`` when
+nobody answered in time."""
+MESSAGE_INJECTED: Final = "message.injected"
+"""A message sent to a running model agent, taken in at a round boundary:
+``{id, content, round}``."""
 
 TERMINAL: Final = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_INTERRUPTED})
 """Exactly one of these ends every run's stream."""

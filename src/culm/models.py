@@ -16,6 +16,9 @@ class RunStatus(enum.StrEnum):
     """Created and durable, not started yet (waiting behind the session's active run)."""
     RUNNING = "running"
     """Its agent is executing in some process."""
+    WAITING = "waiting"
+    """Stopped until a person answers (an approval, a question): a row and its log, held
+    by no process; ``waiting`` says what it waits for."""
     COMPLETED = "completed"
     """The agent returned; ``output`` holds what it returned."""
     CANCELLED = "cancelled"
@@ -30,7 +33,7 @@ class RunStatus(enum.StrEnum):
         return self not in _ACTIVE
 
 
-_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING})
 ACTIVE_STATUSES = tuple(s.value for s in _ACTIVE)
 
 
@@ -59,6 +62,9 @@ class BusyPolicy(enum.StrEnum):
     """Create the run as pending; it starts after the runs ahead of it, in order."""
     INTERRUPT = "interrupt"
     """Cancel the active (and queued) runs, then start."""
+    STEER = "steer"
+    """Give the input to the active run as a message it takes in at its next round (a
+    model agent's); start a run as usual when the session is free."""
 
 
 @dataclass(slots=True)
@@ -81,6 +87,16 @@ class RunState:
     """What its ended children's trees used, added up from its ``child.completed`` events."""
     output: Any = None
     error: str | None = None
+    waiting: dict[str, Any] | None = None
+    """While the run waits for a person: its ``run.waiting`` data (what it asks)."""
+
+    @property
+    def input_deadline(self) -> float | None:
+        """When an unanswered wait times out (epoch seconds), if it does."""
+        if self.waiting is None:
+            return None
+        deadline = self.waiting.get("deadline")
+        return float(deadline) if isinstance(deadline, int | float) else None
 
     @property
     def tree_usage(self) -> dict[str, Any] | None:
@@ -174,8 +190,19 @@ class Run:
             "tree_usage": s.tree_usage,
             "output": s.output,
             "error": s.error,
+            "waiting": _shown_wait(s.waiting),
             "attempt": self.attempt,
         }
+
+
+def _shown_wait(waiting: dict[str, Any] | None) -> dict[str, Any] | None:
+    if waiting is None:
+        return None
+    shown = {k: v for k, v in waiting.items() if k != "deadline"}
+    deadline = waiting.get("deadline")
+    if isinstance(deadline, int | float):
+        shown["expires_at"] = iso(deadline)
+    return shown
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from culm import events as ev
 from culm.events import Event
@@ -48,15 +49,27 @@ def apply(state: RunState, event: Event) -> None:
         state.last_tool_phase = _TOOL_PHASES[kind]
     elif kind == ev.BUDGET_UPDATED:
         state.usage = event.data.get("usage", event.data)
+    elif kind == ev.RUN_WAITING:
+        state.status = RunStatus.WAITING
+        state.waiting = _wait(event)
+    elif kind == ev.INPUT_RECEIVED:
+        state.status = RunStatus.PENDING  # to be taken up again by a process
+        state.waiting = None
     elif kind == ev.CHILD_COMPLETED and isinstance(event.data.get("usage"), dict):
         state.children_usage = add_usage(state.children_usage, event.data["usage"])
     elif kind in ev.TERMINAL:
         state.status = _TERMINAL_STATUS[kind]
         state.completed_at = event.ts
+        state.waiting = None
         if kind == ev.RUN_COMPLETED:
             state.output = event.data.get("output")
         else:
             state.error = event.data.get("error")
+
+
+def _wait(event: Event) -> dict[str, Any]:
+    """What the run waits for, as its state shows it: the event's data and its seq."""
+    return {**event.data, "seq": event.seq}
 
 
 _TERMINAL_STATUS = {

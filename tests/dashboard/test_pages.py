@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.api.conftest import Server
 from tests.dashboard.helpers import CACHED_SEQ, finished, last_seq, start, until
@@ -310,6 +310,41 @@ class TestTenants:
         other.keyboard.press("Enter")
         expect(other.locator("h1")).to_have_text("Run not found")
         expect(other.locator("#timeline")).to_have_count(0)
+
+    def test_a_refusal_of_an_older_key_does_not_ask_again(
+        self, page: Page, keyed_dash_server: Server
+    ) -> None:
+        # the runs list sent with a wrong key is answered only after the right key was
+        # given: the page tries it again with the right key instead of asking once more
+        url = keyed_dash_server.url
+        with httpx.Client(base_url=url, headers={"X-API-Key": "key-a"}) as a:
+            mine = start(a, "echo", "a's run")
+        held: list[Route] = []
+
+        def hold_the_wrong_key(route: Route) -> None:
+            wrong = route.request.headers.get("authorization") == "Bearer wrong"
+            if wrong and not held:
+                held.append(route)
+            else:
+                route.continue_()
+
+        page.route(re.compile(r".*/v1/runs\?.*"), hold_the_wrong_key)
+        page.goto(f"{url}/#/runs")
+        dialog = page.locator("#key-dialog")
+        expect(dialog).to_be_visible()
+        page.fill("#key-input", "wrong")
+        page.keyboard.press("Enter")
+        expect(page.locator("#key-note")).to_contain_text("not valid")
+        # the route handler runs while Playwright is called, so wait through it
+        until(
+            lambda: page.wait_for_timeout(50) or held, what="the runs list sent with the wrong key"
+        )
+        page.fill("#key-input", "key-a")
+        page.keyboard.press("Enter")
+        expect(dialog).to_be_hidden()
+        held[0].continue_()
+        expect(page.locator(f'tr[data-run-id="{mine["id"]}"]')).to_have_count(1)
+        expect(dialog).to_be_hidden()
 
 
 class TestSchedules:

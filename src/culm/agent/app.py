@@ -21,6 +21,7 @@ from culm.agent.context import RunContext
 from culm.agent.spawn import SpawnLimits
 from culm.agent.spawn_tools import BUILTIN_TOOLS
 from culm.agent.tools import Tool, as_tool
+from culm.agent.waiting import InputPolicy
 from culm.errors import InvalidInput, InvalidPayload, NotFound
 from culm.llm.base import Model
 from culm.payload import DEFAULT_LIMITS, Limits, check
@@ -47,6 +48,8 @@ class AgentSpec:
     """Limits on the children its runs start, on top of the engine's."""
     input_default: Any = inspect.Parameter.empty
     """The input a run gets when started without one."""
+    input_policy: InputPolicy = field(default_factory=InputPolicy)
+    """How long its runs wait for a person, and what happens when nobody answers."""
     _adapter: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +114,8 @@ class App:
         description: str | None = None,
         spawn: SpawnLimits | None = None,
         resume: bool = False,
+        input_timeout: float | None = None,
+        on_input_timeout: str = "fail",
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
     def agent(
@@ -122,6 +127,8 @@ class App:
         description: str | None = None,
         spawn: SpawnLimits | None = None,
         resume: bool = False,
+        input_timeout: float | None = None,
+        on_input_timeout: str = "fail",
     ) -> Any:
         """Register ``async def agent(run: RunContext, input: T)`` as an agent.
 
@@ -130,12 +137,16 @@ class App:
         ``spawn`` limits the children its runs may start (``run.spawn``). With ``resume``
         a run whose process died runs again from the top on resume: its emits and
         ``run.step`` results are matched against its log and not done again (see
-        ``RunContext.step``); without it such a run ends ``interrupted``.
+        ``RunContext.step``); without it such a run ends ``interrupted``. A resumable
+        agent may also ask a person (``run.ask``): ``input_timeout`` (seconds) bounds each
+        wait, after which the run fails (``on_input_timeout="fail"``) or goes on with the
+        question's default (``"continue"``).
         """
+        policy = InputPolicy(input_timeout, on_input_timeout)
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             made = function_agent(fn, name=name, description=description, spawn=spawn)
-            self.add(dataclasses.replace(made, resume=resume))
+            self.add(dataclasses.replace(made, resume=resume, input_policy=policy))
             return fn
 
         return register(fn) if fn is not None else register
@@ -153,6 +164,7 @@ class App:
         description: str | None = None,
         timeout: float | None = None,
         idempotent: bool = False,
+        approval: bool = False,
     ) -> Callable[[Callable[..., Any]], Tool]: ...
 
     def tool(
@@ -164,6 +176,7 @@ class App:
         description: str | None = None,
         timeout: float | None = None,
         idempotent: bool = False,
+        approval: bool = False,
     ) -> Any:
         """Register a function or coroutine as a tool model agents may use.
 
@@ -171,11 +184,18 @@ class App:
         calls the function when called. ``timeout`` (seconds) bounds each call.
         ``idempotent``: a call that a crash cut off is made again when the run resumes
         (otherwise the model is told it may or may not have taken effect).
+        ``approval``: each call waits for a person to approve it (``run.waiting``); a
+        refusal and its reason are what the model reads instead of a result.
         """
 
         def register(fn: Callable[..., Any]) -> Tool:
             made = Tool(
-                fn, name=name, description=description, timeout=timeout, idempotent=idempotent
+                fn,
+                name=name,
+                description=description,
+                timeout=timeout,
+                idempotent=idempotent,
+                approval=approval,
             )
             if made.name in self.tools:
                 raise ValueError(f"a tool named {made.name!r} is already registered")
@@ -197,6 +217,9 @@ class App:
         description: str | None = None,
         spawn: SpawnLimits | None = None,
         resume: bool = True,
+        approve: Iterable[str] = (),
+        input_timeout: float | None = None,
+        on_input_timeout: str = "fail",
         **options: Any,
     ) -> AgentSpec:
         """Register a model agent: ``model`` (``openai:gpt-4o-mini``, ``local:smollm2``...)
@@ -208,24 +231,31 @@ class App:
         ``spawn`` limits the children it starts. With ``resume`` (the default) a run whose
         process died goes on from its log when resumed: completed rounds and recorded tool
         results are not redone; a model call that was cut off is made again.
+        ``approve``: names of its tools whose calls wait for a person's approval (as
+        tools registered with ``approval=True`` do); ``input_timeout`` (seconds) bounds
+        such a wait (and an ``ask_user`` question), after which the run fails
+        (``on_input_timeout="fail"``) or goes on with the call refused
+        (``"continue"``).
         ``options``: ``tool_timeout``, ``tool_choice``, ``retry``, ``model_settings``.
         """
         from culm.agent.model_agent import model_agent  # it builds on this module
 
+        spec = model_agent(
+            name,
+            model,
+            resume=resume,
+            description=description,
+            instructions=instructions,
+            tools=[self._tool(t) for t in tools],
+            max_rounds=max_rounds,
+            token_budget=token_budget,
+            timeout=timeout,
+            spawn=spawn,
+            approve=frozenset(approve),
+            **options,
+        )
         return self.add(
-            model_agent(
-                name,
-                model,
-                resume=resume,
-                description=description,
-                instructions=instructions,
-                tools=[self._tool(t) for t in tools],
-                max_rounds=max_rounds,
-                token_budget=token_budget,
-                timeout=timeout,
-                spawn=spawn,
-                **options,
-            )
+            dataclasses.replace(spec, input_policy=InputPolicy(input_timeout, on_input_timeout))
         )
 
     def _tool(self, item: Tool | Callable[..., Any] | str) -> Tool:

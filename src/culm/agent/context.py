@@ -6,12 +6,20 @@ import asyncio
 import contextvars
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, Protocol, TypeVar, overload
+from typing import Any, Literal, NoReturn, Protocol, TypeVar, overload
 
 from culm.agent.budget import Budget
 from culm.agent.journal import STEP_COMPLETED, Journal, Replay
 from culm.agent.spawn import Child, ChildResult, Spawner, WaitMode, wait_results
-from culm.errors import RunCancelled, SpawnRefused
+from culm.agent.waiting import (
+    MISSING,
+    QUESTION,
+    Waits,
+    answer_schema,
+    typed_answer,
+    wait_for_person,
+)
+from culm.errors import CulmError, RunCancelled, SpawnRefused
 from culm.events import RESERVED_PREFIX
 
 T = TypeVar("T")
@@ -104,11 +112,13 @@ class RunContext:
         "depth",
         "history",
         "journal",
+        "mailbox",
         "parent_run_id",
         "replay",
         "run_id",
         "session_id",
         "tenant",
+        "waits",
     )
 
     def __init__(
@@ -128,6 +138,8 @@ class RunContext:
         journal: Journal | None = None,
         replay: Replay | None = None,
         flush: Callable[[], Awaitable[None]] | None = None,
+        waits: Waits | None = None,
+        mailbox: Any = None,
     ) -> None:
         self.run_id = run_id
         self.session_id = session_id
@@ -149,6 +161,10 @@ class RunContext:
         self.replay = replay
         """On a resumed function agent that opted in, what its emits and steps are matched
         against before they take effect again."""
+        self.waits = waits
+        """Its questions and approvals so far; None when it cannot wait for a person."""
+        self.mailbox = mailbox
+        """Where the messages sent to the run wait (``culm.agent.inbox.Mailbox``)."""
 
     async def flush(self) -> None:
         """Return once everything this run emitted so far is durable: before a side effect
@@ -182,6 +198,38 @@ class RunContext:
             result = await self.until_cancelled(result)
         await self._emit(STEP_COMPLETED, {"name": name, "result": result})
         return result
+
+    async def ask(self, question: str, schema: Any = None, *, default: Any = MISSING) -> Any:
+        """Ask a person and wait for the answer: the run stops here (status ``waiting``,
+        event ``run.waiting``) and holds nothing while it waits; when someone answers
+        (``POST /v1/runs/{id}/input``), it is taken up again from the top, its earlier
+        emits and steps matched against its log (so the agent needs ``resume=True``), and
+        this call returns the answer.
+
+        ``schema``: a JSON Schema (dict) or a Python type (``int``, a pydantic model...)
+        the answer must fit; an answer that does not is refused and the run keeps waiting.
+        ``default``: the answer when the agent's ``input_timeout`` passes with
+        ``on_input_timeout="continue"``. A safe point."""
+        self.cancel_token.raise_if_requested()
+        if self.waits is None:
+            raise CulmError(
+                "run.ask needs an agent registered with resume=True: when the answer "
+                "comes, the agent runs again from the top, its emits and steps matched "
+                "against its log"
+            )
+        call_id = self.waits.next_ask_id()
+        json_schema, adapter = answer_schema(schema)
+        answered = self.waits.answers.get(call_id)
+        if answered is not None:
+            return typed_answer(adapter, answered.get("answer"))
+        fields = {"question": question, "schema": json_schema}
+        await self.wait_for_person(self.waits.request(QUESTION, call_id, fields, default))
+
+    async def wait_for_person(self, data: dict[str, Any]) -> NoReturn:
+        """Write ``run.waiting`` with ``data`` and stop the run until it is answered."""
+        if self.waits is None:
+            raise CulmError("this run cannot wait for a person: it was not started by an engine")
+        await wait_for_person(self._emit, self.waits, data)
 
     @property
     def cancel_requested(self) -> bool:

@@ -31,9 +31,12 @@ _NOT_THE_AGENTS = frozenset(
         ROUND_RESTARTED,
         ev.CHILD_STARTED,
         ev.CHILD_COMPLETED,
+        ev.RUN_WAITING,
+        ev.INPUT_RECEIVED,
     }
 )
-"""Events the engine writes for a run, not the agent: never matched on replay."""
+"""Events the engine writes for a run, not the agent: never matched on replay (a wait
+and its answer are found by call id: see ``waiting``)."""
 
 
 class NonDeterministicAgent(CulmError):
@@ -101,6 +104,10 @@ def _short(data: Any) -> str:
 
 # -- the model loop's view --------------------------------------------------------------
 
+_CALL_EVENTS = frozenset(
+    {ev.TOOL_STARTED, ev.TOOL_COMPLETED, ev.TOOL_FAILED, ev.RUN_WAITING, ev.INPUT_RECEIVED}
+)
+
 
 @dataclass(slots=True)
 class RecordedRound:
@@ -111,7 +118,10 @@ class RecordedRound:
     answer: dict[str, Any] | None = None
     """``message.completed`` data: the model's text and tool calls, once it answered."""
     tools: dict[str, Event] = field(default_factory=dict)
-    """The last tool event of each call id (``tool.started|completed|failed``)."""
+    """The last event of each call id (``tool.started|completed|failed``, or a wait for a
+    person and its answer)."""
+    injected: list[Event] = field(default_factory=list)
+    """The messages sent to the run that it took in at this round (``message.injected``)."""
     completed: bool = False
     usage_recorded: bool = False
     """Whether the answer's usage was reported (``budget.updated``) in this round."""
@@ -137,8 +147,10 @@ def rounds(journal: Journal) -> RecordedRun:
             continue
         elif kind == ev.MESSAGE_COMPLETED:
             found[-1].answer = data
-        elif kind in (ev.TOOL_STARTED, ev.TOOL_COMPLETED, ev.TOOL_FAILED):
+        elif kind in _CALL_EVENTS:
             found[-1].tools[str(data.get("call_id"))] = event
+        elif kind == ev.MESSAGE_INJECTED:
+            found[-1].injected.append(event)
         elif kind == ev.ROUND_COMPLETED:
             found[-1].completed = True
         if kind == ev.BUDGET_UPDATED and isinstance(data.get("usage"), dict):

@@ -25,6 +25,7 @@ from typing import Any
 from culm import events as ev
 from culm.agent.budget import TokenBudget
 from culm.agent.context import RunContext
+from culm.agent.inbox import Inbox, user_message
 from culm.agent.journal import ROUND_RESTARTED, RecordedRound, rounds
 from culm.agent.tool_calls import run_tool_calls
 from culm.agent.tools import Tool
@@ -65,6 +66,8 @@ class LoopSettings:
     tool_timeout: float
     tool_choice: str
     retry: RetryPolicy
+    approve: frozenset[str] = frozenset()
+    """Tools whose calls wait for a person's approval."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -102,8 +105,9 @@ async def run_rounds(
     text = ""
     number = 0
     cut: RecordedRound | None = None  # the round a crash cut off, to finish first
+    inbox = Inbox(run)
     if run.journal is not None:
-        number, text, cut, ended = await _resume(run, settings, budget, written)
+        number, text, cut, ended = await _resume(run, settings, budget, written, inbox)
         if ended is not None:
             return Outcome(text, ended, number, budget.used)
     while True:
@@ -111,12 +115,15 @@ async def run_rounds(
         sent = [*system, *messages]
         prompt = budget.next_prompt(sent, tools)
         response: ModelResponse | None = None
+        injected: list[ChatMessage] = []
         if cut is None:
             if not budget.allows(prompt):
                 return Outcome(text, StopReason.BUDGET_EXHAUSTED, number, budget.used)
             number += 1
             await run.emit(ev.ROUND_STARTED, {"round": number})
+            injected = await inbox.take(number)
         else:
+            injected = [user_message(e) for e in cut.injected]
             number = cut.number
             final = number > settings.max_rounds
             response = _recorded_answer(cut)
@@ -127,6 +134,9 @@ async def run_rounds(
             elif not cut.usage_recorded:
                 budget.record(response.usage, len(sent))
                 await _report_usage(run, budget)
+        if injected:
+            sent = [*sent, *injected]
+            prompt = budget.next_prompt(sent, tools)
         if response is None:
             choice = "none" if final else settings.tool_choice
             request = ModelRequest(sent, tools, choice, budget.completion_cap(prompt))
@@ -135,15 +145,22 @@ async def run_rounds(
             await run.emit(ev.MESSAGE_COMPLETED, _completed(response))
             await _report_usage(run, budget)
         calls = () if final else response.tool_calls  # a last round's calls are not run
-        added = [ModelResponse(response.text, calls).to_message()]
+        added = [*injected, ModelResponse(response.text, calls).to_message()]
         if calls:
             recorded = cut.tools if cut is not None else None
             added += await run_tool_calls(
-                run, settings.tools, calls, settings.tool_timeout, number, recorded
+                run,
+                settings.tools,
+                calls,
+                settings.tool_timeout,
+                number,
+                recorded,
+                settings.approve,
             )
         cut = None
         await run.history.append(added)
         messages.extend(added)
+        await inbox.taken()
         await run.emit(ev.ROUND_COMPLETED, {"round": number})
         text = response.text
         if final:
@@ -157,7 +174,7 @@ async def _report_usage(run: RunContext, budget: TokenBudget) -> None:
 
 
 async def _resume(
-    run: RunContext, settings: LoopSettings, budget: TokenBudget, written: int
+    run: RunContext, settings: LoopSettings, budget: TokenBudget, written: int, inbox: Inbox
 ) -> tuple[int, str, RecordedRound | None, StopReason | None]:
     """Where a resumed run goes on: the rounds done (those the history holds), the last
     answer's text, the round a crash cut off (if any), and how the loop ended when it had
@@ -171,14 +188,17 @@ async def _resume(
         )
     done, text, left = 0, "", written
     for past in recorded.rounds:
+        inbox.seen.update(int(e.data.get("id", 0)) for e in past.injected)
+    for past in recorded.rounds:
         answer = _recorded_answer(past)
         if answer is None:
             return done, text, past, None
         final = past.number > settings.max_rounds
         calls = () if final else answer.tool_calls
-        if left < 1 + len(calls):  # its messages are not in the history: finish it
+        added = len(past.injected) + 1 + len(calls)
+        if left < added:  # its messages are not in the history: finish it
             return done, text, past, None
-        left -= 1 + len(calls)
+        left -= added
         done, text = past.number, answer.text
         if not past.completed:
             await run.emit(ev.ROUND_COMPLETED, {"round": past.number})

@@ -39,10 +39,14 @@ class ModelAgent:
         tool_choice: str = "auto",
         retry: RetryPolicy | None = None,
         model_settings: Mapping[str, Any] | None = None,
+        approve: Iterable[str] = (),
     ) -> None:
         if max_rounds < 1:
             raise ValueError("max_rounds must be at least 1")
         tool_map = {tool.name: tool for tool in tools}
+        unknown = sorted(set(approve) - set(tool_map))
+        if unknown:
+            raise ValueError(f"approve names tools the agent does not have: {', '.join(unknown)}")
         if tool_choice not in ("auto", "none", "required", *tool_map):
             raise ValueError(f"tool_choice {tool_choice!r} is not a mode nor one of the tools")
         self.model = model
@@ -56,6 +60,7 @@ class ModelAgent:
             tool_timeout=tool_timeout,
             tool_choice=tool_choice,
             retry=retry or RetryPolicy(),
+            approve=frozenset(approve),
         )
         self._model_settings = dict(model_settings or {})
 
@@ -120,8 +125,18 @@ def model_agent(
         body=body,
         description=description or body.settings.instructions,
         input_type=str | None,
-        details={"kind": "model", "model": body.model_name, "tools": tools},
+        details={
+            "kind": "model",
+            "model": body.model_name,
+            "tools": tools,
+            "approve": sorted(_approved(body.settings)),
+        },
         budget=body.budget,
         spawn=spawn or SpawnLimits(),
         resume=resume,
     )
+
+
+def _approved(settings: LoopSettings) -> set[str]:
+    """The tools whose calls wait for a person's approval."""
+    return {n for n, t in settings.tools.items() if t.approval} | set(settings.approve)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from culm.agent.ask_tool import ask_user
 from culm.agent.context import RunContext
 from culm.agent.tools import Tool
 
@@ -55,5 +56,7 @@ spawn_agent = Tool(_spawn_agent, name="spawn_agent", timeout=WAIT_TIMEOUT)
 # waiting again after a restart is harmless: a wait cut off by a crash is simply redone
 wait_children = Tool(_wait_children, name="wait_children", timeout=WAIT_TIMEOUT, idempotent=True)
 
-BUILTIN_TOOLS: dict[str, Tool] = {tool.name: tool for tool in (spawn_agent, wait_children)}
+BUILTIN_TOOLS: dict[str, Tool] = {
+    tool.name: tool for tool in (spawn_agent, wait_children, ask_user)
+}
 """Tools every app knows by name, unless it registers its own under the same name."""

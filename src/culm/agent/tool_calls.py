@@ -20,7 +20,8 @@ from typing import Any
 from culm import events as ev
 from culm.agent.context import TOOL_CALL_KEY, RunContext
 from culm.agent.tools import Tool, ToolArgumentsError, result_data, result_text
-from culm.errors import InvalidPayload, RunCancelled
+from culm.agent.waiting import APPROVAL, QUESTION, refusal
+from culm.errors import CulmError, InvalidPayload, RunCancelled
 from culm.events import Event
 from culm.llm.base import ChatMessage, ToolCall
 
@@ -41,14 +42,19 @@ async def run_tool_calls(
     timeout: float,
     round: int = 0,
     recorded: Mapping[str, Event] | None = None,
+    approve: frozenset[str] = frozenset(),
 ) -> list[ChatMessage]:
     """Run ``calls`` at once; their ``tool`` messages, in the order of ``calls``.
 
     ``timeout`` is the per-call limit in seconds for tools that set none of their own.
     ``recorded`` holds, on a resumed run, the last logged event of each call id of this
-    ``round``.
+    ``round``. A call of a tool in ``approve`` (or made with ``approval=True``) and a
+    question (``ask_user``) wait for a person: the other calls are made first, then the
+    run stops (``RunSuspended``) until the first unanswered one is answered, one at a time.
     """
     past = recorded or {}
+    unanswered = [c for c in calls if _needs_person(tools, c, approve) and _open(past.get(c.id))]
+    ready = [(i, c) for i, c in enumerate(calls) if c not in unanswered]
 
     async def all_calls() -> list[ChatMessage]:
         async with asyncio.TaskGroup() as group:
@@ -56,15 +62,46 @@ async def run_tool_calls(
                 group.create_task(
                     _call(run, tools, c, timeout, f"{run.run_id}:{round}:{i}", past.get(c.id))
                 )
-                for i, c in enumerate(calls)
+                for i, c in ready
             ]
         return [task.result() for task in tasks]
 
     try:
-        return await run.until_cancelled(all_calls())
+        results = await run.until_cancelled(all_calls())
     except BaseExceptionGroup as group:  # a call met cancellation at one of its safe points
         run.cancel_token.raise_if_requested()
         raise group.exceptions[0] from None
+    if unanswered:
+        await _ask_person(run, tools, unanswered[0])
+    return results
+
+
+def _needs_person(tools: Mapping[str, Tool], call: ToolCall, approve: frozenset[str]) -> bool:
+    tool = tools.get(call.name)
+    if tool is None:
+        return False
+    return tool.asks or tool.approval or call.name in approve
+
+
+def _open(recorded: Event | None) -> bool:
+    """Whether a call that needs a person has no answer in the log yet."""
+    return recorded is None or recorded.type == ev.RUN_WAITING
+
+
+async def _ask_person(run: RunContext, tools: Mapping[str, Tool], call: ToolCall) -> None:
+    if run.waits is None:
+        raise CulmError("this run cannot wait for a person: it was not started by an engine")
+    tool = tools[call.name]
+    if tool.asks:
+        question = _shown(call.arguments)
+        if isinstance(question, dict):
+            question = question.get("question", question)
+        fields: dict[str, Any] = {"question": question, "schema": {"type": "string"}}
+        data = run.waits.request(QUESTION, call.id, {"tool": call.name, **fields})
+    else:
+        fields = {"tool": call.name, "arguments": _shown(call.arguments)}
+        data = run.waits.request(APPROVAL, call.id, fields)
+    await run.wait_for_person(data)
 
 
 async def _call(
@@ -78,6 +115,19 @@ async def _call(
     TOOL_CALL_KEY.set(key)  # this task's own context: concurrent calls each see theirs
     about = {"name": call.name, "call_id": call.id}
     tool = tools.get(call.name)
+    if recorded is not None and recorded.type == ev.INPUT_RECEIVED:  # a person answered
+        answer = recorded.data
+        if tool is not None and tool.asks:
+            await run.emit(ev.TOOL_COMPLETED, {**about, "result": answer.get("answer")})
+            return _message(call, result_text(answer.get("answer")))
+        if not answer.get("approve"):
+            error = refusal(answer)
+            await run.emit(ev.TOOL_FAILED, {**about, "error": error, "refused": True})
+            return _message(call, f"Error: {error}")
+        edited = answer.get("arguments")
+        if isinstance(edited, dict):
+            call = ToolCall(call.id, call.name, json.dumps(edited))
+        recorded = None  # approved: made now, as a new call
     if recorded is not None and recorded.type == ev.TOOL_COMPLETED:
         return _message(call, result_text(recorded.data.get("result")))
     if recorded is not None and recorded.type == ev.TOOL_FAILED:

@@ -39,13 +39,18 @@ class Tool:
         description: str | None = None,
         timeout: float | None = None,
         idempotent: bool = False,
+        approval: bool = False,
     ) -> None:
         """``timeout`` (seconds) overrides the agent's per-call tool timeout.
-        ``idempotent``: a call cut off by a crash may simply be made again on resume."""
+        ``idempotent``: a call cut off by a crash may simply be made again on resume.
+        ``approval``: every call waits for a person to approve it (or refuse it)."""
         self.fn = fn
         self.name = name or fn.__name__
         self.timeout = timeout
         self.idempotent = idempotent
+        self.approval = approval
+        self.asks = False
+        """A question to a person (``ask_user``): the answer is the call's result."""
         self.is_async = inspect.iscoroutinefunction(fn)
         summary, params = parse_docstring(inspect.getdoc(fn) or "")
         self.description = description or summary

@@ -54,6 +54,11 @@ _START_DOCS: dict[int | str, dict[str, Any]] = {
         "description": "The new run (pending or already running).",
         "links": _RUN_LINKS,
     },
+    202: {
+        "model": schemas.StartedRun,
+        "description": "With if_busy=steer on a busy session: the active run, which was "
+        "sent the input as a message (steered).",
+    },
     **error_docs(400, 401, 404, 409, 413, 422),
 }
 
@@ -101,6 +106,9 @@ async def _start(
         raise
     run = started.run
     answer = run.to_dict()
+    if started.steered is not None:
+        answer["steered"] = started.steered.to_dict()
+        return JSONResponse(answer, status_code=202)
     if hook is not None:
         if hook.endpoint.run_id == run.id:
             answer["webhook"] = hook.to_dict()
@@ -137,7 +145,9 @@ async def start_run_on_session(
 ) -> Response:
     """Start a run of ``agent`` on this session. When the session has an active run,
     ``if_busy`` decides: ``reject`` (409 ``session_busy`` naming the active run),
-    ``enqueue`` (starts after it), ``interrupt`` (cancels it, then starts)."""
+    ``enqueue`` (starts after it), ``interrupt`` (cancels it, then starts), ``steer``
+    (202: the input is sent to the active model agent's run as a message, taken in at its
+    next round; ``steered`` says which)."""
     return await _start(engine, webhooks, tenant, body, session_id, idempotency_key)
 
 

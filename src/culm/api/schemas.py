@@ -58,6 +58,26 @@ class CancelRun(_Request):
     reason: str | None = Field(default=None, max_length=2000)
 
 
+class RunInput(_Request):
+    """The answer to what a waiting run asks (its ``waiting``): an approval (``approve``,
+    ``reason``, edited ``arguments``) or the ``answer`` to a question."""
+
+    call_id: str = Field(min_length=1, max_length=256)
+    """The ``call_id`` of the run's ``run.waiting``."""
+    approve: bool | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+    """Why, for the model to read (with a refusal, mostly)."""
+    arguments: dict[str, Any] | None = None
+    """The tool call's arguments as the person edited them (with ``approve: true``)."""
+    answer: Any = None
+    """The answer to a question; it must fit the question's schema."""
+
+
+class SendMessage(_Request):
+    content: str = Field(min_length=1)
+    """A user message, taken in at the run's next round."""
+
+
 # responses
 
 
@@ -87,6 +107,34 @@ class SessionPage(BaseModel):
     """Pass as ``cursor`` for the next page; null on the last page."""
 
 
+class Waiting(BaseModel):
+    """What a waiting run asks: approve a tool call, or answer a question."""
+
+    kind: str
+    """``approval`` or ``question``."""
+    call_id: str
+    """Name it in ``POST /v1/runs/{id}/input``."""
+    seq: int
+    """The seq of its ``run.waiting`` event."""
+    tool: str | None = None
+    arguments: Any = None
+    """The tool call's arguments, for an approval."""
+    question: Any = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    """The JSON Schema the answer must fit (a question); none: any JSON."""
+    timeout: float | None = None
+    expires_at: str | None = None
+    on_timeout: str | None = None
+    default: Any = None
+
+
+class SentMessage(BaseModel):
+    id: int
+    run_id: str
+    content: str
+    created_at: str
+
+
 class Run(BaseModel):
     id: str
     session_id: str
@@ -109,12 +157,18 @@ class Run(BaseModel):
     """Its own usage and that of the runs it spawned (theirs too), once they ended."""
     output: Any
     error: str | None
+    waiting: Waiting | None = None
+    """While ``status`` is ``waiting``: what the run asks a person."""
+    attempt: int = 0
 
 
 class StartedRun(Run):
     webhook: dict[str, Any] | None = None
     """Only with ``webhook`` in the request: the run's own webhook endpoint with its secret,
     shown this once (the shape of ``POST /v1/webhooks``'s answer)."""
+    steered: SentMessage | None = None
+    """Only with ``if_busy=steer`` on a busy session (202): the message this run, the
+    session's active one, was sent instead of a new run being started."""
 
 
 class RunPage(BaseModel):

@@ -16,6 +16,7 @@ from culm import events as ev
 from culm.agent.app import App
 from culm.bus import Bus, Notice, open_bus, run_key
 from culm.config import Settings
+from culm.engine.inputs import InputCalls
 from culm.engine.schedules import ScheduleCalls
 from culm.engine.sessions import SessionCalls
 from culm.engine.spawn import SpawnCalls
@@ -23,7 +24,7 @@ from culm.engine.start import StartCalls, Started
 from culm.errors import CulmError, RunFinished, Unavailable
 from culm.events import Event
 from culm.models import Run, RunStatus
-from culm.runtime.executor import ACTIVE, PENDING, Executor
+from culm.runtime.executor import ACTIVE, PENDING, WAITING, Executor
 from culm.runtime.follow import EventReader
 from culm.runtime.log import EventLog
 from culm.runtime.owners import new_worker_id, owner_is_dead, release_worker_id
@@ -36,10 +37,12 @@ from culm.store.base import Fence
 
 __all__ = ["Engine", "Started"]
 
+_HELD_BY_NOBODY = PENDING | WAITING
+
 log = logging.getLogger("culm.engine")
 
 
-class Engine(StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
+class Engine(StartCalls, SessionCalls, SpawnCalls, ScheduleCalls, InputCalls):
     """Runs agents in the background, durably. Use as ``async with Engine(app) as engine``."""
 
     def __init__(
@@ -107,6 +110,8 @@ class Engine(StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
             self._background(self.executor.claim_loop())
         self._background(every(self.settings.lease_seconds / 2, self.executor.recover))
         self._background(every(self.settings.idle_poll_seconds, self.executor.start_waiting))
+        if self.executor.executes:  # waits for a person that timed out
+            self._background(every(self.settings.input_poll_seconds, self.expire_waits))
         if self.settings.scheduler:
             self._background(self.scheduler.run())
         if self.settings.retention_seconds is not None:
@@ -251,9 +256,9 @@ class Engine(StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
         changes nothing.
 
         A running run stops at its next safe point, or is cancelled outright after the
-        grace period; a pending run ends at once. Its live children (and theirs) are asked
-        to stop too, on behalf of the same ``by``. A run that already ended otherwise than
-        by cancellation raises ``RunFinished``.
+        grace period; a pending run, or one waiting for a person, ends at once. Its live
+        children (and theirs) are asked to stop too, on behalf of the same ``by``. A run
+        that already ended otherwise than by cancellation raises ``RunFinished``.
         """
         run = await self.store.get_run(run_id, tenant)
         runner = self.executor.runner(run_id)
@@ -272,9 +277,9 @@ class Engine(StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runner.done.wait(), self.settings.cancel_grace + 1)
             run = await self.store.get_run(run_id, tenant)
-        if run.status is RunStatus.PENDING:
+        if run.status in _HELD_BY_NOBODY:  # queued, or waiting for a person: ended here
             ended = await self.executor.end(
-                run_id, PENDING, ev.RUN_CANCELLED, cancelled_data(by, reason, forced=False)
+                run_id, _HELD_BY_NOBODY, ev.RUN_CANCELLED, cancelled_data(by, reason, forced=False)
             )
             if ended is not None:
                 return ended

@@ -11,14 +11,15 @@ from culm import events as ev
 from culm.agent.app import App
 from culm.agent.budget import Budget
 from culm.config import Settings
-from culm.errors import RunFinished
+from culm.errors import InvalidInput, RunFinished, SessionBusy
 from culm.events import Event
 from culm.ids import new_id
-from culm.models import BusyPolicy, Run, RunState, Session, Trigger
+from culm.models import BusyPolicy, Run, RunState, RunStatus, Session, Trigger
 from culm.projection import advance
 from culm.runtime.executor import Executor
 from culm.runtime.runner import cancelled_data, next_event
 from culm.store import Store
+from culm.store.base import Created, SentMessage
 from culm.store.runs import replay
 
 
@@ -35,6 +36,9 @@ class Started:
 
     run: Run
     created: bool
+    steered: SentMessage | None = None
+    """With ``if_busy=steer`` on a busy session: the message the active run (``run``) was
+    sent instead of starting a new one."""
 
 
 class StartCalls:
@@ -61,6 +65,11 @@ class StartCalls:
         reason: str | None = None,
         tenant: str | None = None,
     ) -> Run:
+        raise NotImplementedError
+
+    async def send_message(
+        self, run_id: str, content: str, *, tenant: str | None = None
+    ) -> SentMessage:
         raise NotImplementedError
 
     async def start_run(
@@ -120,7 +129,8 @@ class StartCalls:
 
         Without ``session_id`` the run gets a new session. When the session has an active
         run, ``if_busy`` decides: ``reject`` raises ``SessionBusy``, ``enqueue`` waits in
-        line, ``interrupt`` cancels what is active (on behalf of ``by``) and then starts.
+        line, ``interrupt`` cancels what is active (on behalf of ``by``) and then starts,
+        ``steer`` sends the input to the active run as a message (``steered``) instead.
         A retried call with the same ``idempotency_key`` returns the same run
         (``created`` False), concurrent retries included; a key the tenant used for another
         agent or session raises ``IdempotencyKeyReused``. The input is checked and copied
@@ -141,8 +151,11 @@ class StartCalls:
             session_id = new_session.id
         else:
             await self.store.get_session(session_id, tenant)
+            if if_busy is BusyPolicy.STEER:
+                steered = await self._steer(session_id, tenant, value)
+                if steered is not None:
+                    return steered
         run_id = run_id or new_id("run")
-        interrupted = cancelled_data(by, f"interrupted by run {run_id}", forced=False)
         now = self.clock()
         queued = Event(
             1,
@@ -176,18 +189,16 @@ class StartCalls:
         # the one-process default executes a start where it is made; an API process, or
         # one within limits, queues it for a claim (here or in any worker)
         claim_now = self.executor.executes and not self.executor.claims
-        created = await self.store.create_run(
-            run,
-            queued,
-            reject_if_busy=if_busy is BusyPolicy.REJECT,
-            owner=self.worker_id,
-            lease_seconds=self.settings.lease_seconds,
-            claim=claim_now,
-            new_session=new_session,
-            supersede=_ender(ev.RUN_CANCELLED, interrupted, now)
-            if if_busy is BusyPolicy.INTERRUPT
-            else None,
-        )
+        try:
+            created = await self._create(run, queued, if_busy, claim_now, new_session, by, now)
+        except SessionBusy:
+            # with steer: a run started on the session meanwhile takes the message
+            steered = None
+            if if_busy is BusyPolicy.STEER:
+                steered = await self._steer(session_id, tenant, value)
+            if steered is None:
+                raise
+            return steered
         if not created.created:
             return Started(created.run, False)
         if claim_now and created.ahead is None:
@@ -202,3 +213,39 @@ class StartCalls:
             with contextlib.suppress(RunFinished):
                 await self.cancel(created.ahead, by=by, reason=f"interrupted by run {run_id}")
         return Started(created.run, True)
+
+    async def _create(
+        self,
+        run: Run,
+        queued: Event,
+        if_busy: BusyPolicy,
+        claim_now: bool,
+        new_session: Session | None,
+        by: str,
+        now: float,
+    ) -> Created:
+        interrupted = cancelled_data(by, f"interrupted by run {run.id}", forced=False)
+        return await self.store.create_run(
+            run,
+            queued,
+            reject_if_busy=if_busy in (BusyPolicy.REJECT, BusyPolicy.STEER),
+            owner=self.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+            claim=claim_now,
+            new_session=new_session,
+            supersede=_ender(ev.RUN_CANCELLED, interrupted, now)
+            if if_busy is BusyPolicy.INTERRUPT
+            else None,
+        )
+
+    async def _steer(self, session_id: str, tenant: str, content: Any) -> Started | None:
+        """Send ``content`` to the session's active run (the one running or waiting, else
+        the first in line); None when the session is free."""
+        active = await self.store.active_runs(session_id)
+        if not active:
+            return None
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidInput("if_busy=steer sends the input as a message: it must be text")
+        target = next((r for r in active if r.status is not RunStatus.PENDING), active[0])
+        sent = await self.send_message(target.id, content, tenant=tenant)
+        return Started(target, False, sent)

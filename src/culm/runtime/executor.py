@@ -26,15 +26,16 @@ from culm.events import Event
 from culm.models import Run, RunStatus
 from culm.runtime.children import SpawnDoor
 from culm.runtime.log import EventLog
-from culm.runtime.recovery import Recovery
+from culm.runtime.recovery import Recovery, all_events
 from culm.runtime.runner import Runner, cancelled_data, next_event
 from culm.store import Store
 from culm.store.base import Fence
 
 log = logging.getLogger("culm.executor")
 
-ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING})
 PENDING = frozenset({RunStatus.PENDING})
+WAITING = frozenset({RunStatus.WAITING})
 _SHUTDOWN = "the server shut down"
 CLAIM_BATCH = 100
 """Most runs claimed in one transaction."""
@@ -141,7 +142,10 @@ class Executor(Recovery):
     ) -> None:
         """Execute a run here: claimed already at ``epoch`` (by its start or its resume,
         then with its ``journal``), or claimed now."""
-        if run.id in self._runners:
+        earlier = self._runners.get(run.id)
+        if earlier is not None and earlier.finalized and epoch is not None:
+            await earlier.done.wait()  # it waits for a person and is being handed back
+        elif earlier is not None:
             return
         if self.closing:
             if epoch is not None:
@@ -154,6 +158,9 @@ class Executor(Recovery):
             held = None if epoch is None else Fence(self.worker_id, epoch)
             await self.end(run.id, ACTIVE, ev.RUN_FAILED, {"error": exc.message}, held)
             return
+        if journal is None and run.state.started_at is not None:
+            # it ran before and waited for a person, who answered: it goes on from its log
+            journal = Journal(await all_events(self.store, run.id), run.attempt)
         grant = Budget(**run.grant) if run.grant else Budget()
         runner = Runner(
             run,
@@ -166,6 +173,7 @@ class Executor(Recovery):
             budget=spec.budget.cap(grant),
             depth=run.depth,
             journal=journal,
+            on_suspend=self._parked,
         )
         # registered before the claim, so a cancel arriving meanwhile finds it
         self._runners[run.id] = runner
@@ -181,6 +189,26 @@ class Executor(Recovery):
                 await self.end(run.id, ACTIVE, ev.RUN_INTERRUPTED, {"error": _SHUTDOWN}, claim)
                 return
         runner.task = self.background(runner.execute(), run_id=run.id)
+
+    async def _parked(self, runner: Runner) -> None:
+        """A run waits for a person: hand it back. If it was cancelled meanwhile, it ends
+        cancelled now; if it was answered meanwhile, it is taken up again."""
+        run_id = runner.run.id
+        if await self.store.park_run(run_id, runner.fence):
+            if runner.token.requested:
+                data = cancelled_data(runner.token.by, runner.token.reason, forced=False)
+                await self.end(run_id, WAITING, ev.RUN_CANCELLED, data)
+            return
+        if not self.closing and self.executes:
+            self.background(self._take_up(runner), run_id=run_id)
+
+    async def _take_up(self, runner: Runner) -> None:
+        """Go on with a run answered while its runner here was handing it back."""
+        await runner.done.wait()
+        if self.claims:
+            self.wake_claims()
+        else:
+            await self.start_next(runner.run.session_id)
 
     def _on_end(self, runner: Runner) -> None:
         if self._runners.get(runner.run.id) is runner:

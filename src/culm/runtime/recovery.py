@@ -20,7 +20,7 @@ from culm.store.base import Fence
 
 log = logging.getLogger("culm.executor")
 
-ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING})
 
 
 class Recovery:
@@ -71,6 +71,10 @@ class Recovery:
             why = "the process running it died" if dead else "its process stopped responding"
             fence = None if owned.worker_id is None else Fence(owned.worker_id, owned.epoch)
             run = await self.store.get_run(owned.run_id)
+            if run.status is RunStatus.WAITING:  # it died handing the run back: finish that
+                if fence is not None:
+                    await self.store.park_run(run.id, fence)
+                continue
             spec = self.app.agents.get(run.agent)
             if self._leaves(run, spec):
                 continue
@@ -110,11 +114,11 @@ class Recovery:
             self.background(self._relaunch(run), run_id=run.id)
 
     async def _relaunch(self, run: Run) -> None:
-        past = await _all_events(self.store, run.id)
+        past = await all_events(self.store, run.id)
         await self.launch(run, epoch=run.epoch, journal=Journal(past, run.attempt))
 
 
-async def _all_events(store: Store, run_id: str) -> list[Event]:
+async def all_events(store: Store, run_id: str) -> list[Event]:
     events: list[Event] = []
     while True:
         page = await store.read_events(run_id, after=events[-1].seq if events else 0, limit=5000)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,15 +17,17 @@ from culm.agent.app import AgentSpec
 from culm.agent.budget import Budget
 from culm.agent.context import CancelToken, RunContext
 from culm.agent.journal import Journal, Replay
-from culm.errors import InvalidPayload, RunCancelled
+from culm.agent.waiting import Waits
+from culm.errors import InvalidPayload, RunCancelled, RunSuspended
 from culm.events import Event
-from culm.models import Run, RunState
+from culm.models import Run, RunState, RunStatus
 from culm.payload import check, check_encoded
 from culm.projection import apply
 from culm.runtime.children import ChildSet, SpawnDoor
 from culm.runtime.history import SessionHistory
 from culm.runtime.limits import effective_limits
 from culm.runtime.log import EventLog
+from culm.runtime.mailbox import StoreMailbox
 from culm.store.base import Fence
 
 log = logging.getLogger("culm.runner")
@@ -38,6 +40,7 @@ class Runner:
         "_clock",
         "_log",
         "_on_end",
+        "_on_suspend",
         "children",
         "done",
         "fence",
@@ -65,11 +68,12 @@ class Runner:
         budget: Budget | None = None,
         depth: int = 0,
         journal: Journal | None = None,
+        on_suspend: Callable[[Runner], Awaitable[None]] | None = None,
     ) -> None:
         """With ``door`` the run may spawn children, within ``budget`` (its agent's limits
         capped by its parent's grant), ``depth`` levels below its root. With ``journal``
-        the run is being resumed: its earlier attempts' events (``run.resumed``, already
-        written, last)."""
+        the run is being resumed or taken up again after a person answered: its earlier
+        attempts' events. ``on_suspend`` hands the run back when it waits for a person."""
         self.run = run
         self.spec = spec
         self.state: RunState = replace(run.state)
@@ -84,12 +88,15 @@ class Runner:
         self.lost = False
         """True once another process took the run over: nothing more is written for it."""
         self.journal = journal
+        if journal is not None:  # claimed again: it runs (its row may still say pending)
+            self.state.status = RunStatus.RUNNING
         self.replay: Replay | None = None
         if journal is not None and spec.resume and spec.details.get("kind") != "model":
             # a function agent runs again from the top; a model agent reads its rounds
             self.replay = Replay(journal)
         self._log = event_log
         self._on_end = on_end
+        self._on_suspend = on_suspend
         self._clock = clock
         self.children: ChildSet | None = None
         if door is not None:
@@ -104,7 +111,7 @@ class Runner:
         """
         if self.finalized:
             raise RunCancelled(self.token.by or "engine", self.token.reason)
-        if self.replay is not None and self.replay.replaying and type not in _SPAWN_EVENTS:
+        if self.replay is not None and self.replay.replaying and type not in _NOT_REPLAYED:
             checked = check(data, self._log.limits, what=f"the data of a {type} event")
             self.replay.emitted(type, checked)  # in the log already: not written again
             return
@@ -149,6 +156,22 @@ class Runner:
             self._on_end(self)
         return True
 
+    async def suspend(self) -> None:
+        """The run waits for a person: once its ``run.waiting`` is committed, hand it back
+        (it is held by no process while it waits) and forget it here."""
+        if self.finalized:
+            return
+        self.finalized = True
+        if self.children is not None:
+            self.children.abandon()  # they go on; the run finds them again when taken up
+        try:
+            await self._log.flush(self.run.id)
+            if self._on_suspend is not None and not self.lost:
+                await self._on_suspend(self)
+        finally:
+            self.done.set()
+            self._on_end(self)
+
     def lose(self, *, quietly: bool = False) -> None:
         """Another process ended or took over the run (or its claim failed, or its events
         were refused): stop it here, writing nothing more."""
@@ -188,6 +211,8 @@ class Runner:
             journal=self.journal,
             replay=self.replay,
             flush=self.flush,
+            waits=self._waits(),
+            mailbox=StoreMailbox(self._log.store, r.id),
         )
         type: str
         data: dict[str, Any]
@@ -199,6 +224,14 @@ class Runner:
                 await children.restore(self.journal.events, replay=self.replay is not None)
             output = await self.spec.body(context, self.spec.parse_input(r.input))
             output = check(output, self._log.limits, what="the agent's output")
+        except RunSuspended:
+            if not self.token.requested:
+                await self.suspend()
+                return
+            type, data = (
+                ev.RUN_CANCELLED,
+                cancelled_data(self.token.by, self.token.reason, forced=False),
+            )
         except RunCancelled as exc:
             type, data = ev.RUN_CANCELLED, cancelled_data(exc.by, exc.reason, forced=False)
         except asyncio.CancelledError:
@@ -221,9 +254,18 @@ class Runner:
         finally:
             await self.finish(type, data)
 
+    def _waits(self) -> Waits | None:
+        """What the run may ask a person: a model agent always; a function agent only when
+        it can be taken up again from the top (``resume=True``)."""
+        if not (self.spec.resume or self.spec.details.get("kind") == "model"):
+            return None
+        past = None if self.journal is None else list(self.journal.events)
+        return Waits(past, self.spec.input_policy, self._clock)
 
-_SPAWN_EVENTS = frozenset({ev.CHILD_STARTED, ev.CHILD_COMPLETED})
-"""Written for the run by its children's bookkeeping, never replayed."""
+
+_NOT_REPLAYED = frozenset({ev.CHILD_STARTED, ev.CHILD_COMPLETED, ev.RUN_WAITING})
+"""Written for the run by its children's bookkeeping, or a wait (found by call id), never
+matched on replay."""
 
 _ENDINGS = {
     ev.RUN_COMPLETED: "completed",

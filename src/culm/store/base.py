@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from culm.events import Event
+from culm.events import Event, iso
 from culm.models import (
     Firing,
     FiringOutcome,
@@ -61,6 +61,24 @@ class Ownership:
     worker_id: str | None
     epoch: int
     expired: bool
+
+
+@dataclass(slots=True, frozen=True)
+class SentMessage:
+    """A message sent to a running model agent, until the run takes it in."""
+
+    id: int
+    run_id: str
+    content: str
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "content": self.content,
+            "created_at": iso(self.created_at),
+        }
 
 
 @dataclass(slots=True, frozen=True)
@@ -276,6 +294,41 @@ class Store(Protocol):
 
     async def ownership(self, run_id: str) -> Ownership | None:
         """Who owns the run while it is active; None once it ended."""
+
+    # people in the loop
+
+    async def park_run(self, run_id: str, fence: Fence) -> bool:
+        """Hand back a run that waits for a person (its ``run.waiting`` event is committed):
+        no process holds it any more. False if ``fence`` no longer holds (it was answered,
+        cancelled or taken meanwhile)."""
+        ...
+
+    async def answer_run(
+        self, run_id: str, call_id: str, answered: Callable[[Run], Event]
+    ) -> Run | None:
+        """Write the event ``answered(run)`` makes (``input.received``) for a run waiting on
+        ``call_id``, in one transaction that bumps its epoch and leaves it pending, held by
+        nobody, to be taken up again. None when the run does not wait on ``call_id``."""
+        ...
+
+    async def expired_waits(self, now: float, limit: int = 100) -> list[Run]:
+        """Waiting runs whose wait timed out at ``now``, soonest first."""
+        ...
+
+    async def send_run_message(
+        self, run_id: str, content: str, now: float, tenant: str | None = None
+    ) -> SentMessage:
+        """Keep a message for an active run until it takes it in; ``Conflict`` once the run
+        has ended."""
+        ...
+
+    async def unread_run_messages(self, run_id: str) -> list[SentMessage]:
+        """The messages sent to the run that it has not taken in yet, oldest first."""
+        ...
+
+    async def mark_run_messages(self, ids: Sequence[int]) -> None:
+        """The run took these messages in (their events are durable)."""
+        ...
 
     async def purge_events(self, finished_before: float) -> int:
         """Delete the events of runs that ended before this time; the count deleted."""

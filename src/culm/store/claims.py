@@ -28,6 +28,9 @@ from culm.store.schema import runs
 
 _CLAIM_LOCK = 0x63756C6D_636C6D00  # "culmclm": claims under a per-tenant limit
 
+_HOLDING = (RunStatus.RUNNING.value, RunStatus.WAITING.value)
+"""The statuses in which a run holds its session: nothing else starts on it."""
+
 
 class ClaimQueries:
     """Mixed into ``SqlStore``."""
@@ -128,7 +131,7 @@ def _startable(agents: list[str]) -> sa.ColumnElement[bool]:
     ahead = sa.exists().where(
         other.c.session_id == runs.c.session_id,
         sa.or_(
-            other.c.status == RunStatus.RUNNING.value,
+            other.c.status.in_(_HOLDING),
             sa.and_(other.c.status == RunStatus.PENDING.value, other.c.id < runs.c.id),
         ),
     )

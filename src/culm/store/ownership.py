@@ -113,9 +113,14 @@ class OwnershipQueries:
             return await lost_runs(conn, held_fences, lock=False)
 
     async def runs_owned_elsewhere(self, worker_id: str) -> list[Ownership]:
+        # a waiting or answered (pending) run held by nobody needs nobody to take it over:
+        # it waits for a person, or for any process to take it up
         return await self._ownership(
             runs.c.status.in_(ACTIVE_STATUSES),
-            sa.or_(runs.c.worker_id.is_(None), runs.c.worker_id != worker_id),
+            sa.or_(
+                sa.and_(runs.c.worker_id.is_(None), runs.c.status == RunStatus.RUNNING.value),
+                runs.c.worker_id != worker_id,
+            ),
         )
 
     async def ownership(self, run_id: str) -> Ownership | None:

@@ -81,6 +81,8 @@ def state_columns(state: RunState) -> dict[str, Any]:
         "children_usage": None if state.children_usage is None else dumps(state.children_usage),
         "output": None if state.output is None else dumps(state.output),
         "error": state.error,
+        "waiting": None if state.waiting is None else dumps(state.waiting),
+        "input_deadline": state.input_deadline,
     }
 
 
@@ -128,6 +130,7 @@ def run_record(row: sa.Row[Any]) -> Run:
         children_usage=loads(row.children_usage),
         output=loads(row.output),
         error=row.error,
+        waiting=loads(row.waiting),
     )
     return Run(
         id=row.id,

@@ -35,8 +35,6 @@ from culm.store.rows import (
 )
 from culm.store.schema import events, runs, sessions
 
-_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
-
 # the statements every event batch runs, built once (building one cost more than running it)
 _UPDATE_STATE = runs.update().where(runs.c.id == sa.bindparam("run_id"))
 
@@ -53,6 +51,10 @@ class Start:
     claim: bool
     new_session: Session | None
     supersede: Callable[[Run], Event] | None = None
+
+
+_HOLDING = (RunStatus.RUNNING.value, RunStatus.WAITING.value)
+"""The statuses in which a run holds its session: nothing else starts on it."""
 
 
 class RunQueries:
@@ -239,7 +241,7 @@ class RunQueries:
         earlier_or_running = sa.exists().where(
             other.c.session_id == runs.c.session_id,
             sa.or_(
-                other.c.status == RunStatus.RUNNING.value,
+                other.c.status.in_(_HOLDING),
                 sa.and_(other.c.status == RunStatus.PENDING.value, other.c.id < runs.c.id),
             ),
         )

@@ -66,6 +66,9 @@ runs = sa.Table(
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     # a cancel asked for in any process, as JSON {"by", "reason"}; the owner acts on it
     sa.Column("cancel_request", sa.Text),
+    # while it waits for a person: what it asks (JSON), and when that wait times out
+    sa.Column("waiting", sa.Text),
+    sa.Column("input_deadline", sa.Float),
     sa.Index("ix_runs_session_created", "session_id", "id"),
     sa.Index("ix_runs_tenant_id", "tenant", "id"),
     sa.Index("ix_runs_status", "status"),
@@ -79,13 +82,20 @@ runs = sa.Table(
         sqlite_where=sa.text("idempotency_key IS NOT NULL"),
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
     ),
-    # at most one running run per session, enforced by the database itself
+    # at most one running (or waiting) run per session, enforced by the database itself
     sa.Index(
         "ux_runs_one_running",
         "session_id",
         unique=True,
-        sqlite_where=sa.text("status = 'running'"),
-        postgresql_where=sa.text("status = 'running'"),
+        sqlite_where=sa.text("status IN ('running', 'waiting')"),
+        postgresql_where=sa.text("status IN ('running', 'waiting')"),
+    ),
+    # the waits that time out, soonest first
+    sa.Index(
+        "ix_runs_input_deadline",
+        "input_deadline",
+        sqlite_where=sa.text("input_deadline IS NOT NULL"),
+        postgresql_where=sa.text("input_deadline IS NOT NULL"),
     ),
 )
 
@@ -312,4 +322,22 @@ webhook_cursor = sa.Table(
     sa.Column("name", sa.String(32), primary_key=True),
     # every event up to here has been turned into the deliveries it matched
     sa.Column("pos", sa.BigInteger, nullable=False),
+)
+
+run_messages = sa.Table(
+    "run_messages",
+    metadata,
+    # messages sent to a running model agent (steering), until it takes them in
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("run_id", sa.String, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # set once the run took it in (its message.injected event is durable)
+    sa.Column("taken", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_run_messages_run", "run_id", "id"),
 )

@@ -38,6 +38,7 @@ from culm.models import ACTIVE_STATUSES, Message, Session
 from culm.store.base import Fence
 from culm.store.claims import ClaimQueries
 from culm.store.group import WriteGroup
+from culm.store.inputs import InputQueries
 from culm.store.migrate import upgrade
 from culm.store.ownership import OwnershipQueries
 from culm.store.rows import (
@@ -52,7 +53,7 @@ from culm.store.rows import (
 )
 from culm.store.runs import RunQueries
 from culm.store.schedules import ScheduleQueries
-from culm.store.schema import events, messages, runs, sessions
+from culm.store.schema import events, messages, run_messages, runs, sessions
 
 log = logging.getLogger("culm.store")
 
@@ -71,7 +72,7 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries):
+class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, InputQueries):
     """Sessions, runs and events in a SQL database (see ``culm.store.base.Store``)."""
 
     def __init__(self, engines: EngineFactory) -> None:
@@ -218,6 +219,8 @@ class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries):
                     "cancel it or wait for it before deleting the session"
                 )
             await conn.execute(events.delete().where(events.c.session_id.in_(tree)))
+            in_tree = sa.select(runs.c.id).where(runs.c.session_id.in_(tree))
+            await conn.execute(run_messages.delete().where(run_messages.c.run_id.in_(in_tree)))
             await conn.execute(messages.delete().where(messages.c.session_id.in_(tree)))
             await conn.execute(runs.delete().where(runs.c.session_id.in_(tree)))
             # children first, so the parent reference never dangles even without cascades

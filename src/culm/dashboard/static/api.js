@@ -56,6 +56,17 @@ export function askForKey(message = "") {
   return asking;
 }
 
+/**
+ * A request sent with key ``used`` was refused. Ask for a key only when that is still the
+ * tab's key: an answer sent with an older key (while the person was typing a new one) is
+ * just tried again, or it would ask once more for a key already given.
+ */
+export async function refusedKey(used, refused) {
+  if (asking) return asking;
+  if (apiKey() !== used) return apiKey();
+  return askForKey(used ? refused.message : "");
+}
+
 /** Turn a refused response into an ApiError with the server's code and message. */
 export async function failure(response) {
   let body = null;
@@ -83,6 +94,7 @@ export async function api(path, { method = "GET", body, query, signal } = {}) {
     if (value !== null && value !== undefined && value !== "") url.searchParams.set(name, value);
   }
   for (;;) {
+    const used = apiKey();
     const headers = { Accept: "application/json", ...authHeaders() };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(url, {
@@ -93,7 +105,7 @@ export async function api(path, { method = "GET", body, query, signal } = {}) {
     });
     if (response.status === 401) {
       const refused = await failure(response);
-      await askForKey(apiKey() ? refused.message : "");
+      await refusedKey(used, refused);
       continue;
     }
     if (!response.ok) throw await failure(response);

@@ -1,7 +1,7 @@
 // Following a run's event stream: Server-Sent Events read with fetch (an EventSource cannot
 // send an API key), resumed by sequence number after any break, so every event arrives once.
 
-import { apiKey, askForKey, authHeaders, failure } from "./api.js";
+import { apiKey, authHeaders, failure, refusedKey } from "./api.js";
 
 const TERMINAL = new Set(["run.completed", "run.failed", "run.cancelled", "run.interrupted"]);
 
@@ -39,6 +39,7 @@ export async function follow(runId, { after = 0, onBatch, onStatus = () => {}, s
   const url = `/v1/runs/${encodeURIComponent(runId)}/events`;
   while (!signal.aborted) {
     let response;
+    const used = apiKey();
     try {
       response = await fetch(url, {
         headers: { Accept: "text/event-stream", "Last-Event-ID": String(seq), ...authHeaders() },
@@ -57,8 +58,7 @@ export async function follow(runId, { after = 0, onBatch, onStatus = () => {}, s
       return seq; // the terminal event was already seen
     }
     if (response.status === 401) {
-      const refused = await failure(response);
-      await askForKey(apiKey() ? refused.message : "");
+      await refusedKey(used, await failure(response));
       continue;
     }
     if (!response.ok) throw await failure(response);
