@@ -42,8 +42,11 @@ _HELD_BY_NOBODY = PENDING | WAITING
 log = logging.getLogger("culm.engine")
 
 
-class Engine(StartCalls, SessionCalls, SpawnCalls, ScheduleCalls, InputCalls):
-    """Runs agents in the background, durably. Use as ``async with Engine(app) as engine``."""
+class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
+    """Runs agents in the background, durably. Use as ``async with Engine(app) as engine``.
+
+    (The mixins declare what they use of each other as stubs; one that defines a call
+    comes before those that only declare it.)"""
 
     def __init__(
         self,
