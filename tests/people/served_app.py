@@ -37,10 +37,10 @@ def lookup(name: str) -> str:
 
 
 @app.tool
-async def wait_for_gate(n: int) -> str:
+async def wait_for_gate(n: int, run: culm.RunContext) -> str:
     """Waits until ``GATE_FILE`` exists (a round to steer in)."""
     while not await asyncio.to_thread(os.path.exists, os.environ["GATE_FILE"]):
-        await asyncio.sleep(0.02)
+        await run.sleep(0.02)
     return f"gate {n} open"
 
 
