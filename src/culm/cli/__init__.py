@@ -4,9 +4,9 @@ from __future__ import annotations
 
 # isort: off
 # Commands are listed in the order they register: serving comes first.
-from culm.cli import serve, runs, schedules, init, worker
+from culm.cli import serve, runs, people, schedules, init, worker
 
 # isort: on
 from culm.cli.app import ExitCode, app, main
 
-__all__ = ["ExitCode", "app", "init", "main", "runs", "schedules", "serve", "worker"]
+__all__ = ["ExitCode", "app", "init", "main", "people", "runs", "schedules", "serve", "worker"]

@@ -39,6 +39,7 @@ class IfBusy(enum.StrEnum):
     reject = "reject"
     enqueue = "enqueue"
     interrupt = "interrupt"
+    steer = "steer"
 
 
 def print_json(value: Any) -> None:
@@ -146,6 +147,10 @@ def runs(
     parent: Annotated[
         str | None, typer.Option("--parent", metavar="RUN", help="Only runs RUN spawned.")
     ] = None,
+    waiting: Annotated[
+        bool,
+        typer.Option("--waiting", help="Only runs waiting for a person, with what they ask."),
+    ] = False,
     limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 20,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Continue a listing.")] = None,
     tree: Annotated[
@@ -167,7 +172,7 @@ def runs(
         return
     with connect(url, api_key) as client:
         page = client.list_runs(
-            status=status,
+            status="waiting" if waiting else status,
             agent=agent,
             session_id=session,
             trigger=trigger.value if trigger else None,
@@ -178,6 +183,11 @@ def runs(
         )
     if json:
         print_json(page.data)
+        return
+    if waiting:
+        from culm.cli.people import waiting_table  # it builds on this module
+
+        stdout().print(waiting_table(page.data))
         return
     table = Table(box=None)
     table.add_column("RUN", no_wrap=True)
@@ -231,6 +241,10 @@ def status(run_id: RunId, url: Url = None, api_key: ApiKey = None, json: Json = 
         rows.append(("output", compact(found["output"], 500)))
     if found["error"]:
         rows.append(("error", Text(found["error"], style="red")))
+    if found.get("waiting"):
+        from culm.cli.people import asked  # it builds on this module
+
+        rows.append(("waiting for", asked(found.get("waiting"))))
     for name, value in rows:
         grid.add_row(Text(name, style="dim"), value)
     stdout().print(grid)

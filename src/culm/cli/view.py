@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 STATUS_STYLES = {
     "pending": "yellow",
     "running": "cyan",
+    "waiting": "bold yellow",
     "completed": "green",
     "failed": "red",
     "cancelled": "magenta",

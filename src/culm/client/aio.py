@@ -15,6 +15,7 @@ from httpx_sse import EventSource
 from tenacity import RetryError
 
 from culm.client.errors import APIError, ClientError, ServerUnreachable, error_from_response
+from culm.client.people import PeopleCalls
 from culm.client.retry import Reconnects
 from culm.client.schedules import ScheduleCalls
 from culm.client.types import (
@@ -38,7 +39,7 @@ WAIT_CHUNK = 30.0
 _TERMINAL_STATUSES = frozenset(s.value for s in RunStatus if s.terminal)
 
 
-class AsyncClient(ScheduleCalls):
+class AsyncClient(ScheduleCalls, PeopleCalls):
     """A connection to a culm server. Use as ``async with AsyncClient() as client``.
 
     ``url`` and ``api_key`` default to ``$CULM_URL`` (else ``http://127.0.0.1:8000``) and
@@ -159,8 +160,10 @@ class AsyncClient(ScheduleCalls):
     ) -> RunInfo:
         """Start ``agent`` on a session (a new one unless ``session_id``); returns at once.
 
-        ``if_busy`` is ``reject`` (the default: ``SessionBusyError``), ``enqueue`` or
-        ``interrupt``. Retrying with the same ``idempotency_key`` returns the same run.
+        ``if_busy`` is ``reject`` (the default: ``SessionBusyError``), ``enqueue``,
+        ``interrupt`` or ``steer`` (a busy session's active run is sent the input as a
+        message: the answer is that run, with ``steered``). Retrying with the same
+        ``idempotency_key`` returns the same run.
         With ``parent_run_id`` the run is a child of that running run, on a new child
         session, as if it had spawned it (``ConflictError`` when a spawn limit says no).
         """

@@ -15,6 +15,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 import httpx
 
 from culm.client.aio import AsyncClient
+from culm.client.people import BlockingPeopleCalls
 from culm.client.portal import Portal
 from culm.client.schedules import BlockingScheduleCalls
 
@@ -43,7 +44,7 @@ def _blocking_iter(
     return call
 
 
-class Client(BlockingScheduleCalls):
+class Client(BlockingScheduleCalls, BlockingPeopleCalls):
     """A blocking connection to a culm server. Use as ``with Client() as client``.
 
     Takes the same arguments as ``AsyncClient`` and has the same methods, blocking;

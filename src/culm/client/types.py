@@ -7,7 +7,7 @@ compares and serialises as JSON with no conversion, and mypy still checks its ke
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypedDict, TypeVar
+from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 
 T = TypeVar("T")
 E = TypeVar("E", bound="EventInfo")
@@ -55,6 +55,11 @@ class RunInfo(TypedDict):
     """Its own usage and that of the runs it spawned (and theirs) once they ended."""
     output: Any
     error: str | None
+    waiting: NotRequired[dict[str, Any] | None]
+    """While ``status`` is ``waiting``: what it asks (``kind``, ``call_id``, ``tool`` and
+    ``arguments`` or ``question`` and ``schema``)."""
+    steered: NotRequired[dict[str, Any]]
+    """Only from a start with ``if_busy="steer"`` that was sent to this active run."""
 
 
 class RunTreeInfo(TypedDict):
