@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from culm.agent.app import AgentSpec, App, load_app
+    from culm.agent.ask_tool import ask_user
     from culm.agent.budget import Budget
     from culm.agent.context import RunContext
     from culm.agent.spawn import Child, ChildResult, SpawnLimits, WaitMode
@@ -25,9 +26,11 @@ if TYPE_CHECKING:
         InvalidInput,
         InvalidPayload,
         NotFound,
+        NotWaiting,
         OwnershipLost,
         RunCancelled,
         RunFinished,
+        RunSuspended,
         SessionBusy,
         SpawnRefused,
         Unavailable,
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     **dict.fromkeys(("AgentSpec", "App", "load_app"), "culm.agent.app"),
+    "ask_user": "culm.agent.ask_tool",
     "Budget": "culm.agent.budget",
     "RunContext": "culm.agent.context",
     **dict.fromkeys(("Child", "ChildResult", "SpawnLimits", "WaitMode"), "culm.agent.spawn"),
@@ -68,9 +72,11 @@ _WHERE = {
             "InvalidInput",
             "InvalidPayload",
             "NotFound",
+            "NotWaiting",
             "OwnershipLost",
             "RunCancelled",
             "RunFinished",
+            "RunSuspended",
             "SessionBusy",
             "SpawnRefused",
             "Unavailable",
@@ -134,6 +140,7 @@ __all__ = [
     "InvalidPayload",
     "Misfire",
     "NotFound",
+    "NotWaiting",
     "Overlap",
     "OwnershipLost",
     "Run",
@@ -143,6 +150,7 @@ __all__ = [
     "RunFinished",
     "RunState",
     "RunStatus",
+    "RunSuspended",
     "Schedule",
     "ScheduleSpec",
     "Session",
@@ -155,6 +163,7 @@ __all__ = [
     "Trigger",
     "Unavailable",
     "WaitMode",
+    "ask_user",
     "load_app",
     "spawn_agent",
     "wait_children",
