@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,30 @@ def test_say_to_a_running_model_agent(
         {"role": "user", "content": "turn left"},
         {"role": "user", "content": "and hurry"},
     ]
+
+
+def test_following_a_run_that_waits(server: Server) -> None:
+    answered: list[str] = []
+
+    def answer_twice() -> None:
+        with culm.Client(server.url) as client:
+            wait_until(
+                lambda: client.list_runs(agent="asker", status="waiting").data, what="a wait"
+            )
+            run_id = client.list_runs(agent="asker", status="waiting").data[0]["id"]
+            client.answer(run_id, {"number": 5, "owner": "ed"})
+            waiting(client, run_id)
+            client.answer(run_id, {"number": 6, "owner": "fi"})
+            answered.append(run_id)
+
+    helper = threading.Thread(target=answer_twice, daemon=True)
+    helper.start()
+    followed = cli(server, "run", "asker", "o-9", "--follow")
+    helper.join(30)
+    assert followed.exit_code == 0, followed.output
+    assert "waiting: Which account?" in followed.output
+    assert f"answer with: culm answer {answered[0]} TEXT" in followed.output
+    assert 'answered {"number":5,"owner":"ed"}' in followed.output
 
 
 def test_approve_a_run_that_waits_for_nothing(server: Server) -> None:

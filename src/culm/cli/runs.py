@@ -97,7 +97,7 @@ def run(
         typer.Option(
             "--if-busy",
             help="When the session has an active run: reject (the default), enqueue behind "
-            "it, or interrupt it.",
+            "it, interrupt it, or steer it (send the input to it as a message).",
         ),
     ] = None,
     url: Url = None,

@@ -187,8 +187,29 @@ class RunView:
             self.info.print(f"  ↻ round {round_} was cut off; its answer starts over", style="dim")
         elif kind in (ev.CHILD_STARTED, ev.CHILD_COMPLETED):
             self.info.print(Text.assemble(("  ↳ ", "dim"), kind, " ", compact(data)))
+        elif kind == ev.RUN_WAITING:
+            self._waiting(data)
+        elif kind == ev.INPUT_RECEIVED:
+            self.status = "running"
+            self.info.print(Text.assemble(("  ↩ ", "yellow"), answered(data)))
+        elif kind == ev.MESSAGE_INJECTED:
+            self.info.print(Text.assemble(("  ✉ ", "cyan"), str(data.get("content", ""))))
         elif kind not in (ev.RUN_QUEUED, ev.MESSAGE_COMPLETED, ev.ROUND_COMPLETED):
             self.info.print(Text.assemble(("  · ", "dim"), (kind, "dim"), " ", compact(data)))
+
+    def _waiting(self, data: dict[str, Any]) -> None:
+        """A run that waits for a person: what it asks, and how to answer from here."""
+        self.status = "waiting"
+        rid = self.run["id"]
+        if data.get("kind") == "approval":
+            args = compact(data.get("arguments"), 80)
+            asked = Text.assemble("approve ", (str(data.get("tool")), "bold"), f"({args})?")
+            how = f"culm approve {rid}  (or --deny --reason ...)"
+        else:
+            asked = Text(str(data.get("question")))
+            how = f"culm answer {rid} TEXT"
+        self.info.print(Text.assemble(("  ? ", "bold yellow"), "waiting: ", asked))
+        self.info.print(f"    answer with: {how}", style="dim")
 
     def _text(self, text: str) -> None:
         if not text:
@@ -251,3 +272,13 @@ class RunView:
             self.info.print(Text(f"■ {self.run['id']} cancelled{why}", style="magenta"))
         else:
             self.info.print(Text(f"✗ {self.run['id']} {self.status}: {self.error}", style="red"))
+
+
+def answered(data: dict[str, Any]) -> str:
+    """An ``input.received`` event in a few words."""
+    late = " (nobody answered in time)" if data.get("timed_out") else ""
+    if "approve" in data:
+        verdict = "approved" if data.get("approve") else "refused"
+        reason = f": {data['reason']}" if data.get("reason") else ""
+        return f"{verdict}{reason}{late}"
+    return f"answered {compact(data.get('answer'), 80)}{late}"
