@@ -227,3 +227,24 @@ async def test_steering_a_pending_run_is_taken_at_its_first_round(
         {"role": "user", "content": "hello"},
         {"role": "user", "content": "and goodbye"},
     ]
+
+
+async def test_unread_messages_are_bounded_in_bytes(make_engine: EngineFactory) -> None:
+    model = ScriptedModel("Noted.")
+    async with make_engine(people_app(model), max_event_bytes=4096) as engine:
+        session = await engine.create_session()
+        blocker = await engine.start_run("asker", "?", session_id=session.id)
+        await waiting_on(engine, blocker.id)
+        queued = await engine.start_run(
+            "mailer", "hi", session_id=session.id, if_busy=culm.BusyPolicy.ENQUEUE
+        )
+        await engine.send_message(queued.id, "é" * 1500)  # 3,000 bytes
+        with pytest.raises(culm.Conflict, match="not taken in yet"):
+            await engine.send_message(queued.id, "é" * 600)  # 1,200 more: past 4,096
+        await engine.send_message(queued.id, "e" * 1000)
+        await engine.cancel(blocker.id)
+        assert (await engine.wait(queued.id, timeout=10)).status is culm.RunStatus.COMPLETED
+        # an ended run takes no message
+        with pytest.raises(culm.Conflict, match="has ended"):
+            await engine.send_message(queued.id, "late")
+    assert [m["content"][:1] for m in model.requests[0].messages[-2:]] == ["é", "e"]

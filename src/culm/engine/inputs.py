@@ -121,7 +121,10 @@ class InputCalls:
             )
         if run.status.terminal:
             raise Conflict(f"run {run_id} has ended ({run.status.value}): it takes no message")
-        return await self.store.send_run_message(run_id, content, self.clock(), tenant)
+        # what a run has not taken in yet is bounded like one event: it becomes events,
+        # and goes to the model in one request
+        limit = self.settings.max_event_bytes
+        return await self.store.send_run_message(run_id, content, self.clock(), tenant, limit)
 
     async def expire_waits(self) -> None:
         """End, or go on with, the waits whose ``input_timeout`` passed."""

@@ -316,10 +316,16 @@ class Store(Protocol):
         ...
 
     async def send_run_message(
-        self, run_id: str, content: str, now: float, tenant: str | None = None
+        self,
+        run_id: str,
+        content: str,
+        now: float,
+        tenant: str | None = None,
+        max_unread: int | None = None,
     ) -> SentMessage:
         """Keep a message for an active run until it takes it in; ``Conflict`` once the run
-        has ended."""
+        has ended, or when the run's messages not taken in yet would pass ``max_unread``
+        bytes."""
         ...
 
     async def unread_run_messages(self, run_id: str) -> list[SentMessage]:

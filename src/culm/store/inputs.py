@@ -24,6 +24,13 @@ from culm.store.rows import require_run, run_record, state_columns
 from culm.store.schema import run_messages, runs
 
 
+def _bytes(conn: AsyncConnection) -> sa.ColumnElement[int]:
+    """A message's length in bytes (SQLite's ``length`` of text counts characters)."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.octet_length(run_messages.c.content)
+    return sa.func.length(sa.cast(run_messages.c.content, sa.LargeBinary))
+
+
 class InputQueries:
     """Mixed into ``SqlStore``; see ``culm.store.base.Store`` for what each call promises."""
 
@@ -98,12 +105,28 @@ class InputQueries:
     # messages sent to a running model agent
 
     async def send_run_message(
-        self, run_id: str, content: str, now: float, tenant: str | None = None
+        self,
+        run_id: str,
+        content: str,
+        now: float,
+        tenant: str | None = None,
+        max_unread: int | None = None,
     ) -> SentMessage:
         async with self._write(appends=False) as conn:
             run = await require_run(conn, run_id, tenant)
             if run.status.value not in ACTIVE_STATUSES:
                 raise Conflict(f"run {run_id} has ended ({run.status.value}): it takes no message")
+            if max_unread is not None:
+                unread = sa.select(sa.func.coalesce(sa.func.sum(_bytes(conn)), 0)).where(
+                    run_messages.c.run_id == run_id, run_messages.c.taken.is_(False)
+                )
+                held = int((await conn.execute(unread)).scalar_one())
+                if held + len(content.encode()) > max_unread:
+                    raise Conflict(
+                        f"run {run_id} has {held:,} bytes of messages it has not taken in yet; "
+                        f"more would pass {max_unread:,} bytes: send again once it has "
+                        "taken them in (message.injected)"
+                    )
             result = await conn.execute(
                 run_messages.insert()
                 .values(run_id=run_id, content=content, created_at=now)
