@@ -194,3 +194,49 @@ async def _owner(engine: culm.Engine, run_id: str) -> str | None:
             await conn.execute(sa.select(runs.c.worker_id).where(runs.c.id == run_id))
         ).scalar()
     return owner
+
+
+asking = culm.App()
+
+
+@asking.agent(resume=True)
+async def ask(run: culm.RunContext, input: str) -> str:
+    await run.emit("asking.started", {"input": input})
+    return f"{input}, {await run.ask('Whom?')}"
+
+
+class TestWaitingAcrossProcesses:
+    async def test_answered_in_an_api_process_and_taken_up_by_another_worker(
+        self, engines: Engines
+    ) -> None:
+        async with engines(asking, role="api") as api:
+            async with engines(asking, role="worker", concurrency=4) as first:
+                run = await api.start_run("ask", "hello")
+                await until(lambda: _is(api, run.id, culm.RunStatus.WAITING))
+                await until(lambda: _unheld(api, run.id))
+                assert first.executor.active == 0  # a waiting run holds no worker
+            # the first worker is gone; the answer comes through the API process, and the
+            # next worker to hear of it takes the run up (on the bus: no polling here)
+            async with engines(asking, role="worker", concurrency=4):
+                waiting = (await api.get_run(run.id)).state.waiting
+                assert waiting is not None
+                await api.answer(run.id, waiting["call_id"], answer="world")
+                ended = await api.wait(run.id, timeout=15)
+        assert ended.status is culm.RunStatus.COMPLETED
+        assert ended.state.output == "hello, world"
+        kinds = [e.type for e in await api_events(engines, run.id)]
+        assert kinds.count("asking.started") == 1  # matched on replay, not emitted again
+
+
+async def _is(engine: culm.Engine, run_id: str, status: culm.RunStatus) -> bool:
+    return (await engine.get_run(run_id)).status is status
+
+
+async def _unheld(engine: culm.Engine, run_id: str) -> bool:
+    owner = await engine.store.ownership(run_id)
+    return owner is not None and owner.worker_id is None
+
+
+async def api_events(engines: Engines, run_id: str) -> list[culm.Event]:
+    async with engines(asking, role="api") as api:
+        return await api.events(run_id, limit=1000)
