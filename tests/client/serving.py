@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -54,13 +54,17 @@ class Server:
         keys: Sequence[str] = (),
         port: int | None = None,
         cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """``env``: culm settings for the server (``CULM_...``), on top of a clean
+        environment."""
         self.db_url = f"sqlite:///{db_path}"
         self.log_path = db_path.with_suffix(".log")
         self.app = app
         self.keys = keys
         self.port = port or free_port()
         self.cwd = cwd
+        self.env = dict(env or {})
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -74,7 +78,7 @@ class Server:
                 args,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=child_env(CULM_CANCEL_GRACE="1"),
+                env=child_env(**{"CULM_CANCEL_GRACE": "1", **self.env}),
                 cwd=self.cwd,
             )
         wait_until(self._healthy, timeout, f"the server at {self.url}\n{self.log()}")

@@ -16,6 +16,8 @@ from tests.fake_openai import Answer, FakeOpenAI
 from tests.resume.test_kill_server import Follower
 
 APP = "tests.people.served_app:app"
+FAST = {"CULM_INPUT_POLL_SECONDS": "0.2"}
+"""How often waits are checked for their timeout."""
 
 
 @pytest.fixture(autouse=True)
@@ -23,13 +25,12 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, openai_server: FakeOpen
     monkeypatch.setenv("FAKE_OPENAI_URL", openai_server.base_url)
     monkeypatch.setenv("RECORD_FILE", str(tmp_path / "records.txt"))
     monkeypatch.setenv("GATE_FILE", str(tmp_path / "gate"))
-    monkeypatch.setenv("CULM_INPUT_POLL_SECONDS", "0.2")  # how often waits time out
     (tmp_path / "records.txt").touch()
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
-    running = Server(tmp_path / "culm.db", APP).start()
+    running = Server(tmp_path / "culm.db", APP, env=FAST).start()
     yield running
     running.stop()
 
@@ -199,7 +200,7 @@ class TestApproval:
             Answer("Looking.", calls=[("lookup", {"name": "fay"})]),
             Answer("Nobody approved."),
         )
-        server = Server(tmp_path / "culm.db", APP).start()
+        server = Server(tmp_path / "culm.db", APP, env=FAST).start()
         try:
             run = start(server, "mailer_in_a_hurry", "look fay up")
             assert ended(server, run["id"])["status"] == "completed"
@@ -249,7 +250,7 @@ class TestQuestions:
         assert tool_messages(openai_server.requests[1]) == ["Gil"]
 
     def test_nobody_answers_in_time(self, tmp_path: Path) -> None:
-        server = Server(tmp_path / "culm.db", APP).start()
+        server = Server(tmp_path / "culm.db", APP, env=FAST).start()
         try:
             run = start(server, "impatient", "?")
             done = ended(server, run["id"])
