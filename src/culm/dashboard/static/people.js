@@ -129,8 +129,8 @@ function questionForm(n, waiting, send, fail) {
     h("div", { class: "field" },
       h("label", { for: id, class: "question-text" }, waiting.question ?? "?"),
       help ? h("span", { class: "help" }, help) : "",
-      field,
-      shape),
+      shape,
+      field),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Answer")));
 }
 
