@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, Request, expect
+from playwright.sync_api import Locator, Page, Request, expect
 
 from tests.api.conftest import Server
 from tests.dashboard.helpers import finished, start
@@ -16,7 +16,7 @@ from tests.dashboard.helpers import finished, start
 BADGE = ".run-title .badge"
 
 
-def panel(page: Page):  # type: ignore[no-untyped-def]
+def panel(page: Page) -> Locator:
     return page.locator(".ask-panel")
 
 
