@@ -3,13 +3,18 @@ streamed text, tool calls, budget, children), at a pace the test chooses."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 import culm
 from culm.agent.budget import Budget
+from culm.llm.base import ModelRequest
 from culm.testing import Reply, ScriptedModel, call
 
 app = culm.App()
@@ -185,3 +190,94 @@ app.add_agent(
 # "round 2 of 8" and "tokens of the budget" for them too
 for _name in ("talker", "lingerer"):
     app.agents[_name] = replace(app.agents[_name], budget=Budget(BUDGET, 8))
+
+
+# people in the loop
+
+
+class Order(BaseModel):
+    """An order to confirm."""
+
+    item: str = "tea"
+
+
+@app.agent(resume=True)
+async def asker(run: culm.RunContext, input: Order) -> dict[str, object]:
+    """Asks how many and for whom (a JSON answer), then which colour (one of three)."""
+    how = await run.ask(
+        f"How many {input.item}, and for whom?",
+        schema={
+            "type": "object",
+            "properties": {"count": {"type": "integer"}, "name": {"type": "string"}},
+            "required": ["count", "name"],
+        },
+    )
+    colour = await run.ask(
+        "Which colour?", schema={"type": "string", "enum": ["red", "green", "blue"]}
+    )
+    return {"item": input.item, "how": how, "colour": colour}
+
+
+@app.tool(approval=True)
+def send_email(to: str, body: str) -> str:
+    """Sends an email (each call waits for a person to approve it).
+
+    Args:
+        to: Who to write to.
+        body: What to say.
+    """
+    return f"sent to {to}: {body}"
+
+
+def _gates() -> Path:
+    return Path(os.environ.get("DASH_GATES", tempfile.gettempdir()))
+
+
+@app.tool
+async def wait_for_gate(gate: str, run: culm.RunContext) -> str:
+    """Waits until the test opens ``gate`` (a file under ``DASH_GATES``): a round to steer in.
+
+    Args:
+        gate: The gate's name.
+    """
+    while not await asyncio.to_thread((_gates() / gate).exists):
+        await run.sleep(0.05)
+    return f"gate {gate} open"
+
+
+def _last(request: ModelRequest, role: str) -> str:
+    said = [str(m.get("content")) for m in request.messages if m.get("role") == role]
+    return said[-1] if said else ""
+
+
+def _mail(request: ModelRequest) -> Reply | str:
+    """Mails whoever the input names, then says what became of it."""
+    if not _last(request, "tool"):
+        to = _last(request, "user")
+        return Reply("Mailing.", calls=[call("send_email", to=to, body="hello")])
+    return f"The mail tool said: {_last(request, 'tool')}"
+
+
+def _steer(request: ModelRequest) -> Reply | str:
+    """Waits at the gate the input names, then answers the last thing the user said."""
+    if not _last(request, "tool"):
+        gate = _last(request, "user")
+        return Reply("Waiting at the gate.", calls=[call("wait_for_gate", gate=gate)])
+    return f"You said: {_last(request, 'user')}"
+
+
+# each reply depends only on the conversation, so runs may share (and resume on) the script
+app.add_agent(
+    "mailer",
+    model=ScriptedModel(*[_mail] * 1000, chunk_delay=0.01),
+    instructions="You send mail.",
+    tools=[send_email],
+    max_rounds=4,
+)
+app.add_agent(
+    "steered",
+    model=ScriptedModel(*[_steer] * 1000, chunk_delay=0.01),
+    instructions="You wait, and listen.",
+    tools=[wait_for_gate],
+    max_rounds=4,
+)

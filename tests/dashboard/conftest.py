@@ -70,7 +70,8 @@ def page(browser: Browser) -> Iterator[Page]:
 @pytest.fixture(scope="session")
 def dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server without API keys running the dashboard's test agents."""
-    running = start_server(tmp_path_factory.mktemp("dash"), **APP)
+    gates = tmp_path_factory.mktemp("gates")
+    running = start_server(tmp_path_factory.mktemp("dash"), **APP, DASH_GATES=str(gates))
     yield running
     running.stop()
 
@@ -88,6 +89,12 @@ def keyed_dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
 def http(dash_server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=dash_server.url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def gates(dash_server: Server) -> Path:
+    """Where a test opens the gates the ``steered`` agent waits at (a file per gate)."""
+    return Path(dash_server.env["DASH_GATES"])
 
 
 @pytest.fixture(scope="session")

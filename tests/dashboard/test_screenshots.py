@@ -73,3 +73,32 @@ def test_screenshots_of_the_runs_page_and_a_run_page(
     for name in ("runs", "run", "start"):
         for scheme in ("light", "dark"):
             assert (artifacts / f"{name}-{scheme}.png").stat().st_size > 10_000
+
+
+def test_screenshots_of_runs_waiting_for_a_person(
+    browser: Browser, dash_server: Server, http: httpx.Client, artifacts: Path
+) -> None:
+    mail = start(http, "mailer", "ann@example.com")
+    asked = start(http, "asker", {"item": "cups"})
+    for scheme in ("light", "dark"):
+        context = browser.new_context(viewport=LAPTOP, color_scheme=scheme)
+        page = context.new_page()
+        try:
+            page.goto(f"{dash_server.url}/#/runs?status=waiting")
+            for run in (mail, asked):
+                row = page.locator(f'tr[data-run-id="{run["id"]}"]')
+                expect(row.locator(".badge")).to_have_text("waiting")
+            page.screenshot(path=artifacts / f"waiting-{scheme}.png")
+            page.goto(f"{dash_server.url}/#/runs/{mail['id']}")
+            expect(page.locator(".ask-panel .tool-name")).to_have_text("send_email")
+            page.screenshot(path=artifacts / f"approval-{scheme}.png")
+            page.goto(f"{dash_server.url}/#/runs/{asked['id']}")
+            expect(page.locator(".ask-panel textarea")).to_be_visible()
+            page.screenshot(path=artifacts / f"question-{scheme}.png")
+        finally:
+            context.close()
+    for run in (mail, asked):
+        http.post(f"/v1/runs/{run['id']}/cancel")
+    for name in ("waiting", "approval", "question"):
+        for scheme in ("light", "dark"):
+            assert (artifacts / f"{name}-{scheme}.png").stat().st_size > 10_000

@@ -1,9 +1,9 @@
 // The page's shell: navigation by the URL's hash (#/runs, #/runs/ID, #/start, #/sessions,
 // #/schedules, #/settings), the theme, and the API key of this tab.
 
-import { apiKey, forgetKey } from "./api.js";
+import { api, apiKey, forgetKey } from "./api.js";
 import { applyTheme, save, settings } from "./settings.js";
-import { h } from "./util.js";
+import { every, h } from "./util.js";
 
 // each page's module is loaded when first shown (the runs page's is preloaded by index.html)
 const view = (module, name) => async (...args) => (await import(module))[name](...args);
@@ -33,9 +33,11 @@ async function route() {
   main.replaceChildren();
   main.setAttribute("aria-busy", "true");
   const match = ROUTES.map(([re, view, nav]) => [path.match(re), view, nav]).find(([m]) => m);
+  // the runs that wait for a person have their own entry
+  const nav = path === "runs" && query.get("status") === "waiting" ? "waiting" : match?.[2];
   for (const link of document.querySelectorAll("nav a")) {
-    link.toggleAttribute("aria-current", link.dataset.nav === match?.[2]);
-    if (link.dataset.nav === match?.[2]) link.setAttribute("aria-current", "page");
+    link.toggleAttribute("aria-current", link.dataset.nav === nav);
+    if (link.dataset.nav === nav) link.setAttribute("aria-current", "page");
   }
   if (!match) {
     main.append(h("h1", null, "Not found"), h("p", null, h("a", { href: "#/runs" }, "Runs")));
@@ -84,6 +86,16 @@ async function settingsView(main) {
       } }, "Empty that cache"), " ", cleared));
 }
 
+// how many runs wait for a person, beside "Waiting for you", on every page
+async function countWaiting() {
+  const page = await api("/v1/runs", { query: { status: "waiting", limit: 100 } });
+  const n = page.data.length;
+  const count = document.getElementById("waiting-count");
+  count.hidden = n === 0;
+  count.textContent = n >= 100 ? "99+" : String(n);
+  document.getElementById("waiting-link").setAttribute("aria-label", `Waiting for you: ${n >= 100 ? "100 or more" : n} runs`);
+}
+
 function toggleTheme() {
   const dark = document.documentElement.dataset.theme === "dark"
     || (!document.documentElement.dataset.theme && matchMedia("(prefers-color-scheme: dark)").matches);
@@ -103,3 +115,5 @@ document.getElementById("theme-toggle").addEventListener("click", toggleTheme);
 document.getElementById("key-dialog").addEventListener("cancel", (e) => e.preventDefault());
 addEventListener("hashchange", route);
 route();
+countWaiting().catch(() => {});
+every(() => Math.max(settings().pollSeconds, 2), countWaiting, new AbortController().signal);

@@ -1,10 +1,12 @@
 // A run's page: its live state at the top, its timeline, its tree of children, cancel and
-// start again. The timeline is drawn from the events this browser already has (cache.js),
+// start again; what it asks when it waits for a person, and a box to send a running model
+// agent a message. The timeline is drawn from the events this browser already has (cache.js),
 // then from the stream after the last of them.
 
 import { api, ApiError } from "./api.js";
 import * as cache from "./cache.js";
 import { limits } from "./limits.js";
+import { askPanel, messageBox } from "./people.js";
 import { settings } from "./settings.js";
 import { follow } from "./sse.js";
 import { Timeline } from "./timeline.js";
@@ -19,6 +21,10 @@ function advance(state, event) {
   const { type, data = {} } = event;
   state.last_seq = event.seq;
   state.last_event_at = event.ts;
+  // an answered run is taken up again without a run.started: its next event says it runs
+  if (state.status === "pending" && type !== "run.queued" && type !== "input.received") {
+    state.status = "running";
+  }
   if (type === "run.started") {
     state.status = "running";
     state.started_at = event.ts;
@@ -29,10 +35,17 @@ function advance(state, event) {
     state.last_tool_phase = { "tool.started": "begin", "tool.completed": "finished" }[type] ?? "error";
   } else if (type === "budget.updated") {
     state.usage = data.usage ?? state.usage;
+  } else if (type === "run.waiting") {
+    state.status = "waiting";
+    state.waiting = { ...data, seq: event.seq };
+  } else if (type === "input.received") {
+    state.status = "pending"; // until a process takes it up again
+    state.waiting = null;
   } else if (type === "run.completed" || type === "run.failed" || type === "run.cancelled"
       || type === "run.interrupted") {
     state.status = type.slice(4);
     state.completed_at = event.ts;
+    state.waiting = null;
     if (type === "run.completed") state.output = data.output;
     else state.error = data.error;
   }
@@ -49,7 +62,10 @@ export async function runView(main, { id }, signal) {
     }
     throw err;
   }
-  const agentLimits = (await limits())[run.agent] ?? {};
+  const [known, agents] = await Promise.all([limits(), api("/v1/agents", { signal }).catch(() => ({ data: [] }))]);
+  const agentLimits = known[run.agent] ?? {};
+  // only a model agent's run takes messages while it runs
+  const talks = agents.data.some((a) => a.name === run.agent && a.kind === "model");
   const state = { ...run };
   let budget = null; // {used, left} from the latest budget.updated
   let connection = "loading";
@@ -65,6 +81,8 @@ export async function runView(main, { id }, signal) {
   const againButton = h("button", { type: "button", onclick: () => startAgain() }, "Start again");
   const editLink = h("a", { class: "button-like", href: startHref(run) }, "Edit input…");
   const message = h("p", { class: "notice", hidden: true, role: "status" });
+  const askSlot = h("div", { class: "ask-slot" });
+  const sayBox = talks ? messageBox(run.id) : null;
   const followBox = h("input", { type: "checkbox", id: "follow", checked: true });
   const streamState = h("span", { class: "muted stream-state" });
   const timelineEl = h("div", { class: "timeline", id: "timeline", dataset: { lastSeq: "0" } });
@@ -87,7 +105,9 @@ export async function runView(main, { id }, signal) {
       stateLine,
       h("div", { class: "budget" }, bar, barText),
       h("div", { class: "actions" }, cancelButton, againButton, editLink),
-      message),
+      message,
+      askSlot,
+      sayBox),
     h("div", { class: "run-layout" },
       h("section", { class: "run-main", "aria-label": "Timeline" },
         h("div", { class: "timeline-bar" },
@@ -149,6 +169,8 @@ export async function runView(main, { id }, signal) {
       : total ? `${num(used)} of ${num(total)} tokens` : `${num(used)} tokens`;
     const active = isActive(state.status);
     cancelButton.hidden = !active;
+    if (sayBox) sayBox.hidden = !active;
+    drawAsk();
     streamState.textContent = connection === "live" ? "● live" : connection === "reconnecting" ? "reconnecting…" : "";
     details.replaceChildren(
       ...fact("Agent", h("a", { href: `#/runs?agent=${encodeURIComponent(run.agent)}` }, run.agent)),
@@ -162,6 +184,21 @@ export async function runView(main, { id }, signal) {
         ? duration(now - (ms(state.started_at) ?? now)) : when(state.completed_at)),
       ...fact("Events", num(state.last_seq)),
     );
+  }
+
+  // what the run asks, while it waits: drawn once per call it waits on
+  let asked = null; // the call_id the panel is for
+  const answered = new Set(); // calls answered from this page (their panel stays away)
+  function drawAsk() {
+    const waiting = state.status === "waiting" ? state.waiting : null;
+    const id = waiting && !answered.has(waiting.call_id) ? waiting.call_id : null;
+    if (id === asked) return;
+    asked = id;
+    askSlot.replaceChildren(id ? askPanel(run.id, waiting, () => {
+      // the run goes on: the stream shows what follows
+      answered.add(id);
+      drawAsk();
+    }) : "");
   }
 
   function drawOutcome() {

@@ -4,17 +4,20 @@
 // still pending or running (their state moves), and one by one the shown runs that were
 // active but are in neither answer any more (they have just ended). Runs that ended long
 // ago are never asked for again. Only the cells whose value changed are rewritten.
+//
+// A run waiting for a person counts as active (it goes on once answered); the table of the
+// runs "waiting for you" has a column saying what each asks.
 
 import { api } from "./api.js";
 import { limits } from "./limits.js";
 import { settings } from "./settings.js";
 import {
-  ago, badge, clear, every, h, isActive, ms, num, shortId, tokens, when,
+  ago, asks, badge, clear, every, h, isActive, ms, num, shortId, tokens, when,
 } from "./util.js";
 
 const PAGE = 50;
 const NEWEST = 20;
-const ACTIVE = ["running", "pending"];
+const ACTIVE = ["running", "pending", "waiting"];
 const PHASES = { begin: "…", finished: "✓", error: "✗" };
 
 export class RunsTable {
@@ -22,6 +25,7 @@ export class RunsTable {
   constructor(filter, signal) {
     this.filter = filter;
     this.signal = signal;
+    this.asking = filter.status === "waiting"; // show what each run asks
     this.rows = new Map(); // id -> {tr, run, key}
     this.cursor = null;
     this.limits = {};
@@ -32,7 +36,8 @@ export class RunsTable {
       h("table", { class: "runs" },
         h("caption", { class: "visually-hidden" }, "Runs, newest first"),
         h("thead", null, h("tr", null,
-          ["Status", "Run", "Agent", "Trigger", "Session", "Round", "Last tool", "Last event", "Tokens", "Started", "Ended"]
+          ["Status", "Run", "Agent", ...(this.asking ? ["Asks"] : []), "Trigger", "Session", "Round", "Last tool",
+            "Last event", "Tokens", "Started", "Ended"]
             .map((name) => h("th", { scope: "col" }, name)))),
         this.body),
       this.empty,
@@ -121,7 +126,7 @@ export class RunsTable {
   }
 
   fill(row, run) {
-    const key = `${run.status}|${run.last_seq}|${run.round}|${run.last_tool}|${run.last_tool_phase}|${tokens(run.usage)}`;
+    const key = `${run.status}|${run.waiting?.call_id}|${run.last_seq}|${run.round}|${run.last_tool}|${run.last_tool_phase}|${tokens(run.usage)}`;
     row.run = run;
     if (key === row.key) return;
     row.key = key;
@@ -131,6 +136,7 @@ export class RunsTable {
       h("td", { class: "status" }, badge(run.status), h("span", { class: "stall", hidden: true }, "stalled")),
       h("td", null, h("a", { href: `#/runs/${run.id}`, class: "mono" }, shortId(run.id))),
       h("td", null, run.agent),
+      this.asking ? h("td", { class: "asks" }, asks(run.waiting)) : null,
       h("td", null, run.trigger),
       h("td", null, h("a", { href: `#/sessions/${run.session_id}`, class: "mono" }, shortId(run.session_id))),
       h("td", { class: "num" }, lim.max_rounds ? `${run.round} / ${lim.max_rounds}` : run.round || ""),
@@ -140,7 +146,9 @@ export class RunsTable {
       h("td", null, when(run.started_at)),
       h("td", null, when(run.completed_at)),
     ];
-    row.tr.replaceChildren(...cells);
+    row.tr.replaceChildren(...cells.filter(Boolean));
+    if (run.status === "waiting") row.tr.title = `waits for a person: ${asks(run.waiting)}`;
+    else row.tr.removeAttribute("title");
     row.tr.className = `s-${run.status}`;
     this.age(row, Date.now());
   }
@@ -148,7 +156,7 @@ export class RunsTable {
   age(row, now) {
     const run = row.run;
     const last = run.last_event_at ?? run.started_at ?? run.created_at;
-    const cell = row.tr.children[7];
+    const cell = row.tr.querySelector(".age");
     // only a live run's silence means something; an ended run's is its "Ended" time
     cell.textContent = isActive(run.status) ? ago(last, now) : "";
     const stalled = run.status === "running" && now - ms(last) > settings().stallSeconds * 1000;
@@ -175,7 +183,7 @@ export async function runsView(main, _params, signal, query) {
   const session = h("input", { name: "session_id", value: filter.session_id ?? "", placeholder: "ses_…", size: 18, list: "recent-sessions" });
   const sessions = h("datalist", { id: "recent-sessions" });
   const form = h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); apply(); } },
-    choose("status", "Status", ["pending", "running", "completed", "failed", "cancelled", "interrupted"]),
+    choose("status", "Status", ["pending", "running", "waiting", "completed", "failed", "cancelled", "interrupted"]),
     choose("agent", "Agent", filter.agent ? [filter.agent] : []),
     choose("trigger", "Trigger", ["http", "spawn", "schedule", "python"]),
     h("label", null, "Session", session, sessions),
@@ -190,8 +198,12 @@ export async function runsView(main, _params, signal, query) {
     location.hash = `#/runs${next.size ? `?${next}` : ""}`;
   }
 
+  const waiting = filter.status === "waiting";
   main.append(
-    h("div", { class: "page-head" }, h("h1", null, "Runs"), h("a", { class: "button-like primary", href: "#/start" }, "Start a run")),
+    h("div", { class: "page-head" },
+      h("h1", null, waiting ? "Waiting for you" : "Runs"),
+      h("a", { class: "button-like primary", href: "#/start" }, "Start a run")),
+    waiting ? h("p", { class: "muted" }, "These runs stopped until a person answers what they ask: open one to answer.") : "",
     form,
     table.element);
   // the runs first: the filters' choices come after them

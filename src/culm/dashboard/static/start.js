@@ -32,7 +32,8 @@ export async function startView(main, _params, signal, query) {
   const busy = h("select", { id: "if-busy" },
     h("option", { value: "reject" }, "refuse (409)"),
     h("option", { value: "enqueue" }, "wait its turn"),
-    h("option", { value: "interrupt" }, "cancel the active run"));
+    h("option", { value: "interrupt" }, "cancel the active run"),
+    h("option", { value: "steer" }, "send the input to the active run as a message"));
   const error = h("p", { class: "notice error", role: "alert", hidden: true });
   let form = null;
 
@@ -86,6 +87,7 @@ export async function startView(main, _params, signal, query) {
       body.session_id = sessionInput.value.trim();
     }
     try {
+      // with "steer" on a busy session the answer is the active run, which took the input
       const run = await api("/v1/runs", { method: "POST", body });
       location.hash = `#/runs/${run.id}`;
     } catch (err) {

@@ -144,6 +144,12 @@ export class Timeline {
         return this.childStarted(event);
       case "child.completed":
         return this.childEnded(event);
+      case "run.waiting":
+        return this.waiting(event);
+      case "input.received":
+        return this.received(event);
+      case "message.injected":
+        return this.injected(event);
       default:
         if (type.startsWith("run.")) return this.lifecycle(event);
         return this.generic(event);
@@ -274,7 +280,12 @@ export class Timeline {
     this.tools.delete(data.call_id);
     const took = Date.parse(ts) - Date.parse(call.started);
     call.el.classList.remove("running");
-    if (type === "tool.failed") {
+    if (type === "tool.failed" && data.refused) {
+      // a person said no: the call was never made
+      call.error = data.error ?? "refused";
+      call.el.classList.add("refused");
+      call.phase.textContent = `refused: ${clip(String(call.error).replace(/^a person refused this call:? ?/, "") || "no reason given", 120)}`;
+    } else if (type === "tool.failed") {
       call.error = data.error ?? "failed";
       call.el.classList.add("failed");
       call.phase.textContent = `failed: ${clip(String(call.error), 120)}`;
@@ -319,6 +330,50 @@ export class Timeline {
       const text = typeof said === "string" ? said : pretty(said, 0);
       child.row.append(" ", h("span", { class: data.error ? "error-text" : "muted" }, clip(text, 200)));
     }
+  }
+
+  // people in the loop: what the run asked, what it was told, messages sent to it
+
+  waiting({ type, data, seq, ts }) {
+    const row = h("div", { class: "ev asked", title: ts }, h("span", { class: "seq" }, seq), h("span", { class: "type" }, type));
+    if (data.kind === "approval") {
+      row.append(
+        h("span", null, "asks to approve "),
+        h("span", { class: "tool-name" }, data.tool ?? "a tool call"),
+        h("code", { class: "preview" }, clip(pretty(data.arguments ?? {}, 0), 100)),
+      );
+    } else {
+      row.append(h("span", null, "asks: "), h("q", null, data.question ?? "?"));
+    }
+    this.message = null;
+    this.row(row, seq);
+  }
+
+  received({ type, data, seq, ts }) {
+    const row = h("div", { class: "ev answered", title: ts }, h("span", { class: "seq" }, seq), h("span", { class: "type" }, type));
+    if (data.timed_out) row.append(h("span", { class: "badge s-timed-out" }, "timed out"));
+    if (data.kind === "approval") {
+      row.classList.add(data.approve ? "approved" : "refused");
+      row.append(h("strong", null, data.approve ? "approved" : "refused"));
+      if (data.reason) row.append(h("span", null, `: ${data.reason}`));
+      if (data.arguments) row.append(fold("with edited arguments", data.arguments));
+    } else {
+      row.append(h("strong", null, "answered"));
+      const text = pretty(data.answer, 0);
+      row.append(text.length <= 120 ? h("code", null, text) : fold(clip(text, 80), data.answer));
+    }
+    if (data.by && !data.timed_out) row.append(h("span", { class: "muted by" }, `by ${data.by}`));
+    this.message = null;
+    this.row(row, seq);
+  }
+
+  injected({ data, seq, ts }) {
+    // a message sent while the run ran, taken in at the start of this round
+    const el = h("div", { class: "msg user complete", title: ts },
+      h("span", { class: "who" }, "message sent to the run"),
+      h("div", null, data.content ?? ""));
+    this.message = null;
+    this.row(el, seq);
   }
 
   generic({ type, data, seq, ts }) {

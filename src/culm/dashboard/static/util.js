@@ -120,6 +120,15 @@ export function badge(status) {
   return h("span", { class: `badge s-${status}` }, status);
 }
 
+/** What a waiting run asks, in a line: "approve send_email {…}", or its question. */
+export function asks(waiting) {
+  if (!waiting) return "";
+  if (waiting.kind === "approval") {
+    return `approve ${waiting.tool ?? "a tool call"} ${clip(pretty(waiting.arguments ?? {}, 0), 120)}`;
+  }
+  return clip(String(waiting.question ?? "a question"), 160);
+}
+
 /** A short form of an id: "run_0196…c3f2". */
 export function shortId(id) {
   if (!id) return "";
