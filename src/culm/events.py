@@ -30,7 +30,8 @@ RUN_FAILED: Final = "run.failed"
 RUN_CANCELLED: Final = "run.cancelled"
 RUN_INTERRUPTED: Final = "run.interrupted"
 RUN_RESUMED: Final = "run.resumed"
-"""A run whose process died goes on in another attempt: ``{attempt, after_seq}``."""
+"""A run whose process died goes on in another attempt: ``{attempt, after_seq}``; or, with
+``cause: "input"``, a run a person answered is taken up again (same attempt)."""
 ROUND_RESTARTED: Final = "round.restarted"
 """A model call a crash cut off is made again: ``{round, attempt, discard_after_seq}``;
 the round's ``message.delta`` events after ``discard_after_seq`` of earlier attempts are
@@ -39,8 +40,9 @@ STEP_COMPLETED: Final = "step.completed"
 """A function agent's ``run.step`` finished: ``{name, result}``."""
 RUN_WAITING: Final = "run.waiting"
 """The run stops until a person answers: ``{kind: "approval", call_id, tool, arguments}``
-or ``{kind: "question", call_id, question, schema}``, with ``timeout`` (seconds) and
-``deadline`` when the wait is bounded."""
+or ``{kind: "question", call_id, question, schema}``, with ``timeout`` (seconds),
+``expires_at`` (ISO 8601), ``deadline`` (epoch seconds) and ``on_timeout`` when the wait
+is bounded."""
 INPUT_RECEIVED: Final = "input.received"
 """The answer a waiting run goes on with: ``{call_id, kind, by}`` and ``approve``,
 ``reason``, ``arguments`` (an approval) or ``answer`` (a question); ``timed_out`` when

@@ -55,6 +55,8 @@ def apply(state: RunState, event: Event) -> None:
     elif kind == ev.INPUT_RECEIVED:
         state.status = RunStatus.PENDING  # to be taken up again by a process
         state.waiting = None
+    elif kind == ev.RUN_RESUMED:
+        state.status = RunStatus.RUNNING
     elif kind == ev.CHILD_COMPLETED and isinstance(event.data.get("usage"), dict):
         state.children_usage = add_usage(state.children_usage, event.data["usage"])
     elif kind in ev.TERMINAL:

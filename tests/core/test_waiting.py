@@ -139,8 +139,15 @@ async def test_a_death_before_the_hand_back(make_engine: EngineFactory) -> None:
         await engine.answer(first, run.state.waiting["call_id"], approve=True)  # type: ignore[index]
         ended = await engine.wait(first, timeout=10)
     assert ended.status is culm.RunStatus.COMPLETED and SENT == ["ann"]
-    kinds = [e.type for e in await engine_events(make_engine, first)]
-    assert kinds.count("run.waiting") == 1 and "run.resumed" not in kinds
+    events = await engine_events(make_engine, first)
+    kinds = [e.type for e in events]
+    assert kinds.count("run.waiting") == 1
+    # not resumed after the crash (it waited): only taken up again once answered
+    resumed = [e.data for e in events if e.type == "run.resumed"]
+    assert resumed == [
+        {"attempt": 0, "after_seq": kinds.index("input.received") + 1, "cause": "input"}
+    ]
+    assert kinds[kinds.index("input.received") + 1] == "run.resumed"
 
 
 async def _crashed_while_waiting(make_engine: EngineFactory) -> str:

@@ -122,6 +122,8 @@ class TestApproval:
         kinds = [e["type"] for e in events(server, run["id"])]
         assert kinds.count("run.waiting") == 1 and kinds.count("input.received") == 1
         assert kinds.count("round.started") == 2 and kinds[-1] == "run.completed"
+        taken_up = kinds.index("input.received") + 1
+        assert kinds[taken_up] == "run.resumed"  # taken up again: its stream says it runs
         # the follower, connected across the restart, saw every event once
         assert follower.done.wait(30)
         assert [s for s, _, _ in follower.seen] == list(range(1, len(kinds) + 1))

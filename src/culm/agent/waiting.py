@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from culm import events as ev
 from culm.errors import InvalidInput, RunSuspended
-from culm.events import Event
+from culm.events import Event, iso
 
 APPROVAL: Final = "approval"
 QUESTION: Final = "question"
@@ -84,6 +84,7 @@ class Waits:
         if timeout is not None:
             data["timeout"] = timeout
             data["deadline"] = self._clock() + timeout
+            data["expires_at"] = iso(data["deadline"])
             data["on_timeout"] = self.policy.on_timeout
             if default is not MISSING:
                 data["default"] = default

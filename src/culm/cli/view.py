@@ -177,6 +177,8 @@ class RunView:
             self._tool(kind, data)
         elif kind in ev.TERMINAL:
             self._finish(kind, data)
+        elif kind == ev.RUN_RESUMED and data.get("cause") == "input":
+            self.status = "running"
         elif kind == ev.RUN_RESUMED:
             attempt = data.get("attempt")
             self.info.print(

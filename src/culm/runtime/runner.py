@@ -220,8 +220,13 @@ class Runner:
             self.token.raise_if_requested()
             if self.journal is None:
                 await self.emit(ev.RUN_STARTED, {"agent": r.agent})
-            elif children is not None:
-                await children.restore(self.journal.events, replay=self.replay is not None)
+            else:
+                if _answered(self.journal):  # taken up again: say so, as a resume does
+                    after = self.journal.after_seq
+                    data = {"attempt": r.attempt, "after_seq": after, "cause": "input"}
+                    await self.emit(ev.RUN_RESUMED, data)
+                if children is not None:
+                    await children.restore(self.journal.events, replay=self.replay is not None)
             output = await self.spec.body(context, self.spec.parse_input(r.input))
             output = check(output, self._log.limits, what="the agent's output")
         except RunSuspended:
@@ -263,9 +268,15 @@ class Runner:
         return Waits(past, self.spec.input_policy, self._clock)
 
 
-_NOT_REPLAYED = frozenset({ev.CHILD_STARTED, ev.CHILD_COMPLETED, ev.RUN_WAITING})
-"""Written for the run by its children's bookkeeping, or a wait (found by call id), never
-matched on replay."""
+_NOT_REPLAYED = frozenset({ev.CHILD_STARTED, ev.CHILD_COMPLETED, ev.RUN_WAITING, ev.RUN_RESUMED})
+"""Written for the run by its children's bookkeeping, a wait (found by call id) or its
+taking up again, never matched on replay."""
+
+
+def _answered(journal: Journal) -> bool:
+    """Whether a run is taken up again because a person answered (not after a crash)."""
+    return bool(journal.events) and journal.events[-1].type == ev.INPUT_RECEIVED
+
 
 _ENDINGS = {
     ev.RUN_COMPLETED: "completed",

@@ -21,13 +21,15 @@ function advance(state, event) {
   const { type, data = {} } = event;
   state.last_seq = event.seq;
   state.last_event_at = event.ts;
-  // an answered run is taken up again without a run.started: its next event says it runs
+  // a stream joined after the run.resumed that took it up: its next event says it runs
   if (state.status === "pending" && type !== "run.queued" && type !== "input.received") {
     state.status = "running";
   }
   if (type === "run.started") {
     state.status = "running";
     state.started_at = event.ts;
+  } else if (type === "run.resumed") {
+    state.status = "running"; // after a crash, or taken up again once answered
   } else if (type === "round.started") {
     state.round = data.round ?? state.round + 1;
   } else if (type === "tool.started" || type === "tool.completed" || type === "tool.failed") {
