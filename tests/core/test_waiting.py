@@ -81,21 +81,27 @@ async def _unheld(engine: culm.Engine, run_id: str) -> bool:
     return owner is not None and owner.worker_id is None
 
 
+def hold_hand_back(engine: culm.Engine) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the engine's hand-back of a waiting run wait: the first event is set when it
+    begins, and it goes on once the second is set."""
+    store = engine.store
+    parking, release = asyncio.Event(), asyncio.Event()
+    original = store.park_run
+
+    async def slow_park(run_id: str, fence: Any) -> bool:
+        parking.set()
+        await release.wait()
+        return await original(run_id, fence)
+
+    store.park_run = slow_park  # type: ignore[method-assign]
+    return parking, release
+
+
 async def test_an_answer_during_the_hand_back_is_not_lost(make_engine: EngineFactory) -> None:
     app = people_app(mailer_script())
     # no periodic sweep to start what was left pending: only the hand-back's own take-up
     async with make_engine(app, idle_poll_seconds=60) as engine:
-        store = engine.store
-        parking = asyncio.Event()
-        release = asyncio.Event()
-        original = store.park_run
-
-        async def slow_park(run_id: str, fence: Any) -> bool:
-            parking.set()
-            await release.wait()
-            return await original(run_id, fence)
-
-        store.park_run = slow_park  # type: ignore[method-assign]
+        parking, release = hold_hand_back(engine)
         run = await engine.start_run("mailer", "mail ann")
         await asyncio.wait_for(parking.wait(), 10)
         call_id = (await engine.get_run(run.id)).state.waiting["call_id"]  # type: ignore[index]
@@ -108,16 +114,7 @@ async def test_an_answer_during_the_hand_back_is_not_lost(make_engine: EngineFac
 
 async def test_a_cancel_during_the_hand_back_ends_the_run(make_engine: EngineFactory) -> None:
     async with make_engine(people_app(mailer_script())) as engine:
-        store = engine.store
-        parking, release = asyncio.Event(), asyncio.Event()
-        original = store.park_run
-
-        async def slow_park(run_id: str, fence: Any) -> bool:
-            parking.set()
-            await release.wait()
-            return await original(run_id, fence)
-
-        store.park_run = slow_park  # type: ignore[method-assign]
+        parking, release = hold_hand_back(engine)
         run = await engine.start_run("mailer", "mail ann")
         await asyncio.wait_for(parking.wait(), 10)
         cancelling = asyncio.ensure_future(engine.cancel(run.id, reason="no mail"))

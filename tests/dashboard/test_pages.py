@@ -269,6 +269,14 @@ class TestRunsTable:
         http.post(f"/v1/runs/{waiting['id']}/cancel")
 
 
+def give_a_wrong_key(page: Page) -> None:
+    """Answer the page's question for a key with one the server refuses."""
+    expect(page.locator("#key-dialog")).to_be_visible()
+    page.fill("#key-input", "wrong")
+    page.keyboard.press("Enter")
+    expect(page.locator("#key-note")).to_contain_text("not valid")
+
+
 class TestTenants:
     """With API keys the page asks for one, keeps it for the tab, and shows only its
     tenant's runs."""
@@ -283,10 +291,7 @@ class TestTenants:
             theirs = start(b, "echo", "b's run")
         page.goto(f"{url}/#/runs")
         dialog = page.locator("#key-dialog")
-        expect(dialog).to_be_visible()
-        page.fill("#key-input", "wrong")
-        page.keyboard.press("Enter")
-        expect(page.locator("#key-note")).to_contain_text("not valid")
+        give_a_wrong_key(page)
         page.fill("#key-input", "key-a")
         page.keyboard.press("Enter")
         expect(dialog).to_be_hidden()
@@ -331,10 +336,7 @@ class TestTenants:
         page.route(re.compile(r".*/v1/runs\?.*"), hold_the_wrong_key)
         page.goto(f"{url}/#/runs")
         dialog = page.locator("#key-dialog")
-        expect(dialog).to_be_visible()
-        page.fill("#key-input", "wrong")
-        page.keyboard.press("Enter")
-        expect(page.locator("#key-note")).to_contain_text("not valid")
+        give_a_wrong_key(page)
         # the route handler runs while Playwright is called, so wait through it
         until(
             lambda: page.wait_for_timeout(50) or held, what="the runs list sent with the wrong key"

@@ -15,22 +15,7 @@ import culm
 from culm.cli import app
 from tests.client.serving import Server, wait_until
 from tests.fake_openai import Answer, FakeOpenAI
-from tests.people.test_http import APP, records
-
-
-@pytest.fixture(autouse=True)
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, openai_server: FakeOpenAI) -> None:
-    monkeypatch.setenv("FAKE_OPENAI_URL", openai_server.base_url)
-    monkeypatch.setenv("RECORD_FILE", str(tmp_path / "records.txt"))
-    monkeypatch.setenv("GATE_FILE", str(tmp_path / "gate"))
-    (tmp_path / "records.txt").touch()
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Any:
-    running = Server(tmp_path / "culm.db", APP).start()
-    yield running
-    running.stop()
+from tests.people.conftest import records
 
 
 def cli(server: Server, *args: str) -> Result:

@@ -9,34 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.client.serving import Server, wait_until
 from tests.fake_openai import Answer, FakeOpenAI
+from tests.people.conftest import APP, FAST, records
 from tests.resume.test_kill_server import Follower
-
-APP = "tests.people.served_app:app"
-FAST = {"CULM_INPUT_POLL_SECONDS": "0.2"}
-"""How often waits are checked for their timeout."""
-
-
-@pytest.fixture(autouse=True)
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, openai_server: FakeOpenAI) -> None:
-    monkeypatch.setenv("FAKE_OPENAI_URL", openai_server.base_url)
-    monkeypatch.setenv("RECORD_FILE", str(tmp_path / "records.txt"))
-    monkeypatch.setenv("GATE_FILE", str(tmp_path / "gate"))
-    (tmp_path / "records.txt").touch()
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Any:
-    running = Server(tmp_path / "culm.db", APP, env=FAST).start()
-    yield running
-    running.stop()
-
-
-def records(tmp_path: Path) -> list[str]:
-    return (tmp_path / "records.txt").read_text().splitlines()
 
 
 def start(server: Server, agent: str, input: Any, **more: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.client.serving import Server
-from tests.people.test_http import APP
+from tests.people.conftest import APP
 from tests.webhooks.receiver import Receiver, receiving
 
 

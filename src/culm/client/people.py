@@ -3,11 +3,10 @@ tool call, answering a question, and sending a message to a running model agent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Protocol, TypedDict
 
 from culm.client.errors import ConflictError
-from culm.client.schedules import _blocking
+from culm.client.schedules import Caller, _blocking
 from culm.client.types import RunInfo
 
 
@@ -20,18 +19,7 @@ class SentMessageInfo(TypedDict):
     created_at: str
 
 
-class _Caller(Protocol):
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> Any: ...
-
+class _Caller(Caller, Protocol):
     async def get_run(self, run_id: str) -> RunInfo: ...
 
 

@@ -80,7 +80,9 @@ class FiringInfo(TypedDict):
     detail: str | None
 
 
-class _Caller(Protocol):
+class Caller(Protocol):
+    """What the calls of a client's mixins need of the client."""
+
     async def _call(
         self,
         method: str,
@@ -97,7 +99,7 @@ class ScheduleCalls:
     """Schedules: create, read, change, pause, resume, trigger, delete, the ledger."""
 
     async def create_schedule(
-        self: _Caller,
+        self: Caller,
         agent: str,
         input: Any = None,
         *,
@@ -141,20 +143,20 @@ class ScheduleCalls:
         result: ScheduleInfo = await self._call("POST", "/v1/schedules", json=body)
         return result
 
-    async def get_schedule(self: _Caller, schedule_id: str) -> ScheduleInfo:
+    async def get_schedule(self: Caller, schedule_id: str) -> ScheduleInfo:
         """The schedule, its next fire time and its counters."""
         result: ScheduleInfo = await self._call("GET", f"/v1/schedules/{schedule_id}")
         return result
 
     async def list_schedules(
-        self: _Caller, *, limit: int | None = None, cursor: str | None = None
+        self: Caller, *, limit: int | None = None, cursor: str | None = None
     ) -> Page[ScheduleInfo]:
         """Newest first."""
         params = {"limit": limit, "cursor": cursor}
         body = await self._call("GET", "/v1/schedules", params=params)
         return Page(body["data"], body.get("next_cursor"))
 
-    async def update_schedule(self: _Caller, schedule_id: str, /, **changes: Any) -> ScheduleInfo:
+    async def update_schedule(self: Caller, schedule_id: str, /, **changes: Any) -> ScheduleInfo:
         """Change fields (those of ``create_schedule``); a new cadence fires from its first
         fire time after now. Setting one of ``cron``, ``every`` or ``at`` clears the others."""
         body = {k: _wire(v) for k, v in changes.items()}
@@ -162,23 +164,23 @@ class ScheduleCalls:
         result: ScheduleInfo = await self._call("PATCH", path, json=body)
         return result
 
-    async def delete_schedule(self: _Caller, schedule_id: str) -> None:
+    async def delete_schedule(self: Caller, schedule_id: str) -> None:
         """Delete the schedule and its ledger; the runs it started stay."""
         await self._call("DELETE", f"/v1/schedules/{schedule_id}")
 
-    async def pause_schedule(self: _Caller, schedule_id: str) -> ScheduleInfo:
+    async def pause_schedule(self: Caller, schedule_id: str) -> ScheduleInfo:
         """Stop firing until resumed."""
         path = f"/v1/schedules/{schedule_id}/pause"
         result: ScheduleInfo = await self._call("POST", path)
         return result
 
-    async def resume_schedule(self: _Caller, schedule_id: str) -> ScheduleInfo:
+    async def resume_schedule(self: Caller, schedule_id: str) -> ScheduleInfo:
         """Fire again, from the first fire time after now."""
         path = f"/v1/schedules/{schedule_id}/resume"
         result: ScheduleInfo = await self._call("POST", path)
         return result
 
-    async def trigger_schedule(self: _Caller, schedule_id: str) -> FiringInfo:
+    async def trigger_schedule(self: Caller, schedule_id: str) -> FiringInfo:
         """Fire now without moving the cadence; the ledger entry says whether a run
         started (``outcome`` and ``run_id``)."""
         path = f"/v1/schedules/{schedule_id}/trigger"
@@ -186,7 +188,7 @@ class ScheduleCalls:
         return result
 
     async def schedule_firings(
-        self: _Caller, schedule_id: str, *, limit: int | None = None, cursor: str | None = None
+        self: Caller, schedule_id: str, *, limit: int | None = None, cursor: str | None = None
     ) -> Page[FiringInfo]:
         """The schedule's ledger, newest first."""
         params = {"limit": limit, "cursor": cursor}
