@@ -22,7 +22,7 @@ from culm.errors import CulmError, IdempotencyKeyReused, NotFound, SessionBusy
 from culm.events import Event
 from culm.models import ACTIVE_STATUSES, Run, RunState, RunStatus, Session
 from culm.projection import advance
-from culm.store import sqlite_writes
+from culm.store import sqlite_direct
 from culm.store.base import Created, Fence, RunFilter
 from culm.store.group import WriteGroup
 from culm.store.ownership import lost_runs
@@ -36,7 +36,7 @@ from culm.store.rows import (
     state_columns,
 )
 from culm.store.schema import events, runs, sessions
-from culm.store.sqlite_writes import commit_after, one_trip, state_row
+from culm.store.sqlite_direct import commit_after, one_trip, read_run, state_row
 
 _ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
 
@@ -197,7 +197,7 @@ class RunQueries:
         if driver is not None:  # SQLite: the writes and the commit in one trip
             rows = sqlite_event_rows(written)
             positions = await commit_after(
-                driver, sqlite_writes.write_starts, new_sessions, new_runs, ended, rows
+                driver, sqlite_direct.write_starts, new_sessions, new_runs, ended, rows
             )
             self._written_in_one_trip(written, positions)
             return
@@ -215,7 +215,14 @@ class RunQueries:
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
         async with self._read() as conn:
-            return await require_run(conn, run_id, tenant)
+            driver = one_trip(conn)
+            if driver is None:
+                return await require_run(conn, run_id, tenant)
+            # SQLite: every request about a run reads it; straight to the driver
+            row = await read_run(driver, run_id, tenant)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        return run_record(row)
 
     async def find_run(self, tenant: str, idempotency_key: str) -> Run | None:
         query = runs.select().where(
@@ -318,7 +325,7 @@ class RunQueries:
                 rows = sqlite_event_rows(events)
                 values = {rid: state_row(s) for rid, s in states.items()}
                 lost, positions = await commit_after(
-                    driver, sqlite_writes.write_batch, rows, values, fences
+                    driver, sqlite_direct.write_batch, rows, values, fences
                 )
                 written = [e for e in events if e.run_id not in lost] if lost else events
                 self._written_in_one_trip(written, positions)

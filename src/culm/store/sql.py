@@ -146,7 +146,7 @@ class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries):
 
     def _written_in_one_trip(self, batch: Sequence[Event], positions: Sequence[int]) -> None:
         """What ``_insert_events`` does after its insert, for events inserted by a
-        transaction that ran in one trip (``sqlite_writes``)."""
+        transaction that ran in one trip (``sqlite_direct``)."""
         assert self._may_append, "events appended in a transaction without the log lock"
         for event, pos in zip(batch, positions, strict=True):
             event.pos = pos

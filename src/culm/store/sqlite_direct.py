@@ -1,22 +1,24 @@
-"""The SQLite store's busiest write transactions, each one trip to the database's thread.
+"""The SQLite store's busiest transactions and reads, each one trip to the database's thread.
 
 Every run writes its events through ``write_batch``, so its cost is paid per commit of the
 log. Through SQLAlchemy it was four trips to SQLite's thread (the fence check, the events,
 the runs' states, the commit), each a hand-over there and back, and SQLAlchemy's own
 machinery around each statement cost more CPU than SQLite spent running it. Here the
 statements are plain SQL run by one function on the thread, which also commits
-(``sqlite_trips.Connection.commit_after``): one hand-over per transaction. The statements
-are built from the same column lists the SQLAlchemy queries use (``rows.state_columns``),
+(``sqlite_trips.Connection.commit_after``): one hand-over per transaction. The same goes
+for a group of starts, and for reading one run (every request about a run reads it). The
+statements are built from the same tables and column lists the SQLAlchemy queries use,
 and the contract suite runs every backend against the same expectations.
 
 An error is raised as SQLAlchemy raises it (``IntegrityError``, ``OperationalError``...),
 after the transaction was rolled back, so the store's callers cannot tell which way a
-transaction went.
+statement went.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from culm.models import ACTIVE_STATUSES, RunState
 from culm.store.base import Fence
 from culm.store.rows import sqlite_event_inserts, state_columns
+from culm.store.schema import runs
 from culm.store.sqlite_trips import Connection
 
 T = TypeVar("T")
@@ -55,6 +58,31 @@ async def commit_after(driver: Connection, function: Callable[..., T], *args: An
         return await driver.commit_after(function, *args)
     except sqlite3.Error as exc:  # as SQLAlchemy would have raised it
         raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+
+
+async def read_run(driver: Connection, run_id: str, tenant: str | None) -> Any:
+    """The run's row (its columns as attributes, as SQLAlchemy's rows have them), or
+    None; one trip."""
+    try:
+        values = await driver.run(_read_run, run_id, tenant)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+    return None if values is None else RunRow._make(values)
+
+
+_RUN_COLUMNS = [str(column.name) for column in runs.columns]
+RunRow = namedtuple("RunRow", _RUN_COLUMNS)  # type: ignore[misc]
+"""A row of ``runs``, read as ``rows.run_record`` reads SQLAlchemy's rows."""
+_RUN = "SELECT " + ", ".join(f'"{name}"' for name in _RUN_COLUMNS) + " FROM runs WHERE id = ?"
+_TENANT_RUN = _RUN + " AND tenant = ?"
+
+
+def _read_run(conn: sqlite3.Connection, run_id: str, tenant: str | None) -> Row | None:
+    if tenant is None:
+        row: Row | None = conn.execute(_RUN, (run_id,)).fetchone()
+    else:
+        row = conn.execute(_TENANT_RUN, (run_id, tenant)).fetchone()
+    return row
 
 
 def state_row(state: RunState) -> Row:
