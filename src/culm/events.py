@@ -99,9 +99,22 @@ class Event:
         return self._data_json
 
     def to_json(self) -> bytes:
-        """The event as JSON bytes, encoded once however many subscribers receive it."""
+        """The event as JSON bytes (``to_dict``'s), encoded once however many subscribers
+        receive it. The data's JSON, encoded when the event was emitted, is spliced in
+        rather than encoded again."""
         if self._json is None:
-            self._json = encode(self.to_dict())
+            head = orjson.dumps(
+                {
+                    "seq": self.seq,
+                    "run_id": self.run_id,
+                    "session_id": self.session_id,
+                    "type": self.type,
+                    "ts": datetime.fromtimestamp(self.ts, UTC),
+                },
+                option=orjson.OPT_UTC_Z,
+            )
+            parent = b"null" if self.parent_run_id is None else orjson.dumps(self.parent_run_id)
+            self._json = b'%b,"data":%b,"parent_run_id":%b}' % (head[:-1], self.data_json(), parent)
         return self._json
 
 

@@ -6,6 +6,17 @@ import os
 import time
 
 _last = 0
+_random = b""
+"""Random bytes read ahead: ``os.urandom`` releases the GIL, and while a database thread
+holds it, getting it back cost ~20 us per id where reading 6 bytes costs under 1 us."""
+
+
+def _forget_random() -> None:
+    global _random
+    _random = b""  # a forked child must not hand out its parent's next ids
+
+
+os.register_at_fork(after_in_child=_forget_random)
 
 
 def new_id(prefix: str) -> str:
@@ -13,7 +24,10 @@ def new_id(prefix: str) -> str:
 
     Ids made in one process are strictly increasing; across processes they sort by time.
     """
-    global _last
+    global _last, _random
     now = max(time.time_ns() // 1000, _last + 1)
     _last = now
-    return f"{prefix}_{now:013x}{os.urandom(6).hex()}"
+    if not _random:
+        _random = os.urandom(6 * 256)
+    suffix, _random = _random[:6], _random[6:]
+    return f"{prefix}_{now:013x}{suffix.hex()}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,33 +27,45 @@ T = TypeVar("T")
 
 
 class CancelToken:
-    """Set once, by whoever cancels; checked by the run at its safe points."""
+    """Set once, by whoever cancels; checked by the run at its safe points.
 
-    __slots__ = ("_event", "by", "reason")
+    Plain fields and a future per waiter, not an ``asyncio.Event``: every active run holds
+    a token, and an event's queue of waiters alone weighed more than the rest of it."""
+
+    __slots__ = ("_waiters", "by", "reason", "requested")
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self.requested = False
+        """True once someone asked the run to stop."""
         self.by = ""
         self.reason: str | None = None
-
-    @property
-    def requested(self) -> bool:
-        return self._event.is_set()
+        self._waiters: list[asyncio.Future[None]] = []
 
     def request(self, by: str, reason: str | None) -> bool:
         """Ask the run to stop; False if someone already asked (the first ask stands)."""
-        if self._event.is_set():
+        if self.requested:
             return False
+        self.requested = True
         self.by, self.reason = by, reason
-        self._event.set()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         return True
 
     def raise_if_requested(self) -> None:
-        if self._event.is_set():
+        if self.requested:
             raise RunCancelled(self.by, self.reason)
 
     async def wait(self) -> None:
-        await self._event.wait()
+        """Return once the run is asked to stop."""
+        if self.requested:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
 
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -257,7 +270,12 @@ class RunContext:
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, waking at once with ``RunCancelled`` if the run is asked to stop."""
-        await self.until_cancelled(asyncio.sleep(seconds))
+        # the token's own wait under a deadline: a sleeping run holds no task but its own
+        self.cancel_token.raise_if_requested()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.cancel_token.wait()
+        self.cancel_token.raise_if_requested()
 
     async def until_cancelled(self, awaitable: Awaitable[T]) -> T:
         """Await ``awaitable``; if the run is asked to stop first, cancel it and raise

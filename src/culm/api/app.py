@@ -82,11 +82,13 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
     routers = [
         module.router
         for module in (
-            routes_ops,
-            routes_sessions,
+            # a request is matched against the routes in this order: the runs' routes,
+            # which every run takes (start, stream, get, cancel), come first
             routes_runs,
             routes_inputs,
             routes_events,
+            routes_sessions,
+            routes_ops,
             routes_schedules,
             routes_webhooks,
         )

@@ -271,11 +271,13 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
             run = await self.store.get_run(run_id, tenant)
             runner = self.executor.runner(run_id)
         if runner is not None and not runner.finalized:
-            if self.executor.request_cancel(runner, by, reason):
-                for child in runner.children.live() if runner.children else ():
+            children = runner.children.live() if runner.children else []
+            if self.executor.request_cancel(runner, by, reason) and children:
+                for child in children:
                     with contextlib.suppress(CulmError):
                         await self.cancel(child, by=by, reason=f"parent run {run_id} was cancelled")
-            return await self.store.get_run(run_id, tenant)
+                return await self.store.get_run(run_id, tenant)
+            return run  # nothing was awaited since it was read: still the run as committed
         if runner is not None:  # ending as we speak: its end decides the answer
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runner.done.wait(), self.settings.cancel_grace + 1)

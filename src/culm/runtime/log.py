@@ -93,7 +93,8 @@ class EventLog:
         """Queue ``event`` and its run's new ``state`` for the next commit. ``state`` may be
         changed in place by the caller afterwards: it is copied when a commit takes it."""
         pending = self._queue.get(event.run_id)
-        if pending is not None and pending.fence != fence:
+        # a runner passes the same fence object every time: compared by identity first
+        if pending is not None and pending.fence is not fence and pending.fence != fence:
             # the run was claimed again: what the old claim queued could not be written
             self._count -= len(pending.events)
             self._bytes -= pending.size

@@ -38,11 +38,12 @@ class Runner:
 
     __slots__ = (
         "_clock",
+        "_done",
+        "_ended",
         "_log",
         "_on_end",
         "_on_suspend",
         "children",
-        "done",
         "fence",
         "finalized",
         "journal",
@@ -81,7 +82,8 @@ class Runner:
         run's, which shows what was committed."""
         self.token = CancelToken()
         self.task: asyncio.Task[None] | None = None
-        self.done = asyncio.Event()
+        self._done: asyncio.Event | None = None
+        self._ended = False
         self.finalized = False
         self.fence = fence
         """The claim this process holds on the run; every write for it names this."""
@@ -102,6 +104,21 @@ class Runner:
         if door is not None:
             limits = effective_limits(spec.spawn, door.settings)
             self.children = ChildSet(self, door, limits, budget or spec.budget, depth)
+
+    @property
+    def done(self) -> asyncio.Event:
+        """Set once the run has ended here. Made when first asked for: a run waiting for
+        hours holds none (an event's queue of waiters outweighed the runner itself)."""
+        if self._done is None:
+            self._done = asyncio.Event()
+            if self._ended:
+                self._done.set()
+        return self._done
+
+    def _set_done(self) -> None:
+        self._ended = True
+        if self._done is not None:
+            self._done.set()
 
     async def emit(self, type: str, data: dict[str, Any]) -> None:
         """Append an event to this run's stream; after the run's end nothing more is taken.
@@ -152,7 +169,7 @@ class Runner:
         try:
             await self._log.flush(self.run.id)
         finally:  # even when the flush is interrupted by shutdown, which flushes last
-            self.done.set()
+            self._set_done()
             self._on_end(self)
         return True
 
@@ -186,7 +203,7 @@ class Runner:
                 self.task.cancel()
             if self.children is not None:
                 self.children.abandon()
-            self.done.set()
+            self._set_done()
             self._on_end(self)
 
     async def execute(self) -> None:

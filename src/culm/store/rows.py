@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -200,21 +200,27 @@ async def insert_events(conn: AsyncConnection, batch: Sequence[Event]) -> None:
         event.pos = pos
 
 
-async def _insert_sqlite(conn: AsyncConnection, batch: Sequence[Event]) -> list[int]:
-    """Insert events as plain rows straight to the driver, several per statement; their
-    positions. A burst of thousands of events would otherwise spend more in building each
-    row's parameters than SQLite spends storing them. A statement's last row id numbers
-    all its rows: AUTOINCREMENT numbers them one by one, and nobody else writes inside our
-    transaction."""
-    positions: list[int] = []
-    for start in range(0, len(batch), _SQLITE_ROWS):
-        chunk = batch[start : start + _SQLITE_ROWS]
-        values = [
-            value
-            for e in chunk
-            for value in (e.run_id, e.seq, e.session_id, e.type, e.ts, e.data_json().decode())
-        ]
+def sqlite_event_rows(batch: Sequence[Event]) -> list[tuple[Any, ...]]:
+    """The events as SQLite rows, in the order of ``sqlite_event_inserts``."""
+    return [(e.run_id, e.seq, e.session_id, e.type, e.ts, e.data_json().decode()) for e in batch]
+
+
+def sqlite_event_inserts(rows: Sequence[tuple[Any, ...]]) -> Iterator[tuple[str, list[Any], int]]:
+    """The statements that insert ``rows`` on SQLite, several rows per statement (a burst
+    of thousands of events would otherwise spend more in building each row's parameters
+    than SQLite spends storing them): each statement, its parameters and its row count."""
+    for start in range(0, len(rows), _SQLITE_ROWS):
+        chunk = rows[start : start + _SQLITE_ROWS]
         sql = _SQLITE_INSERT_EVENTS + ", ".join([_SQLITE_ROW] * len(chunk))
+        yield sql, [value for row in chunk for value in row], len(chunk)
+
+
+async def _insert_sqlite(conn: AsyncConnection, batch: Sequence[Event]) -> list[int]:
+    """Insert events as plain rows straight to the driver; their positions. A statement's
+    last row id numbers all its rows: AUTOINCREMENT numbers them one by one, and nobody
+    else writes inside our transaction."""
+    positions: list[int] = []
+    for sql, values, count in sqlite_event_inserts(sqlite_event_rows(batch)):
         last = (await conn.exec_driver_sql(sql, tuple(values))).lastrowid
-        positions.extend(range(last - len(chunk) + 1, last + 1))
+        positions.extend(range(last - count + 1, last + 1))
     return positions

@@ -22,6 +22,7 @@ from culm.errors import CulmError, IdempotencyKeyReused, NotFound, SessionBusy
 from culm.events import Event
 from culm.models import ACTIVE_STATUSES, Run, RunState, RunStatus, Session
 from culm.projection import advance
+from culm.store import sqlite_direct
 from culm.store.base import Created, Fence, RunFilter
 from culm.store.group import WriteGroup
 from culm.store.ownership import lost_runs
@@ -31,9 +32,11 @@ from culm.store.rows import (
     run_columns,
     run_record,
     session_columns,
+    sqlite_event_rows,
     state_columns,
 )
 from culm.store.schema import events, runs, sessions
+from culm.store.sqlite_direct import commit_after, one_trip, read_run, state_row
 
 # the statements every event batch runs, built once (building one cost more than running it)
 _UPDATE_STATE = runs.update().where(runs.c.id == sa.bindparam("run_id"))
@@ -69,6 +72,9 @@ class RunQueries:
         raise NotImplementedError
 
     async def _insert_events(self, conn: AsyncConnection, batch: Sequence[Event]) -> None:
+        raise NotImplementedError
+
+    def _written_in_one_trip(self, batch: Sequence[Event], positions: Sequence[int]) -> None:
         raise NotImplementedError
 
     # starts
@@ -159,43 +165,66 @@ class RunQueries:
             if run.idempotency_key is not None:
                 keyed[key] = stored
             outcomes.append(Created(stored, True, ahead))
-        if new_sessions:
-            await conn.execute(sessions.insert(), new_sessions)
-        if new_runs:
-            # leases are judged by the database's clock, read by the insert itself
-            lease = db_now(conn) + sa.bindparam("lease_seconds", type_=sa.Float)
-            await conn.execute(
-                runs.insert().values(lease_expires_at=lease),
-                [
-                    {
-                        **run_columns(stored),
-                        "worker_id": start.owner,
-                        "lease_seconds": start.lease_seconds,
-                    }
-                    for stored, start in new_runs.values()
-                ],
-            )
         stored_before = [r for rid, (r, _) in ended.items() if rid not in new_runs]
-        if stored_before:
-            await conn.execute(
-                runs.update().where(runs.c.id == sa.bindparam("run_id")),
-                [
-                    {"run_id": r.id, "epoch": r.epoch, **state_columns(r.state)}
-                    for r in stored_before
-                ],
-            )
         # each run's queued event before its cancellation, when both are written here
         written = [start.queued for _, start in new_runs.values()]
         written += [event for _, event in ended.values()]
+        await self._write_starts(
+            conn,
+            new_sessions,
+            [
+                {
+                    **run_columns(stored),
+                    "worker_id": start.owner,
+                    "lease_seconds": start.lease_seconds,
+                }
+                for stored, start in new_runs.values()
+            ],
+            [{"run_id": r.id, "epoch": r.epoch, **state_columns(r.state)} for r in stored_before],
+            written,
+        )
+        return outcomes
+
+    async def _write_starts(
+        self,
+        conn: AsyncConnection,
+        new_sessions: list[dict[str, Any]],
+        new_runs: list[dict[str, Any]],
+        ended: list[dict[str, Any]],
+        written: list[Event],
+    ) -> None:
+        """The writes of a group of starts: sessions, runs (their leases judged by the
+        database's clock), the runs they ended, and the events of both."""
+        driver = one_trip(conn)
+        if driver is not None:  # SQLite: the writes and the commit in one trip
+            rows = sqlite_event_rows(written)
+            positions = await commit_after(
+                driver, sqlite_direct.write_starts, new_sessions, new_runs, ended, rows
+            )
+            self._written_in_one_trip(written, positions)
+            return
+        if new_sessions:
+            await conn.execute(sessions.insert(), new_sessions)
+        if new_runs:
+            lease = db_now(conn) + sa.bindparam("lease_seconds", type_=sa.Float)
+            await conn.execute(runs.insert().values(lease_expires_at=lease), new_runs)
+        if ended:
+            await conn.execute(runs.update().where(runs.c.id == sa.bindparam("run_id")), ended)
         if written:
             await self._insert_events(conn, written)
-        return outcomes
 
     # reads
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
         async with self._read() as conn:
-            return await require_run(conn, run_id, tenant)
+            driver = one_trip(conn)
+            if driver is None:
+                return await require_run(conn, run_id, tenant)
+            # SQLite: every request about a run reads it; straight to the driver
+            row = await read_run(driver, run_id, tenant)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        return run_record(row)
 
     async def find_run(self, tenant: str, idempotency_key: str) -> Run | None:
         query = runs.select().where(
@@ -293,6 +322,16 @@ class RunQueries:
         fences: Mapping[str, Fence],
     ) -> set[str]:
         async with self._write() as conn:
+            driver = one_trip(conn)
+            if driver is not None:  # SQLite: the whole transaction in one trip
+                rows = sqlite_event_rows(events)
+                values = {rid: state_row(s) for rid, s in states.items()}
+                lost, positions = await commit_after(
+                    driver, sqlite_direct.write_batch, rows, values, fences
+                )
+                written = [e for e in events if e.run_id not in lost] if lost else events
+                self._written_in_one_trip(written, positions)
+                return lost
             lost = await lost_runs(conn, fences)
             if lost:
                 events = [e for e in events if e.run_id not in lost]

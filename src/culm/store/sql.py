@@ -145,6 +145,14 @@ class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, Inpu
         await insert_events(conn, batch)
         self._written.extend(batch)
 
+    def _written_in_one_trip(self, batch: Sequence[Event], positions: Sequence[int]) -> None:
+        """What ``_insert_events`` does after its insert, for events inserted by a
+        transaction that ran in one trip (``sqlite_direct``)."""
+        assert self._may_append, "events appended in a transaction without the log lock"
+        for event, pos in zip(batch, positions, strict=True):
+            event.pos = pos
+        self._written.extend(batch)
+
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         assert self._reader is not None, "store is not open"

@@ -22,10 +22,11 @@ def sqlite_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, As
         database = parsed.database
         options["async_creator"] = lambda: connect(database)
     writer = create_async_engine(parsed, pool_size=1, max_overflow=0, **options)
-    # enough readers for the requests of a busy server: one opened past the pool is
-    # closed again when returned, and opening one (a thread, a file, pragmas) costs more
-    # than the reads it serves
-    reader = create_async_engine(parsed, pool_size=8, max_overflow=8, **options)
+    # enough readers for the requests of a busy server, and no more: a read past them
+    # waits the fraction of a millisecond until one is returned, where opening one more
+    # (a thread, a file, pragmas, closed again when returned) cost more than the reads
+    # it served, and a burst of requests opened them over and over
+    reader = create_async_engine(parsed, pool_size=8, max_overflow=0, **options)
     _configure(writer, synchronous, begin="BEGIN IMMEDIATE")
     _configure(reader, synchronous, begin=None)
     return writer, reader

@@ -6,17 +6,22 @@ SELECT, each a hand-over to the thread and back to the event loop. Those trips, 
 were most of what a run cost the server. Here a statement is executed, its rows fetched
 and its cursor closed in a single trip; the cursor SQLAlchemy holds only hands out what
 came back. Transactions, commits and errors are aiosqlite's and SQLAlchemy's as before.
+
+The busiest write transactions go further (``Connection.commit_after``): their statements
+and the commit are one plain function run on the thread, so the whole transaction is one
+trip, its BEGIN included.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import aiosqlite
 
+T = TypeVar("T")
 Outcome = tuple[Any, int, int | None, list[Any]]
 """What a statement leaves for its cursor: description, rowcount, lastrowid, rows."""
 
@@ -103,6 +108,8 @@ class Connection(aiosqlite.Connection):
         if self._begin is not None:  # nothing was executed: nothing began
             self._begin = None
             return
+        if not self._conn.in_transaction:  # committed already, by ``commit_after``
+            return
         await super().commit()
 
     async def rollback(self) -> None:
@@ -117,6 +124,27 @@ class Connection(aiosqlite.Connection):
         begin, self._begin = self._begin, None
         # aiosqlite's own way onto its thread (what its public calls use)
         return await self._execute(_after, begin, function, self._conn, *args)  # type: ignore[no-untyped-call]
+
+    async def commit_after(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(sqlite3_connection, *args)``, then COMMIT, in one trip to the thread
+        (with the transaction's BEGIN before it); on an error the transaction is rolled
+        back in that same trip and the error raised. SQLAlchemy's own commit then finds
+        nothing to do."""
+        begin, self._begin = self._begin, None
+        return await self._execute(_transaction, begin, function, self._conn, *args)  # type: ignore[no-any-return,no-untyped-call]
+
+
+def _transaction(
+    begin: str | None, function: Callable[..., T], conn: sqlite3.Connection, *args: Any
+) -> T:
+    try:
+        result = _after(begin, function, conn, *args)
+        conn.commit()
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return result  # type: ignore[no-any-return]
 
 
 def _after(begin: str | None, function: Any, conn: sqlite3.Connection, *args: Any) -> Any:

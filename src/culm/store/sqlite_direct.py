@@ -1,0 +1,157 @@
+"""The SQLite store's busiest transactions and reads, each one trip to the database's thread.
+
+Every run writes its events through ``write_batch``, so its cost is paid per commit of the
+log. Through SQLAlchemy it was four trips to SQLite's thread (the fence check, the events,
+the runs' states, the commit), each a hand-over there and back, and SQLAlchemy's own
+machinery around each statement cost more CPU than SQLite spent running it. Here the
+statements are plain SQL run by one function on the thread, which also commits
+(``sqlite_trips.Connection.commit_after``): one hand-over per transaction. The same goes
+for a group of starts, and for reading one run (every request about a run reads it). The
+statements are built from the same tables and column lists the SQLAlchemy queries use,
+and the contract suite runs every backend against the same expectations.
+
+An error is raised as SQLAlchemy raises it (``IntegrityError``, ``OperationalError``...),
+after the transaction was rolled back, so the store's callers cannot tell which way a
+statement went.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from culm.models import ACTIVE_STATUSES, RunState
+from culm.store.base import Fence
+from culm.store.rows import sqlite_event_inserts, state_columns
+from culm.store.schema import runs
+from culm.store.sqlite_trips import Connection
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+_STATE_KEYS = tuple(state_columns(RunState()))
+_UPDATE_STATE = (
+    "UPDATE runs SET " + ", ".join(f'"{key}" = ?' for key in _STATE_KEYS) + " WHERE id = ?"
+)
+_NOW = "(julianday('now') - 2440587.5) * 86400.0"
+"""The database's clock in epoch seconds, as ``rows.db_now`` spells it for SQLite."""
+_FENCES = "SELECT id, worker_id, epoch, status FROM runs WHERE id IN ({})"
+
+
+def one_trip(conn: AsyncConnection) -> Connection | None:
+    """The driver connection under ``conn`` when it can run a transaction in one trip
+    (SQLite through ``sqlite_trips``); None for any other database or driver."""
+    if conn.dialect.name != "sqlite" or conn.sync_connection is None:
+        return None
+    driver = conn.sync_connection.connection.driver_connection
+    return driver if isinstance(driver, Connection) else None
+
+
+async def commit_after(driver: Connection, function: Callable[..., T], *args: Any) -> T:
+    """``function(sqlite3_connection, *args)`` and the commit, in one trip."""
+    try:
+        return await driver.commit_after(function, *args)
+    except sqlite3.Error as exc:  # as SQLAlchemy would have raised it
+        raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+
+
+async def read_run(driver: Connection, run_id: str, tenant: str | None) -> Any:
+    """The run's row (its columns as attributes, as SQLAlchemy's rows have them), or
+    None; one trip."""
+    try:
+        values = await driver.run(_read_run, run_id, tenant)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+    return None if values is None else RunRow._make(values)
+
+
+_RUN_COLUMNS = [str(column.name) for column in runs.columns]
+RunRow = namedtuple("RunRow", _RUN_COLUMNS)  # type: ignore[misc]
+"""A row of ``runs``, read as ``rows.run_record`` reads SQLAlchemy's rows."""
+_RUN = "SELECT " + ", ".join(f'"{name}"' for name in _RUN_COLUMNS) + " FROM runs WHERE id = ?"
+_TENANT_RUN = _RUN + " AND tenant = ?"
+
+
+def _read_run(conn: sqlite3.Connection, run_id: str, tenant: str | None) -> Row | None:
+    if tenant is None:
+        row: Row | None = conn.execute(_RUN, (run_id,)).fetchone()
+    else:
+        row = conn.execute(_TENANT_RUN, (run_id, tenant)).fetchone()
+    return row
+
+
+def state_row(state: RunState) -> Row:
+    """A run's state as the values of ``_UPDATE_STATE``, its id still to be added."""
+    return tuple(state_columns(state).values())
+
+
+def insert_events(conn: sqlite3.Connection, rows: Sequence[Row]) -> list[int]:
+    """Append event rows (``rows.sqlite_event_rows``); their positions, numbered as
+    ``rows.insert_events`` numbers them."""
+    positions: list[int] = []
+    for sql, values, count in sqlite_event_inserts(rows):
+        last = conn.execute(sql, values).lastrowid
+        assert last is not None
+        positions.extend(range(last - count + 1, last + 1))
+    return positions
+
+
+def write_batch(
+    conn: sqlite3.Connection,
+    rows: Sequence[Row],
+    states: Mapping[str, Row],
+    fences: Mapping[str, Fence],
+) -> tuple[set[str], list[int]]:
+    """The log's commit: the runs whose fence no longer holds (nothing is written for
+    them), and the positions of the event rows written, in order."""
+    lost = set(fences)
+    if fences:
+        query = _FENCES.format(", ".join("?" * len(fences)))
+        for run_id, worker_id, epoch, status in conn.execute(query, list(fences)):
+            fence = fences[run_id]
+            if status in ACTIVE_STATUSES and (worker_id, epoch) == (fence.worker_id, fence.epoch):
+                lost.discard(run_id)
+    if lost:
+        rows = [row for row in rows if row[0] not in lost]
+    positions = insert_events(conn, rows)
+    updates = [(*values, rid) for rid, values in states.items() if rid not in lost]
+    if updates:
+        conn.executemany(_UPDATE_STATE, updates)
+    return lost, positions
+
+
+def write_starts(
+    conn: sqlite3.Connection,
+    sessions: Sequence[dict[str, Any]],
+    runs: Sequence[dict[str, Any]],
+    ended: Sequence[dict[str, Any]],
+    events: Sequence[Row],
+) -> list[int]:
+    """The writes of a group of starts (``RunQueries._write_starts``); the positions of
+    the events."""
+    if sessions:
+        conn.executemany(
+            _insert("sessions", list(sessions[0])), [tuple(s.values()) for s in sessions]
+        )
+    if runs:
+        # the lease runs out ``lease_seconds`` (the last value) from now by the database
+        keys = [key for key in runs[0] if key != "lease_seconds"]
+        sql = _insert("runs", keys, lease_expires_at=f"{_NOW} + ?")
+        conn.executemany(sql, [(*(r[k] for k in keys), r["lease_seconds"]) for r in runs])
+    if ended:
+        keys = [key for key in ended[0] if key != "run_id"]
+        sql = "UPDATE runs SET " + ", ".join(f'"{k}" = ?' for k in keys) + " WHERE id = ?"
+        conn.executemany(sql, [(*(r[k] for k in keys), r["run_id"]) for r in ended])
+    return insert_events(conn, events)
+
+
+def _insert(table: str, keys: Sequence[str], **expressions: str) -> str:
+    names = [*keys, *expressions]
+    values = ["?"] * len(keys) + list(expressions.values())
+    columns = ", ".join(f'"{name}"' for name in names)
+    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(values)})"
