@@ -186,7 +186,7 @@ class Runner:
             if self._on_suspend is not None and not self.lost:
                 await self._on_suspend(self)
         finally:
-            self.done.set()
+            self._set_done()
             self._on_end(self)
 
     def lose(self, *, quietly: bool = False) -> None:
