@@ -118,6 +118,7 @@ class Proxy:
         self.accepted = 0
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -132,8 +133,14 @@ class Proxy:
                 client.close()  # the server is down: the caller sees a refused connection
                 continue
             with self._lock:
-                self.accepted += 1
-                self._open |= {client, upstream}
+                late = self._closed  # closed while this one was being accepted
+                if not late:
+                    self.accepted += 1
+                    self._open |= {client, upstream}
+            if late:
+                client.close()
+                upstream.close()
+                return
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
@@ -155,6 +162,8 @@ class Proxy:
             sock.close()
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
         self.listener.close()

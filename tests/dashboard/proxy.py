@@ -27,9 +27,19 @@ class Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self.target)
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()  # the server is gone: the caller sees its connection end
+                continue
             with self.lock:
-                self.open |= {client, upstream}
+                late = self.closed  # closed while this one was being accepted
+                if not late:
+                    self.open |= {client, upstream}
+            if late:
+                client.close()
+                upstream.close()
+                return
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
@@ -54,7 +64,8 @@ class Proxy:
             s.close()
 
     def close(self) -> None:
-        self.closed = True
+        with self.lock:
+            self.closed = True
         self.listener.close()
         self.cut()
 
