@@ -9,8 +9,8 @@ more for it, whatever it still believes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,7 +36,7 @@ from culm.store.rows import (
     state_columns,
 )
 from culm.store.schema import events, runs, sessions
-from culm.store.sqlite_direct import commit_after, one_trip, read_run, state_row
+from culm.store.sqlite_direct import Writer, commit_after, one_trip, read_run, state_row
 
 # the statements every event batch runs, built once (building one cost more than running it)
 _UPDATE_STATE = runs.update().where(runs.c.id == sa.bindparam("run_id"))
@@ -63,9 +63,12 @@ _HOLDING = (RunStatus.RUNNING.value, RunStatus.WAITING.value)
 class RunQueries:
     """Mixed into ``SqlStore``; see ``culm.store.base.Store`` for what each call promises."""
 
-    _starts: WriteGroup[Start, Created]
+    _starts: WriteGroup[Start, Created, AsyncConnection | Writer]
 
     def _write(self, *, appends: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
+        raise NotImplementedError
+
+    def _write_direct(self) -> AbstractAsyncContextManager[Writer | None]:
         raise NotImplementedError
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
@@ -102,14 +105,30 @@ class RunQueries:
             # between our check and our insert: asked again, the check now sees it
             return await self._starts.run(start)
 
+    @asynccontextmanager
+    async def _start_transaction(
+        self, starts: Sequence[Start]
+    ) -> AsyncIterator[AsyncConnection | Writer]:
+        """The transaction of a group of starts. A start on a new session without an
+        idempotency key reads nothing first: a group of only those is written straight
+        on SQLite's writer connection, in one trip (``_write_starts``)."""
+        if all(s.new_session is not None and s.run.idempotency_key is None for s in starts):
+            async with self._write_direct() as direct:
+                if direct is not None:
+                    yield direct
+                    return
+        async with self._write() as conn:
+            yield conn
+
     async def _create_runs(
-        self, conn: AsyncConnection, starts: Sequence[Start]
+        self, conn: AsyncConnection | Writer, starts: Sequence[Start]
     ) -> list[Created | CulmError]:
         """Write a group of starts with a few statements in all, not a few per start."""
         wanted = {s.run.session_id for s in starts if s.new_session is None}
         known: dict[str, str] = {}
         line: dict[str, list[Run]] = {}  # each session's active runs, oldest first
         if wanted:
+            assert isinstance(conn, AsyncConnection), "a start that reads in a direct write"
             rows = await conn.execute(
                 sa.select(sessions.c.id, sessions.c.tenant).where(sessions.c.id.in_(wanted))
             )
@@ -123,7 +142,7 @@ class RunQueries:
             )
             for row in active:
                 line.setdefault(row.session_id, []).append(run_record(row))
-        keyed = await _runs_by_key(conn, starts)
+        keyed = await _runs_by_key(conn, starts) if isinstance(conn, AsyncConnection) else {}
         outcomes: list[Created | CulmError] = []
         new_sessions: list[dict[str, Any]] = []
         new_runs: dict[str, tuple[Run, Start]] = {}
@@ -187,7 +206,7 @@ class RunQueries:
 
     async def _write_starts(
         self,
-        conn: AsyncConnection,
+        conn: AsyncConnection | Writer,
         new_sessions: list[dict[str, Any]],
         new_runs: list[dict[str, Any]],
         ended: list[dict[str, Any]],
@@ -195,6 +214,13 @@ class RunQueries:
     ) -> None:
         """The writes of a group of starts: sessions, runs (their leases judged by the
         database's clock), the runs they ended, and the events of both."""
+        if isinstance(conn, Writer):  # SQLite, straight on the writer's connection
+            rows = sqlite_event_rows(written)
+            positions = await conn.commit_after(
+                sqlite_direct.write_starts, new_sessions, new_runs, ended, rows
+            )
+            self._written_in_one_trip(written, positions)
+            return
         driver = one_trip(conn)
         if driver is not None:  # SQLite: the writes and the commit in one trip
             rows = sqlite_event_rows(written)
@@ -321,17 +347,17 @@ class RunQueries:
         states: Mapping[str, RunState],
         fences: Mapping[str, Fence],
     ) -> set[str]:
-        async with self._write() as conn:
-            driver = one_trip(conn)
-            if driver is not None:  # SQLite: the whole transaction in one trip
+        async with self._write_direct() as direct:
+            if direct is not None:  # SQLite: the whole transaction in one trip
                 rows = sqlite_event_rows(events)
                 values = {rid: state_row(s) for rid, s in states.items()}
-                lost, positions = await commit_after(
-                    driver, sqlite_direct.write_batch, rows, values, fences
+                lost, positions = await direct.commit_after(
+                    sqlite_direct.write_batch, rows, values, fences
                 )
                 written = [e for e in events if e.run_id not in lost] if lost else events
                 self._written_in_one_trip(written, positions)
                 return lost
+        async with self._write() as conn:
             lost = await lost_runs(conn, fences)
             if lost:
                 events = [e for e in events if e.run_id not in lost]

@@ -22,14 +22,15 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from culm.models import ACTIVE_STATUSES, RunState
 from culm.store.base import Fence
 from culm.store.rows import sqlite_event_inserts, state_columns
 from culm.store.schema import runs
-from culm.store.sqlite_trips import Connection
+from culm.store.sqlite_trips import BEGIN_WRITE, Connection
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -58,6 +59,58 @@ async def commit_after(driver: Connection, function: Callable[..., T], *args: An
         return await driver.commit_after(function, *args)
     except sqlite3.Error as exc:  # as SQLAlchemy would have raised it
         raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+
+
+class Writer:
+    """The writer engine's one SQLite connection, followed as its pool opens and drops it.
+
+    The log's commits and the groups of starts are a run's every write; taking the
+    connection from the pool, and SQLAlchemy's begin and commit around the one trip, cost
+    more CPU (~0.1 ms) than SQLite spent on the transaction. The store runs those straight
+    on this connection, under its write lock (nothing else uses the writer then). A
+    connection the pool closes or invalidates is forgotten, and the next one it opens is
+    taken up; until then the store writes through SQLAlchemy.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.driver: Connection | None = None
+        self._dialect = engine.dialect
+        if engine.dialect.name == "sqlite":
+            pool = engine.sync_engine
+            event.listen(pool, "connect", self._connected)
+            for dropped in ("close", "invalidate", "soft_invalidate", "detach"):
+                event.listen(pool, dropped, self._dropped)
+
+    def _connected(self, _dbapi_connection: Any, record: Any) -> None:
+        driver = record.driver_connection
+        self.driver = driver if isinstance(driver, Connection) else None
+
+    def _dropped(self, *_args: Any) -> None:
+        self.driver = None
+
+    async def commit_after(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(sqlite3_connection, *args)`` in a write transaction, one trip; an
+        error that means the connection is gone also forgets it (SQLAlchemy then opens a
+        new one), and is raised as SQLAlchemy raises it."""
+        driver = self.driver
+        if driver is None:  # dropped since the store took the write lock: not expected
+            raise _as_sqlalchemy(sqlite3.OperationalError("the writer's connection is closed"))
+        driver.begin_with_next(BEGIN_WRITE)
+        try:
+            return await driver.commit_after(function, *args)
+        except sqlite3.Error as exc:
+            gone = self._dialect.is_disconnect(exc, None, None)  # type: ignore[arg-type]
+            if gone:
+                self.driver = None
+            raise _as_sqlalchemy(exc, gone) from exc
+        finally:
+            await driver.rollback()  # no trip: only forgets a BEGIN never sent
+
+
+def _as_sqlalchemy(exc: sqlite3.Error, gone: bool = False) -> DBAPIError:
+    error = DBAPIError.instance(None, None, exc, sqlite3.Error, connection_invalidated=gone)
+    assert isinstance(error, DBAPIError)
+    return error
 
 
 async def read_run(driver: Connection, run_id: str, tenant: str | None) -> Any:

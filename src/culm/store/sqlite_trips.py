@@ -22,6 +22,9 @@ from typing import Any, TypeVar
 import aiosqlite
 
 T = TypeVar("T")
+BEGIN_WRITE = "BEGIN IMMEDIATE"
+"""How the writer begins: it takes the write lock up front, so a transaction never fails
+half-way for want of it."""
 Outcome = tuple[Any, int, int | None, list[Any]]
 """What a statement leaves for its cursor: description, rowcount, lastrowid, rows."""
 
