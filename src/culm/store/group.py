@@ -7,8 +7,9 @@ whoever finds the queue idle drains it: every request waiting is written by one 
 sync. A caller gets its result only once that transaction has committed.
 
 ``transaction`` is given the requests it will hold, as it may open one the cheaper way
-when none of them reads anything first. ``write_many`` answers each request with its result or a refusal (a ``CulmError``,
-decided before anything was written for it), so a refusal leaves the others untouched.
+when none of them reads anything first. ``write_many`` answers each request with its
+result or a refusal (a ``CulmError``, decided before anything was written for it), so a
+refusal leaves the others untouched.
 Any other error rolls the whole group back, and then each request is written alone, so
 only the one at fault fails.
 """

@@ -124,11 +124,10 @@ class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, Inpu
         """A write transaction; ``appends=False`` promises it appends no events (and so
         skips the log lock on PostgreSQL)."""
         assert self._writer is not None, "store is not open"
-        async with self._locked(appends):
-            async with self._writer.begin() as conn:
-                if appends and self._log_lock is not None:
-                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(self._log_lock)))
-                yield conn
+        async with self._locked(appends), self._writer.begin() as conn:
+            if appends and self._log_lock is not None:
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(self._log_lock)))
+            yield conn
 
     @asynccontextmanager
     async def _write_direct(self) -> AsyncIterator[Writer | None]:
