@@ -9,6 +9,7 @@ more for it, whatever it still believes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -36,7 +37,7 @@ from culm.store.rows import (
     state_columns,
 )
 from culm.store.schema import events, runs, sessions
-from culm.store.sqlite_direct import Writer, commit_after, one_trip, read_run, state_row
+from culm.store.sqlite_direct import RunReader, Writer, commit_after, one_trip, read_run, state_row
 
 # the statements every event batch runs, built once (building one cost more than running it)
 _UPDATE_STATE = runs.update().where(runs.c.id == sa.bindparam("run_id"))
@@ -64,6 +65,8 @@ class RunQueries:
     """Mixed into ``SqlStore``; see ``culm.store.base.Store`` for what each call promises."""
 
     _starts: WriteGroup[Start, Created, AsyncConnection | Writer]
+    _here: RunReader | None
+    _write_lock: asyncio.Lock
 
     def _write(self, *, appends: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
@@ -242,6 +245,14 @@ class RunQueries:
     # reads
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
+        # on the loop only while no write is in flight: a commit it could see would not have
+        # been announced yet, and what is read must never be ahead of what was announced
+        here = None if self._write_lock.locked() else self._here
+        read = None if here is None else here.read_run(run_id, tenant)
+        if read is not None:  # SQLite, read on the loop itself
+            if read[0] is None:
+                raise NotFound(f"no run {run_id}")
+            return run_record(read[0])
         async with self._read() as conn:
             driver = one_trip(conn)
             if driver is None:

@@ -54,7 +54,7 @@ from culm.store.rows import (
 from culm.store.runs import RunQueries
 from culm.store.schedules import ScheduleQueries
 from culm.store.schema import events, messages, run_messages, runs, sessions
-from culm.store.sqlite_direct import Writer
+from culm.store.sqlite_direct import RunReader, Writer
 
 log = logging.getLogger("culm.store")
 
@@ -82,6 +82,8 @@ class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, Inpu
         self._reader: AsyncEngine | None = None
         self._direct: Writer | None = None
         """The writer's SQLite connection, for the busiest transactions (SQLite only)."""
+        self._here: RunReader | None = None
+        """Reads a run on the event loop (a SQLite file only)."""
         self._write_lock = asyncio.Lock()
         self._written: list[Event] = []
         self.on_commit: Callable[[Sequence[Event]], None] | None = None
@@ -106,9 +108,15 @@ class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, Inpu
             if unavailable(exc):
                 raise Unavailable(f"the database cannot be opened: {_reason(exc)}") from exc
             raise
+        if self._direct is not None and self._direct.driver is not None:
+            assert self._writer.url.database is not None  # a file: see ``sqlite_engines``
+            self._here = RunReader(self._writer.url.database)
 
     async def close(self) -> None:
         await self._starts.aclose()
+        if self._here is not None:
+            self._here.close()
+            self._here = None
         for engine in (self._writer, self._reader):
             if engine is not None:
                 await engine.dispose()
@@ -133,10 +141,12 @@ class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, Inpu
     async def _write_direct(self) -> AsyncIterator[Writer | None]:
         """The writer's SQLite connection, for one transaction that appends events run
         straight on it (``Writer.commit_after``); None on PostgreSQL, or while the pool
-        has no connection open: then the caller writes through ``_write``."""
+        has no connection open or has handed it out: then the caller writes through
+        ``_write``."""
         async with self._locked(appends=True):
             writer = self._direct
-            yield None if writer is None or writer.driver is None else writer
+            usable = writer is not None and writer.driver is not None and not writer.taken
+            yield writer if usable else None
 
     @asynccontextmanager
     async def _locked(self, appends: bool) -> AsyncIterator[None]:
