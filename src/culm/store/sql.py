@@ -55,6 +55,7 @@ from culm.store.runs import RunQueries
 from culm.store.schedules import ScheduleQueries
 from culm.store.schema import events, messages, run_messages, runs, sessions
 from culm.store.sqlite_direct import RunReader, Writer
+from culm.store.starts import StartQueries
 
 log = logging.getLogger("culm.store")
 
@@ -73,7 +74,9 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, InputQueries):
+class SqlStore(
+    StartQueries, RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, InputQueries
+):
     """Sessions, runs and events in a SQL database (see ``culm.store.base.Store``)."""
 
     def __init__(self, engines: EngineFactory) -> None:
