@@ -50,3 +50,31 @@ async def test_in_memory_sqlite_is_refused() -> None:
     store = open_store(Settings(database_url="sqlite://"))
     with pytest.raises(InvalidInput, match="needs a SQLite file"):
         await store.open()
+
+
+async def test_writes_go_on_when_the_pool_replaces_the_writers_connection(store: Store) -> None:
+    """The log's commits and the starts run straight on the writer's connection; one the
+    pool invalidates is forgotten, and the next it opens is taken up."""
+    from culm.store.sql import SqlStore
+    from tests.store.contract import follow_up, pending, session
+
+    assert isinstance(store, SqlStore) and store._writer is not None
+    assert store._direct is not None
+    first = store._direct.driver
+    assert first is not None
+    s = session()
+    run, queued = pending(s)
+    created = await store.create_run(
+        run, queued, reject_if_busy=False, owner="w1", lease_seconds=30, new_session=s
+    )
+    async with store._writer.connect() as conn:
+        await conn.invalidate()
+    assert store._direct.driver is None
+    event, state = follow_up(run, created.run.state, "bench.hello", {})
+    assert await store.write_batch([event], {run.id: state}, {}) == set()  # through SQLAlchemy
+    second = store._direct.driver
+    assert second is not None and second is not first
+    event2, state2 = follow_up(run, state, "bench.again", {})
+    assert await store.write_batch([event2], {run.id: state2}, {}) == set()  # straight on it
+    types = [e.type for e in await store.read_events(run.id)]
+    assert types == ["run.queued", "bench.hello", "bench.again"]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -55,6 +56,12 @@ async def get_tenant(
     api_key: Annotated[str | None, Depends(X_API_KEY)],
 ) -> str:
     """The caller's tenant; 401 when keys are configured and none of them was presented."""
+    return _tenant(settings, bearer, api_key)
+
+
+def _tenant(
+    settings: Settings, bearer: HTTPAuthorizationCredentials | None, api_key: str | None
+) -> str:
     if not settings.api_keys:
         return DEFAULT_TENANT
     presented = bearer.credentials if bearer is not None else api_key
@@ -69,6 +76,36 @@ async def get_tenant(
     return tenant
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What a route about runs needs: the engine, and the caller's tenant."""
+
+    engine: Engine
+    tenant: str
+    settings: Settings
+
+
+async def get_caller(request: Request) -> Caller:
+    """The engine and the caller's tenant (401 as ``get_tenant``), in one dependency.
+
+    FastAPI solves each dependency at some cost: engine, tenant, settings and the two key
+    schemes were five, ~40 µs of every request, on the routes every run takes (start, its
+    events, get). Here the keys are read as the schemes read them, and a route taking
+    ``CallerDep`` declares the schemes in its documentation with ``SECURED``.
+    """
+    state = request.app.state
+    settings: Settings = state.settings
+    if not settings.api_keys:
+        return Caller(state.engine, DEFAULT_TENANT, settings)
+    tenant = _tenant(settings, await BEARER(request), await X_API_KEY(request))
+    return Caller(state.engine, tenant, settings)
+
+
+SECURED: dict[str, Any] = {"security": [{BEARER.scheme_name: []}, {X_API_KEY.scheme_name: []}]}
+"""``openapi_extra`` of a route taking ``CallerDep``: the security it would show had it
+depended on the schemes themselves (``TenantDep``)."""
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+CallerDep = Annotated[Caller, Depends(get_caller)]

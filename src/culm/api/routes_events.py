@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from culm.api import schemas
-from culm.api.auth import EngineDep, SettingsDep, TenantDep
+from culm.api.auth import SECURED, CallerDep, EngineDep, SettingsDep, TenantDep
 from culm.api.errors import error_docs
 from culm.api.pages import collect
 from culm.api.sse import Deletions, Until, encode_run, encode_session, event_stream, with_pos
@@ -105,13 +105,13 @@ def _page(events: list[bytes], next_after: int, done: bool) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get("/runs/{run_id}/events", response_class=JSONResponse, responses=_DOCS)
+@router.get(
+    "/runs/{run_id}/events", response_class=JSONResponse, responses=_DOCS, openapi_extra=SECURED
+)
 async def run_events(
     run_id: str,
     request: Request,
-    engine: EngineDep,
-    tenant: TenantDep,
-    settings: SettingsDep,
+    caller: CallerDep,
     after: After = 0,
     limit: Limit = 1000,
     format: Format = None,
@@ -120,6 +120,7 @@ async def run_events(
     """The run's events after sequence number ``after``: everything stored, then live,
     ending after the terminal event. SSE ``id:`` is the sequence number. Resuming after the
     terminal event answers 204, which tells an ``EventSource`` to stop reconnecting."""
+    engine, tenant, settings = caller.engine, caller.tenant, caller.settings
     start = last_event_id if last_event_id is not None else after
     run = await engine.get_run(run_id, tenant)
     if wants_json(request, format):

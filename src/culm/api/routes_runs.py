@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from culm.api import schemas
-from culm.api.auth import EngineDep, SettingsDep, TenantDep
+from culm.api.auth import SECURED, CallerDep, EngineDep, SettingsDep, TenantDep
 from culm.api.errors import error_docs
 from culm.api.pages import listing
 from culm.api.routes_webhooks import WebhooksDep
@@ -151,19 +151,30 @@ async def start_run_on_session(
     return await _start(engine, webhooks, tenant, body, session_id, idempotency_key)
 
 
-@router.post("/runs", status_code=201, response_class=JSONResponse, responses=_START_DOCS)
+@router.post(
+    "/runs",
+    status_code=201,
+    response_class=JSONResponse,
+    responses=_START_DOCS,
+    openapi_extra=SECURED,
+)
 async def start_run(
     body: schemas.StartRunAnywhere,
-    engine: EngineDep,
+    caller: CallerDep,
     webhooks: WebhooksDep,
-    tenant: TenantDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Start a run on ``session_id``, or on a new session when it is left out. With
     ``parent_run_id`` it is a child of that running run, as if that run had spawned it
     (409 ``spawn_refused`` when a limit says no)."""
     return await _start(
-        engine, webhooks, tenant, body, body.session_id, idempotency_key, body.parent_run_id
+        caller.engine,
+        webhooks,
+        caller.tenant,
+        body,
+        body.session_id,
+        idempotency_key,
+        body.parent_run_id,
     )
 
 
@@ -208,10 +219,11 @@ async def list_runs(
     "/runs/{run_id}",
     response_class=JSONResponse,
     responses={200: {"model": schemas.Run}, **error_docs(401, 404)},
+    openapi_extra=SECURED,
 )
-async def get_run(run_id: str, engine: EngineDep, tenant: TenantDep) -> Response:
+async def get_run(run_id: str, caller: CallerDep) -> Response:
     """The run with its live state: status, round, last tool and phase, usage, output."""
-    return JSONResponse((await engine.get_run(run_id, tenant)).to_dict())
+    return JSONResponse((await caller.engine.get_run(run_id, caller.tenant)).to_dict())
 
 
 @router.post(
@@ -255,15 +267,17 @@ async def _disconnected(request: Request) -> None:
     status_code=202,
     response_class=JSONResponse,
     responses={202: {"model": schemas.Run}, **error_docs(400, 401, 404, 409, 413, 422)},
+    openapi_extra=SECURED,
 )
 async def cancel_run(
-    run_id: str, engine: EngineDep, tenant: TenantDep, body: schemas.CancelRun | None = None
+    run_id: str, caller: CallerDep, body: schemas.CancelRun | None = None
 ) -> Response:
     """Ask the run to stop (and its children); idempotent. The run stops at its next safe
     point, or is cancelled outright after the grace period; 409 ``run_finished`` when it had
     already ended otherwise."""
     reason = body.reason if body is not None else None
-    run = await engine.cancel(run_id, by=actor(tenant), reason=reason, tenant=tenant)
+    tenant = caller.tenant
+    run = await caller.engine.cancel(run_id, by=actor(tenant), reason=reason, tenant=tenant)
     return JSONResponse(run.to_dict(), status_code=202)
 
 

@@ -20,7 +20,7 @@ from culm.runtime.executor import Executor
 from culm.runtime.runner import cancelled_data, next_event
 from culm.store import Store
 from culm.store.base import Created, SentMessage
-from culm.store.runs import replay
+from culm.store.starts import replay
 
 
 def _ender(type: str, data: dict[str, Any], now: float) -> Callable[[Run], Event]:

@@ -6,8 +6,10 @@ whoever finds the queue idle drains it: every request waiting is written by one 
 ``write_many`` in one transaction (so a few statements serve the whole group) and one
 sync. A caller gets its result only once that transaction has committed.
 
-``write_many`` answers each request with its result or a refusal (a ``CulmError``,
-decided before anything was written for it), so a refusal leaves the others untouched.
+``transaction`` is given the requests it will hold, as it may open one the cheaper way
+when none of them reads anything first. ``write_many`` answers each request with its
+result or a refusal (a ``CulmError``, decided before anything was written for it), so a
+refusal leaves the others untouched.
 Any other error rolls the whole group back, and then each request is written alone, so
 only the one at fault fails.
 """
@@ -19,24 +21,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from culm.errors import CulmError
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
-Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+Conn = TypeVar("Conn")
 
 
-class WriteGroup(Generic[Request, Result]):
+class WriteGroup(Generic[Request, Result, Conn]):
     """Writes queued requests in shared transactions, in the order they came."""
 
     def __init__(
         self,
-        transaction: Transaction,
-        write_many: Callable[
-            [AsyncConnection, Sequence[Request]], Awaitable[list[Result | CulmError]]
-        ],
+        transaction: Callable[[Sequence[Request]], AbstractAsyncContextManager[Conn]],
+        write_many: Callable[[Conn, Sequence[Request]], Awaitable[list[Result | CulmError]]],
     ) -> None:
         self._transaction = transaction
         self._write_many = write_many
@@ -67,15 +65,16 @@ class WriteGroup(Generic[Request, Result]):
 
     async def _commit(self, batch: list[tuple[Request, asyncio.Future[Result]]]) -> None:
         try:
-            async with self._transaction() as conn:
-                outcomes = await self._write_many(conn, [r for r, _ in batch])
+            requests = [r for r, _ in batch]
+            async with self._transaction(requests) as conn:
+                outcomes = await self._write_many(conn, requests)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exc)
                 return
             for request, future in batch:  # one at a time, so only the culprit fails
                 try:
-                    async with self._transaction() as conn:
+                    async with self._transaction([request]) as conn:
                         [outcome] = await self._write_many(conn, [request])
                 except Exception as alone:
                     _settle(future, alone)

@@ -71,7 +71,6 @@ runs = sa.Table(
     sa.Column("input_deadline", sa.Float),
     sa.Index("ix_runs_session_created", "session_id", "id"),
     sa.Index("ix_runs_tenant_id", "tenant", "id"),
-    sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_pending", "status", "id"),
     sa.Index("ix_runs_parent", "parent_run_id"),
     sa.Index(

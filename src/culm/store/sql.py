@@ -54,6 +54,8 @@ from culm.store.rows import (
 from culm.store.runs import RunQueries
 from culm.store.schedules import ScheduleQueries
 from culm.store.schema import events, messages, run_messages, runs, sessions
+from culm.store.sqlite_direct import RunReader, Writer
+from culm.store.starts import StartQueries
 
 log = logging.getLogger("culm.store")
 
@@ -72,23 +74,30 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, InputQueries):
+class SqlStore(
+    StartQueries, RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, InputQueries
+):
     """Sessions, runs and events in a SQL database (see ``culm.store.base.Store``)."""
 
     def __init__(self, engines: EngineFactory) -> None:
         self._make_engines = engines
         self._writer: AsyncEngine | None = None
         self._reader: AsyncEngine | None = None
+        self._direct: Writer | None = None
+        """The writer's SQLite connection, for the busiest transactions (SQLite only)."""
+        self._here: RunReader | None = None
+        """Reads a run on the event loop (a SQLite file only)."""
         self._write_lock = asyncio.Lock()
         self._written: list[Event] = []
         self.on_commit: Callable[[Sequence[Event]], None] | None = None
-        self._starts = WriteGroup(self._write, self._create_runs)
+        self._starts = WriteGroup(self._start_transaction, self._create_runs)
         self._may_append = False
         self._log_lock: int | None = None
         """Key of the log lock on PostgreSQL (None on SQLite, whose writer is alone)."""
 
     async def open(self) -> None:
         self._writer, self._reader = self._make_engines()
+        self._direct = Writer(self._writer) if self._writer.dialect.name == "sqlite" else None
         try:
             async with self._writer.begin() as conn:
                 if conn.dialect.name == "postgresql":
@@ -102,13 +111,20 @@ class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, Inpu
             if unavailable(exc):
                 raise Unavailable(f"the database cannot be opened: {_reason(exc)}") from exc
             raise
+        if self._direct is not None and self._direct.driver is not None:
+            assert self._writer.url.database is not None  # a file: see ``sqlite_engines``
+            self._here = RunReader(self._writer.url.database)
 
     async def close(self) -> None:
         await self._starts.aclose()
+        if self._here is not None:
+            self._here.close()
+            self._here = None
         for engine in (self._writer, self._reader):
             if engine is not None:
                 await engine.dispose()
         self._writer = self._reader = None
+        self._direct = None
 
     async def ping(self) -> None:
         async with self._read() as conn:
@@ -119,14 +135,31 @@ class SqlStore(RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, Inpu
         """A write transaction; ``appends=False`` promises it appends no events (and so
         skips the log lock on PostgreSQL)."""
         assert self._writer is not None, "store is not open"
+        async with self._locked(appends), self._writer.begin() as conn:
+            if appends and self._log_lock is not None:
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(self._log_lock)))
+            yield conn
+
+    @asynccontextmanager
+    async def _write_direct(self) -> AsyncIterator[Writer | None]:
+        """The writer's SQLite connection, for one transaction that appends events run
+        straight on it (``Writer.commit_after``); None on PostgreSQL, or while the pool
+        has no connection open or has handed it out: then the caller writes through
+        ``_write``."""
+        async with self._locked(appends=True):
+            writer = self._direct
+            usable = writer is not None and writer.driver is not None and not writer.taken
+            yield writer if usable else None
+
+    @asynccontextmanager
+    async def _locked(self, appends: bool) -> AsyncIterator[None]:
+        """The write lock, held for one transaction: its errors raised as ``Unavailable``
+        when the database cannot be written, its events announced once committed."""
         async with self._write_lock:
             self._written = []
             self._may_append = appends
             try:
-                async with self._writer.begin() as conn:
-                    if appends and self._log_lock is not None:
-                        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(self._log_lock)))
-                    yield conn
+                yield
             except Exception as exc:
                 if unavailable(exc):
                     raise Unavailable(f"the database cannot be written: {_reason(exc)}") from exc

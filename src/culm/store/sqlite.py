@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from culm.errors import InvalidInput
-from culm.store.sqlite_trips import Connection, connect
+from culm.store.sqlite_trips import BEGIN_WRITE, Connection, connect
 
 
 def sqlite_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, AsyncEngine]:
@@ -27,7 +27,7 @@ def sqlite_engines(url: str, synchronous: str = "FULL") -> tuple[AsyncEngine, As
     # (a thread, a file, pragmas, closed again when returned) cost more than the reads
     # it served, and a burst of requests opened them over and over
     reader = create_async_engine(parsed, pool_size=8, max_overflow=0, **options)
-    _configure(writer, synchronous, begin="BEGIN IMMEDIATE")
+    _configure(writer, synchronous, begin=BEGIN_WRITE)
     _configure(reader, synchronous, begin=None)
     return writer, reader
 

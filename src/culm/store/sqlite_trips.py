@@ -22,6 +22,9 @@ from typing import Any, TypeVar
 import aiosqlite
 
 T = TypeVar("T")
+BEGIN_WRITE = "BEGIN IMMEDIATE"
+"""How the writer begins: it takes the write lock up front, so a transaction never fails
+half-way for want of it."""
 Outcome = tuple[Any, int, int | None, list[Any]]
 """What a statement leaves for its cursor: description, rowcount, lastrowid, rows."""
 
@@ -131,6 +134,11 @@ class Connection(aiosqlite.Connection):
         back in that same trip and the error raised. SQLAlchemy's own commit then finds
         nothing to do."""
         begin, self._begin = self._begin, None
+        return await self.transaction(begin, function, *args)
+
+    async def transaction(self, begin: str | None, function: Callable[..., T], *args: Any) -> T:
+        """``begin``, ``function(sqlite3_connection, *args)`` and COMMIT in one trip, as
+        ``commit_after``."""
         return await self._execute(_transaction, begin, function, self._conn, *args)  # type: ignore[no-any-return,no-untyped-call]
 
 
