@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from culm.errors import Conflict, NotFound
+from culm.errors import Conflict
 from culm.events import Event
 from culm.models import ACTIVE_STATUSES, Run, RunStatus
-from culm.projection import advance
 from culm.store.base import Fence, SentMessage
-from culm.store.rows import require_run, run_record, state_columns
+from culm.store.rows import require_run, run_record
 from culm.store.schema import run_messages, runs
 
 
@@ -40,7 +40,14 @@ class InputQueries:
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
 
-    async def _insert_events(self, conn: AsyncConnection, batch: Sequence[Event]) -> None:
+    async def _append_outside(
+        self,
+        conn: AsyncConnection,
+        run_id: str,
+        allowed: Callable[[Run, sa.Row[Any]], bool],
+        make: Callable[[Run], Event],
+        **values: Any,
+    ) -> tuple[Run, Event] | None:
         raise NotImplementedError
 
     async def park_run(self, run_id: str, fence: Fence) -> bool:
@@ -60,33 +67,16 @@ class InputQueries:
     async def answer_run(
         self, run_id: str, call_id: str, answered: Callable[[Run], Event]
     ) -> Run | None:
-        async with self._write() as conn:
-            row = (
-                await conn.execute(runs.select().where(runs.c.id == run_id).with_for_update())
-            ).first()
-            if row is None:
-                raise NotFound(f"no run {run_id}")
-            run = run_record(row)
+        def allowed(run: Run, _row: sa.Row[Any]) -> bool:
             waiting = run.state.waiting
-            if run.status is not RunStatus.WAITING or waiting is None:
-                return None
-            if waiting.get("call_id") != call_id:
-                return None
-            event = answered(run)
-            run.state = advance(run.state, event)
-            run.epoch += 1
-            await self._insert_events(conn, [event])
-            await conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id)
-                .values(
-                    epoch=run.epoch,
-                    worker_id=None,
-                    lease_expires_at=None,
-                    **state_columns(run.state),
-                )
+            return run.status is RunStatus.WAITING and (waiting or {}).get("call_id") == call_id
+
+        async with self._write() as conn:
+            # held by nobody until a process takes it up again
+            written = await self._append_outside(
+                conn, run_id, allowed, answered, worker_id=None, lease_expires_at=None
             )
-            return run
+        return None if written is None else written[0]
 
     async def expired_waits(self, now: float, limit: int = 100) -> list[Run]:
         query = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -211,26 +212,43 @@ class RunQueries:
         *,
         fence: Fence | None = None,
     ) -> tuple[Run, Event] | None:
-        async with self._write() as conn:
-            query = runs.select().where(runs.c.id == run_id).with_for_update()
-            row = (await conn.execute(query)).first()
-            if row is None:
-                raise NotFound(f"no run {run_id}")
-            run = run_record(row)
+        def allowed(run: Run, row: sa.Row[Any]) -> bool:
             if run.status not in only_if:
-                return None
-            if fence is not None and (row.worker_id, row.epoch) != (fence.worker_id, fence.epoch):
-                return None
-            event = terminal(run)
-            run.state = advance(run.state, event)
-            run.epoch += 1
-            await self._insert_events(conn, [event])
-            await conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id)
-                .values(epoch=run.epoch, **state_columns(run.state))
-            )
-            return run, event
+                return False
+            return fence is None or (row.worker_id, row.epoch) == (fence.worker_id, fence.epoch)
+
+        async with self._write() as conn:
+            return await self._append_outside(conn, run_id, allowed, terminal)
+
+    async def _append_outside(
+        self,
+        conn: AsyncConnection,
+        run_id: str,
+        allowed: Callable[[Run, sa.Row[Any]], bool],
+        make: Callable[[Run], Event],
+        **values: Any,
+    ) -> tuple[Run, Event] | None:
+        """Write the next event of a run from outside its runner (an end, an answer), with
+        its state and ``values``, in ``conn``'s transaction, when ``allowed`` by the locked
+        row. The epoch is bumped: a process that still believes it holds the run writes
+        nothing more for it."""
+        query = runs.select().where(runs.c.id == run_id).with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        run = run_record(row)
+        if not allowed(run, row):
+            return None
+        event = make(run)
+        run.state = advance(run.state, event)
+        run.epoch += 1
+        await self._insert_events(conn, [event])
+        await conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(epoch=run.epoch, **values, **state_columns(run.state))
+        )
+        return run, event
 
     async def purge_events(self, finished_before: float) -> int:
         ended = sa.select(runs.c.id).where(
