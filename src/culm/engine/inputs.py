@@ -3,6 +3,7 @@ question), sending a message to a running model agent, and the waits that time o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from culm import events as ev
 from culm.agent.app import App
 from culm.agent.waiting import APPROVAL, MISSING, QUESTION, check_answer, timed_out
-from culm.bus import Bus, Notice
+from culm.bus import Bus
 from culm.config import Settings
 from culm.errors import Conflict, InvalidInput, NotWaiting
 from culm.models import Run, RunStatus
@@ -138,11 +139,8 @@ class InputCalls:
                 await self.executor.end(run.id, WAITING, ev.RUN_FAILED, {"error": error})
                 continue
             data = {"call_id": call_id, "kind": waiting.get("kind"), **goes_on, "by": "timeout"}
-            try:
+            with contextlib.suppress(NotWaiting):  # answered or cancelled meanwhile
                 await self._go_on(run.id, call_id, data)
-            except NotWaiting:
-                continue
-            self.bus.notify(Notice(work=True))
 
 
 def _answer_data(
