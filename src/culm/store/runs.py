@@ -47,7 +47,11 @@ class RunQueries:
     """Mixed into ``SqlStore``; see ``culm.store.base.Store`` for what each call promises."""
 
     _here: RunReader | None
+
     _write_lock: asyncio.Lock
+
+    def settled(self) -> bool:
+        raise NotImplementedError
 
     def _write(self, *, appends: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
@@ -67,11 +71,11 @@ class RunQueries:
     # reads
 
     async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
-        # on the loop only while no write is in flight: a commit it could see would not have
-        # been announced yet, and what is read must never be ahead of what was announced
-        here = None if self._write_lock.locked() else self._here
+        # on the loop, kept only when no commit began that is not announced yet (checked
+        # after the read): what is read must never be ahead of what was announced
+        here = self._here
         read = None if here is None else here.read_run(run_id, tenant)
-        if read is not None:  # SQLite, read on the loop itself
+        if read is not None and self.settled():  # SQLite, read on the loop itself
             if read[0] is None:
                 raise NotFound(f"no run {run_id}")
             return run_record(read[0])

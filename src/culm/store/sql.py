@@ -87,6 +87,8 @@ class SqlStore(
         """The writer's SQLite connection, for the busiest transactions (SQLite only)."""
         self._here: RunReader | None = None
         """Reads a run on the event loop (a SQLite file only)."""
+        self._announced = 0
+        """The writer's commits (``Writer.commits``) whose events have been announced."""
         self._write_lock = asyncio.Lock()
         self._written: list[Event] = []
         self.on_commit: Callable[[Sequence[Event]], None] | None = None
@@ -114,6 +116,7 @@ class SqlStore(
         if self._direct is not None and self._direct.driver is not None:
             assert self._writer.url.database is not None  # a file: see ``sqlite_engines``
             self._here = RunReader(self._writer.url.database)
+            self._announced = self._direct.commits  # the migrations' commits announce nothing
 
     async def close(self) -> None:
         await self._starts.aclose()
@@ -159,19 +162,30 @@ class SqlStore(
             self._written = []
             self._may_append = appends
             try:
-                yield
-            except Exception as exc:
-                if unavailable(exc):
-                    raise Unavailable(f"the database cannot be written: {_reason(exc)}") from exc
-                raise
-            finally:
-                written, self._written = self._written, []
-            # still under the lock: announcements follow commit order exactly
-            if written and self.on_commit is not None:
                 try:
-                    self.on_commit(written)
-                except Exception:  # the log is the truth: followers catch up from it
-                    log.exception("announcing %d committed events failed", len(written))
+                    yield
+                except Exception as exc:
+                    if unavailable(exc):
+                        raise Unavailable(
+                            f"the database cannot be written: {_reason(exc)}"
+                        ) from exc
+                    raise
+                finally:
+                    written, self._written = self._written, []
+                # still under the lock: announcements follow commit order exactly
+                if written and self.on_commit is not None:
+                    try:
+                        self.on_commit(written)
+                    except Exception:  # the log is the truth: followers catch up from it
+                        log.exception("announcing %d committed events failed", len(written))
+            finally:  # whatever was committed under the lock has been announced now
+                if self._direct is not None:
+                    self._announced = self._direct.commits
+
+    def settled(self) -> bool:
+        """No commit has begun that is not announced yet: a read on the loop made just
+        before this is true saw only announced commits (``RunQueries.get_run``)."""
+        return self._direct is not None and self._direct.commits == self._announced
 
     async def _insert_events(self, conn: AsyncConnection, batch: Sequence[Event]) -> None:
         assert self._may_append, "events appended in a transaction without the log lock"

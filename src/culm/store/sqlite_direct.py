@@ -74,6 +74,10 @@ class Writer:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.driver: Connection | None = None
+        self.commits = 0
+        """COMMITs begun on the writer's connections, counted on their thread just before
+        each: a read on the loop made while this equals the store's count of announced
+        commits saw nothing that was not announced (``SqlStore.settled``)."""
         self.taken = False
         """The pool has handed the connection out (to ``SqlStore._write``, or to a tool
         outside the store): whoever writes then waits for it there."""
@@ -95,6 +99,11 @@ class Writer:
     def _connected(self, _dbapi_connection: Any, record: Any) -> None:
         driver = record.driver_connection
         self.driver = driver if isinstance(driver, Connection) else None
+        if self.driver is not None:
+            self.driver.before_commit = self._committing
+
+    def _committing(self) -> None:
+        self.commits += 1
 
     def _dropped(self, *_args: Any) -> None:
         self.driver = None

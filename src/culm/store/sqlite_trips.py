@@ -98,6 +98,8 @@ class Connection(aiosqlite.Connection):
     """aiosqlite's connection, whose cursors are ``Cursor``."""
 
     _begin: str | None = None
+    before_commit: Callable[[], None] | None = None
+    """Called on the connection's thread just before each COMMIT (see ``Writer``)."""
 
     def cursor(self) -> Cursor:  # type: ignore[override]
         return Cursor(self)
@@ -113,7 +115,7 @@ class Connection(aiosqlite.Connection):
             return
         if not self._conn.in_transaction:  # committed already, by ``commit_after``
             return
-        await super().commit()
+        await self._execute(_commit, self._conn, self.before_commit)  # type: ignore[no-untyped-call]
 
     async def rollback(self) -> None:
         self._begin = None
@@ -139,15 +141,27 @@ class Connection(aiosqlite.Connection):
     async def transaction(self, begin: str | None, function: Callable[..., T], *args: Any) -> T:
         """``begin``, ``function(sqlite3_connection, *args)`` and COMMIT in one trip, as
         ``commit_after``."""
-        return await self._execute(_transaction, begin, function, self._conn, *args)  # type: ignore[no-any-return,no-untyped-call]
+        return await self._execute(  # type: ignore[no-any-return,no-untyped-call]
+            _transaction, begin, self.before_commit, function, self._conn, *args
+        )
+
+
+def _commit(conn: sqlite3.Connection, before: Callable[[], None] | None) -> None:
+    if before is not None:
+        before()
+    conn.commit()
 
 
 def _transaction(
-    begin: str | None, function: Callable[..., T], conn: sqlite3.Connection, *args: Any
+    begin: str | None,
+    before_commit: Callable[[], None] | None,
+    function: Callable[..., T],
+    conn: sqlite3.Connection,
+    *args: Any,
 ) -> T:
     try:
         result = _after(begin, function, conn, *args)
-        conn.commit()
+        _commit(conn, before_commit)
     except BaseException:
         if conn.in_transaction:
             conn.rollback()
