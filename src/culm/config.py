@@ -125,7 +125,8 @@ class Settings(BaseSettings):
     """Webhook endpoints one tenant may have."""
     max_page_bytes: int = Field(default=4_194_304, ge=1_024)
     """Largest JSON page the HTTP API answers with (events, runs, sessions, schedules,
-    messages): a page stops early, with at least one item, and says where to continue."""
+    messages): a page stops early, with at least one item, and says where to continue.
+    An event stream catching up reads the log in slices of about this size too."""
     max_connections: int = Field(default=4_096, ge=1)
     """Open HTTP connections the server keeps; more are answered 503 at once and closed
     (lowered to fit the process's open-file limit, which the server raises at start)."""

@@ -7,7 +7,8 @@
     │   ├── RunFinished           run_finished     the run already ended
     │   ├── SpawnRefused          spawn_refused    a spawn limit (depth, children, budget)
     │   ├── IdempotencyKeyReused  idempotency_key_reused  the key started another run
-    │   └── OwnershipLost         ownership_lost   another process took the run over
+    │   ├── OwnershipLost         ownership_lost   another process took the run over
+    │   └── StartClashed          start_clashed    concurrent starts kept clashing: retry
     ├── InvalidInput              invalid_input    (400/422)
     │   └── InvalidPayload        invalid_payload  a value that cannot be stored as JSON
     ├── Unavailable               unavailable      (503) the database cannot be written
@@ -82,6 +83,14 @@ class OwnershipLost(Conflict):
     ended or took over the run (its epoch moved on)."""
 
     code = "ownership_lost"
+
+
+class StartClashed(Conflict):
+    """A start was written again and again while concurrent starts on the same session or
+    idempotency key kept taking its place first: nothing was started, and a retry (with
+    the same idempotency key) is safe."""
+
+    code = "start_clashed"
 
 
 class InvalidInput(CulmError):

@@ -1,7 +1,8 @@
 """Serve the test agents on a free loopback port: ``python -m tests.api.serve``.
 
 Settings come from ``CULM_*`` environment variables; ``CULM_TEST_APP`` names the agents
-(``tests.agents:app`` by default). The socket is bound here, before the
+(``tests.agents:app`` by default); ``TEST_DISK_SWITCH=1`` adds the routes of
+``tests.api.disk``. The socket is bound here, before the
 server starts, and its port printed on the first line of stdout, so the parent never races
 another process for a port.
 """
@@ -23,6 +24,10 @@ def main() -> None:
     agents = culm.load_app(os.environ.get("CULM_TEST_APP", "tests.agents:app"))
     settings = culm.Settings()
     api = create_app(agents, settings)
+    if os.environ.get("TEST_DISK_SWITCH"):
+        from tests.api.disk import add_disk_switch
+
+        add_disk_switch(api)
     config = server_config(
         api, settings, log_level="warning", access_log=False, timeout_graceful_shutdown=1
     )

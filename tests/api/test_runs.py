@@ -105,8 +105,28 @@ class TestIdempotency:
         responses = await asyncio.gather(
             *(client.post("/v1/runs", json=body, headers=key) for _ in range(10))
         )
-        assert {r.status_code for r in responses} <= {200, 201}
+        assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
         assert len({r.json()["id"] for r in responses}) == 1
+
+    async def test_concurrent_retries_on_a_session_its_run_makes_busy(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        session = (await client.post("/v1/sessions", json={})).json()
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        url = f"/v1/sessions/{session['id']}/runs"
+        # the first start makes the session busy: the retries must get its run, not 409
+        responses = await asyncio.gather(
+            *(client.post(url, json={"agent": "waiter"}, headers=key) for _ in range(10))
+        )
+        assert sorted(r.status_code for r in responses) == [200] * 9 + [201], [
+            r.text for r in responses
+        ]
+        [run_id] = {r.json()["id"] for r in responses}
+        # and a retry once it runs still names it
+        again = await client.post(url, json={"agent": "waiter"}, headers=key)
+        assert (again.status_code, again.json()["id"]) == (200, run_id)
+        await client.post(f"/v1/runs/{run_id}/cancel")
+        await finished(client, run_id)
 
     async def test_the_key_with_another_request(self, client: httpx.AsyncClient) -> None:
         key = {"Idempotency-Key": uuid.uuid4().hex}

@@ -14,9 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 import culm
-from culm.errors import IdempotencyKeyReused, Unavailable
+from culm.errors import IdempotencyKeyReused, StartClashed, Unavailable
 from culm.events import Event
 from culm.store.sql import SqlStore
+from culm.store.starts import START_ATTEMPTS
 from tests.conftest import EngineFactory
 
 
@@ -79,6 +80,24 @@ class TestDiskFull:
             after = await engine.start_run("echo", "again")
             assert (await engine.wait(after.id, timeout=10)).status is culm.RunStatus.COMPLETED
 
+    async def test_seen_while_nothing_emits_and_gone_once_space_returns(
+        self, make_engine: EngineFactory
+    ) -> None:
+        async with make_engine() as engine:
+            async with disk_full(engine):
+                # no run emits: the write that finds the disk full is a start's own
+                with pytest.raises(Unavailable):
+                    await engine.start_run("echo", "x" * 40_000)
+                assert "full" in (engine.health() or "")
+                with pytest.raises(Unavailable):
+                    await engine.create_session()
+                await asyncio.sleep(2.5)  # the probe needs room too: still unhealthy
+                assert "full" in (engine.health() or "")
+            # nothing else writes: the probe finds the space back
+            await until(lambda: _healthy(engine), timeout=5)
+            run = await engine.start_run("echo", "x" * 40_000)
+            assert (await engine.wait(run.id, timeout=10)).status is culm.RunStatus.COMPLETED
+
     async def test_shutdown_is_bounded_while_the_disk_is_full(
         self, make_engine: EngineFactory
     ) -> None:
@@ -99,6 +118,38 @@ async def _at_least(engine: culm.Engine, run_id: str, seq: int) -> bool:
 
 async def _unhealthy(engine: culm.Engine) -> bool:
     return engine.health() is not None
+
+
+async def _healthy(engine: culm.Engine) -> bool:
+    return engine.health() is None
+
+
+class TestWriterFailure:
+    async def test_a_failing_writer_reports_itself_and_goes_on(
+        self, make_engine: EngineFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with make_engine() as engine:
+            take = engine.log._take
+            failures = 0
+
+            def broken(share: int) -> dict[str, object]:
+                nonlocal failures
+                if failures < 3:
+                    failures += 1
+                    raise RuntimeError("a bug in the writer")
+                return take(share)  # type: ignore[return-value]
+
+            engine.log._take = broken  # type: ignore[assignment,method-assign]
+            run = await engine.start_run("ticker", {"n": 50, "delay": 0.001})
+            await until(lambda: _unhealthy(engine))
+            assert "a bug in the writer" in (engine.health() or "")
+            ended = await engine.wait(run.id, timeout=20)
+            assert ended.status is culm.RunStatus.COMPLETED
+            events = await engine.events(run.id, limit=10_000)
+            assert [e.seq for e in events] == list(range(1, 54))  # nothing lost
+            assert engine.health() is None
+        [record, *_] = [r for r in caplog.records if "writer failed" in r.getMessage()]
+        assert record.levelno == logging.ERROR and record.exc_info is not None
 
 
 class TestRefusedBatch:
@@ -151,6 +202,39 @@ class TestIdempotency:
                 other = await engine.create_session()
                 await engine.start("waiter", session_id=other.id, idempotency_key="k")
             await engine.cancel(again.run.id)
+
+
+class TestClashingStarts:
+    async def test_a_start_that_keeps_clashing_fails_with_a_culm_error(
+        self, make_engine: EngineFactory
+    ) -> None:
+        async with make_engine() as engine:
+            store = engine.store
+            assert isinstance(store, SqlStore)
+            write = store._starts.run
+            attempts = 0
+
+            async def clashing(start: object) -> object:
+                nonlocal attempts
+                attempts += 1
+                raise sa.exc.IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+
+            store._starts.run = clashing  # type: ignore[assignment,method-assign]
+            with pytest.raises(StartClashed):
+                await engine.start_run("echo", "x", idempotency_key="k")
+            assert attempts == START_ATTEMPTS
+
+            async def clashing_twice(start: object) -> object:
+                nonlocal attempts
+                attempts += 1
+                if attempts <= 2:
+                    raise sa.exc.IntegrityError("INSERT", {}, Exception("UNIQUE"))
+                return await write(start)  # type: ignore[arg-type]
+
+            attempts = 0
+            store._starts.run = clashing_twice  # type: ignore[assignment,method-assign]
+            run = await engine.start_run("echo", "x", idempotency_key="k")
+            assert (await engine.wait(run.id, timeout=10)).status is culm.RunStatus.COMPLETED
 
 
 class TestBackground:

@@ -19,6 +19,7 @@ import pytest
 import culm
 from culm.events import Event
 from culm.runtime.tail import LogTail
+from tests.agents import app as test_app
 from tests.conftest import EngineFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +101,29 @@ class TestTwoEnginesInOneProcess:
             await assert_one_clean_stream(survivor, run.id)
             await gone.bus.close()
             await gone.store.close()
+
+
+class TestLeasesByTheDatabasesClock:
+    async def test_engines_with_skewed_clocks_neither_lose_nor_steal_a_lease(
+        self, db_url: str
+    ) -> None:
+        """An engine whose clock is an hour behind keeps its run; one whose clock is an hour
+        ahead does not take it over: leases are written and judged by the database's
+        clock, never by the engine's."""
+        settings = culm.Settings(database_url=db_url, cancel_grace=1.0, lease_seconds=1.0)
+        async with culm.Engine(test_app, settings, clock=lambda: time.time() - 3600) as behind:
+            run = await behind.start_run("waiter")
+            async with culm.Engine(test_app, settings, clock=lambda: time.time() + 3600) as ahead:
+                for _ in range(3):
+                    await asyncio.sleep(1.0)  # a lease each time, renewed meanwhile
+                    await ahead.recover()
+                    assert (await ahead.get_run(run.id)).status is culm.RunStatus.RUNNING
+                    assert ahead.local_runner(run.id) is None
+            assert behind.local_runner(run.id) is not None
+            await behind.cancel(run.id)
+            ended = await behind.wait(run.id, timeout=10)
+            assert ended.status is culm.RunStatus.CANCELLED
+            await assert_one_clean_stream(behind, run.id)
 
 
 def start_worker(db_url: str, lease: float) -> subprocess.Popen[str]:

@@ -4,10 +4,12 @@ log cannot store fails that call, never the log (and so never every other run)."
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import tempfile
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -202,7 +204,15 @@ _json = st.recursive(
     ),
     max_leaves=20,
 )
-_values = st.one_of(_json, st.builds(nested, st.integers(min_value=1, max_value=120)))
+LIMIT = 4_096
+"""``max_event_bytes`` in the random tests: small, so big strings land on both sides of it."""
+_big_text = st.text(alphabet=st.sampled_from('abcdefgh "\\\u00e9'), min_size=3_000, max_size=3_600)
+_sized = st.one_of(
+    _big_text,
+    st.lists(_big_text, max_size=2),
+    st.dictionaries(st.text(max_size=8), _big_text, max_size=2),
+)
+_values = st.one_of(_json, st.builds(nested, st.integers(min_value=1, max_value=120)), _sized)
 
 
 def storable(value: Any, depth: int = 1) -> bool:
@@ -223,6 +233,11 @@ def storable(value: Any, depth: int = 1) -> bool:
     return all(storable(k) and storable(v, depth + 1) for k, v in value.items())
 
 
+def fits(data: Any) -> bool:
+    """A storable value's data is within ``LIMIT`` bytes of JSON."""
+    return len(orjson.dumps(data)) <= LIMIT
+
+
 @settings(
     max_examples=25,
     deadline=None,
@@ -234,7 +249,9 @@ def test_random_json_at_emit_while_others_run(batch: list[Any]) -> None:
     runs around it complete."""
 
     async def scenario(directory: str) -> None:
-        settings = culm.Settings(database_url=f"sqlite:///{directory}/culm.db")
+        settings = culm.Settings(
+            database_url=f"sqlite:///{directory}/culm.db", max_event_bytes=LIMIT
+        )
         async with culm.Engine(app, settings) as engine:
             others = [await engine.start_run("bystander", 20) for _ in range(2)]
             started = []
@@ -244,7 +261,7 @@ def test_random_json_at_emit_while_others_run(batch: list[Any]) -> None:
             for value, run in started:
                 ended = await engine.wait(run.id, timeout=20)
                 assert ended.status is culm.RunStatus.COMPLETED
-                if storable({"value": value}):
+                if storable({"value": value}) and fits({"value": value}):
                     assert ended.state.output == "accepted", ended.state.output
                     [event] = [e for e in await engine.events(run.id) if e.type == "test.value"]
                     assert _same(event.data["value"], value)
@@ -252,6 +269,74 @@ def test_random_json_at_emit_while_others_run(batch: list[Any]) -> None:
                     assert ended.state.output.startswith("refused")
             for run in others:
                 assert (await engine.wait(run.id, timeout=20)).status is culm.RunStatus.COMPLETED
+
+    with tempfile.TemporaryDirectory() as directory:
+        asyncio.run(scenario(directory))
+
+
+tools_app = culm.App()
+
+
+@tools_app.tool
+def lookup(key: str) -> Any:
+    """Looks a key up (in ``VALUES``)."""
+    return VALUES[key]
+
+
+tools_app.add_agent("agent", model="openai:none", tools=[lookup])
+tools_app.agent(bystander)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(batch=st.lists(_values, min_size=1, max_size=6))
+def test_random_json_as_tool_results_while_others_run(batch: list[Any]) -> None:
+    """Every tool result is either recorded and read back equal, or refused as that call's
+    own failure, which the model reads; the run and the runs around it complete."""
+    from culm.llm.base import ToolCall
+    from culm.testing import Reply, ScriptedModel, override_model
+
+    calls = [
+        ToolCall(id=f"call_{i}", name="lookup", arguments=json.dumps({"key": f"result {i}"}))
+        for i in range(len(batch))
+    ]
+    for i, value in enumerate(batch):
+        VALUES[f"result {i}"] = value
+
+    async def scenario(directory: str) -> None:
+        settings = culm.Settings(
+            database_url=f"sqlite:///{directory}/culm.db", max_event_bytes=LIMIT
+        )
+        model = ScriptedModel(Reply(calls=calls), "Done.")
+        async with culm.Engine(tools_app, settings) as engine:
+            others = [await engine.start_run("bystander", 20) for _ in range(2)]
+            with override_model(tools_app, "agent", model):
+                run = await engine.start_run("agent", "go")
+                ended = await engine.wait(run.id, timeout=30)
+            assert ended.status is culm.RunStatus.COMPLETED, ended.state.error
+            outcomes = {
+                e.data["call_id"]: e
+                for e in await engine.events(run.id)
+                if e.type in ("tool.completed", "tool.failed")
+            }
+            for i, value in enumerate(batch):
+                event = outcomes[f"call_{i}"]
+                if not storable({"value": value}):
+                    assert event.type == "tool.failed"
+                    assert "cannot be recorded" in event.data["error"]
+                elif event.type == "tool.completed":
+                    # what was accepted reads back equal (the event holds a little more
+                    # than the result: near the limit either outcome is right)
+                    assert len(orjson.dumps(value)) <= LIMIT
+                    assert _same(event.data["result"], value)
+                else:
+                    assert "cannot be recorded" in event.data["error"]
+                    assert len(orjson.dumps(value)) > LIMIT - 300, event.data["error"]
+            for other in others:
+                assert (await engine.wait(other.id, timeout=20)).status is culm.RunStatus.COMPLETED
 
     with tempfile.TemporaryDirectory() as directory:
         asyncio.run(scenario(directory))

@@ -81,6 +81,15 @@ class StoreContract:
         only_a = await store.list_sessions("t1", metadata={"kind": "a"})
         assert [s.id for s in only_a] == [made[3].id, made[1].id]
 
+    async def test_the_probe_writes_clears_the_problem_and_leaves_nothing(
+        self, store: Store
+    ) -> None:
+        store.problem = "the database cannot be written: database or disk is full"
+        await store.probe()
+        assert store.problem is None
+        assert await store.list_sessions("") == []
+        assert await store.list_sessions("t1") == []
+
     async def test_child_session_needs_its_parent(self, store: Store) -> None:
         with pytest.raises(NotFound):
             await store.create_session(session(parent="ses_missing"))

@@ -39,6 +39,9 @@ __all__ = ["Engine", "Started"]
 
 _HELD_BY_NOBODY = PENDING | WAITING
 
+PROBE_SECONDS = 1.0
+"""How often the database is probed while it cannot be written."""
+
 log = logging.getLogger("culm.engine")
 
 
@@ -105,6 +108,7 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
         await self.tail.open()
         self._background(self.tail.run(self.settings.idle_poll_seconds))
         self._background(self.log.run())
+        self._background(self._watch_writes())
         await self.executor.recover()
         self._background(every(self.settings.lease_seconds / 3, self.executor.renew))
         if self.executor.executes:  # cancels asked elsewhere whose notice was lost
@@ -192,9 +196,35 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
         return self.executor.closing
 
     def health(self) -> str | None:
-        """Why this engine cannot take new work now (the database cannot be written), or
-        None when it can. Reads keep working either way."""
-        return self.log.problem
+        """Why this engine cannot take new work now (the database cannot be written, seen
+        by the event log or by any other write), or None when it can. Reads keep working
+        either way."""
+        return self.log.problem or self.store.problem
+
+    async def _watch_writes(self) -> None:
+        """While the database cannot be written, try a small write every ``PROBE_SECONDS``:
+        with no run emitting, nothing else would find out that space came back."""
+        down: str | None = None
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            problem = self.health()
+            if problem is None:
+                down = None
+                continue
+            if down is None:
+                log.error("the database cannot be written (%s); probing it", problem)
+                down = problem
+            try:
+                await self.store.probe()
+            except Unavailable:
+                continue
+            except Exception:
+                log.exception("probing the database failed")
+                continue
+            self.log.recovered()
+            if self.health() is None:
+                log.warning("the database can be written again")
+                down = None
 
     def bus_health(self) -> str | None:
         """Why the bus cannot carry notices between processes now, or None. Nothing is lost
@@ -210,7 +240,7 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
         return await self.executor.drain(deadline)
 
     def _refuse_when_unhealthy(self) -> None:
-        problem = self.log.problem
+        problem = self.health()
         if problem is not None:
             raise Unavailable(f"no new work is taken now: {problem}")
 

@@ -137,6 +137,8 @@ class SessionCalls:
             after,
             buffer=self.settings.subscriber_buffer,
             idle_poll=None,  # woken by the bus only: the log's tail covers other writers
+            page_bytes=self.settings.max_page_bytes,
+            event_bytes=self.settings.max_event_bytes,
         ):
             yield batch
 
@@ -169,6 +171,8 @@ class SessionCalls:
             buffer=self.settings.subscriber_buffer,
             idle_poll=None,  # woken by the bus only: the log's tail covers other writers
             grows=_announces_child,
+            page_bytes=self.settings.max_page_bytes,
+            event_bytes=self.settings.max_event_bytes,
         ):
             yield batch
 

@@ -65,6 +65,8 @@ class EventLog:
         """What every event's data is checked against before it is queued."""
         self._queue: dict[str, _Pending] = {}
         self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._taken: dict[str, _Pending] = {}
+        """What the writer took from the queue and has not settled yet."""
         self._count = 0
         self._bytes = 0
         self._wake = asyncio.Event()
@@ -137,15 +139,43 @@ class EventLog:
         for future in waits:
             await asyncio.shield(future)
 
+    @property
+    def idle(self) -> bool:
+        """True when nothing is queued or being written."""
+        return not self._queue and not self._inflight
+
+    def recovered(self) -> None:
+        """Forget ``problem`` once the database was written by someone else (the engine's
+        probe) while this log had nothing left to write: with events queued, only their
+        own commit clears it."""
+        if self.idle:
+            self.problem = None
+
     async def run(self) -> None:
-        """Write queued events until cancelled."""
+        """Write queued events until cancelled. A bug in the writer itself does not stop
+        it: it is logged, shown as ``problem`` (so the server reports itself unhealthy),
+        what it held is queued again, and it goes on after a pause."""
+        delay = _BACKOFF[0]
+        while True:
+            try:
+                await self._run()
+            except Exception as exc:
+                log.exception("the event log's writer failed; it goes on in %.2f s", delay)
+                self.problem = f"the event log's writer failed: {type(exc).__name__}: {exc}"
+                held, self._taken = self._taken, {}
+                self._put_back({r: p for r, p in held.items() if r in self._inflight})
+                self._wake.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF[1])
+
+    async def _run(self) -> None:
         delay = _BACKOFF[0]
         share = 0  # runs per attempt after a failure; 0: everything queued
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                taken = self._take(share)
+                taken = self._taken = self._take(share)
                 try:
                     await self._write(taken)
                 except Unavailable as exc:
@@ -153,11 +183,13 @@ class EventLog:
                         log.error("cannot write the event log (%s); retrying", exc.message)
                     self.problem = exc.message
                     # what was written (or refused) before the failure is out of flight
+                    self._taken = {}
                     self._put_back({r: p for r, p in taken.items() if r in self._inflight})
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _BACKOFF[1])
                     share = max(1, (share or len(taken)) // 2)
                     continue
+                self._taken = {}
                 if self.problem is not None:
                     log.warning("the event log is written again")
                 self.problem = None

@@ -106,6 +106,15 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
 
+    problem: str | None
+    """Why the last write failed while the database could not be written (disk full,
+    connection gone), or None: set when a write raises ``Unavailable``, cleared by the
+    next commit that wrote events, or by ``probe``."""
+
+    async def probe(self) -> None:
+        """Write a little and commit it (leaving nothing behind): clears ``problem`` when
+        that works, raises ``Unavailable`` when the database still cannot be written."""
+
     # sessions
     async def create_session(self, session: Session) -> None: ...
 

@@ -41,6 +41,7 @@ from culm.store.group import WriteGroup
 from culm.store.inputs import InputQueries
 from culm.store.migrate import upgrade
 from culm.store.ownership import OwnershipQueries
+from culm.store.probe import ProbeQueries
 from culm.store.rows import (
     EVENT_COLUMNS,
     EVENTS_WITH_RUNS,
@@ -75,7 +76,13 @@ def unavailable(exc: BaseException) -> bool:
 
 
 class SqlStore(
-    StartQueries, RunQueries, OwnershipQueries, ScheduleQueries, ClaimQueries, InputQueries
+    StartQueries,
+    RunQueries,
+    OwnershipQueries,
+    ScheduleQueries,
+    ClaimQueries,
+    InputQueries,
+    ProbeQueries,
 ):
     """Sessions, runs and events in a SQL database (see ``culm.store.base.Store``)."""
 
@@ -96,6 +103,9 @@ class SqlStore(
         self._may_append = False
         self._log_lock: int | None = None
         """Key of the log lock on PostgreSQL (None on SQLite, whose writer is alone)."""
+        self.problem: str | None = None
+        """Why the last write failed while the database could not be written (see
+        ``Store.problem``); None once a write went through."""
 
     async def open(self) -> None:
         self._writer, self._reader = self._make_engines()
@@ -157,21 +167,27 @@ class SqlStore(
     @asynccontextmanager
     async def _locked(self, appends: bool) -> AsyncIterator[None]:
         """The write lock, held for one transaction: its errors raised as ``Unavailable``
-        when the database cannot be written, its events announced once committed."""
+        when the database cannot be written (and kept in ``problem``), its events announced
+        once committed. Only a commit that wrote events clears ``problem`` (or ``probe``): a
+        transaction that changed nothing commits even on a full disk."""
         async with self._write_lock:
             self._written = []
             self._may_append = appends
             try:
                 try:
                     yield
+                except Unavailable as exc:
+                    self.problem = exc.message
+                    raise
                 except Exception as exc:
                     if unavailable(exc):
-                        raise Unavailable(
-                            f"the database cannot be written: {_reason(exc)}"
-                        ) from exc
+                        self.problem = f"the database cannot be written: {_reason(exc)}"
+                        raise Unavailable(self.problem) from exc
                     raise
                 finally:
                     written, self._written = self._written, []
+                if written:  # events were committed: the database can be written again
+                    self.problem = None
                 # still under the lock: announcements follow commit order exactly
                 if written and self.on_commit is not None:
                     try:

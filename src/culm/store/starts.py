@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from culm.errors import CulmError, IdempotencyKeyReused, NotFound, SessionBusy
+from culm.errors import CulmError, IdempotencyKeyReused, NotFound, SessionBusy, StartClashed
 from culm.events import Event
 from culm.models import ACTIVE_STATUSES, Run, RunStatus, Session
 from culm.projection import advance
@@ -34,6 +34,9 @@ from culm.store.rows import (
 )
 from culm.store.schema import runs, sessions
 from culm.store.sqlite_direct import Writer, commit_after, one_trip
+
+START_ATTEMPTS = 3
+"""How many times a start is written when concurrent starts keep clashing with it."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,12 +86,17 @@ class StartQueries:
         start = Start(
             run, queued, reject_if_busy, owner, lease_seconds, claim, new_session, supersede
         )
-        try:
-            return await self._starts.run(start)
-        except IntegrityError:
-            # another process stored the same idempotency key (or claimed the session)
-            # between our check and our insert: asked again, the check now sees it
-            return await self._starts.run(start)
+        for _ in range(START_ATTEMPTS):
+            try:
+                return await self._starts.run(start)
+            except IntegrityError:
+                # another process stored the same idempotency key (or claimed the session)
+                # between our check and our insert: asked again, the check now sees it
+                continue
+        raise StartClashed(
+            f"starting run {run.id} clashed with other starts {START_ATTEMPTS} times; "
+            "try again (with the same idempotency key, a retry is safe)"
+        )
 
     @asynccontextmanager
     async def _start_transaction(
