@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import culm
 from culm.events import Event
+from culm.llm import RetryPolicy
 from tests.agent.conftest import openai_agent
 from tests.agent.events import all_events, check_rounds, events_until, types
 from tests.conftest import EngineFactory
@@ -260,6 +262,27 @@ class TestModelErrors:
             {"text": " answer.", **at},
         ]
         assert output(events)["text"] == "A whole answer."
+
+    async def test_a_cancel_wakes_the_wait_before_a_retry(
+        self, make_engine: EngineFactory, openai_server: FakeOpenAI
+    ) -> None:
+        """The pause before a retry (10 s here) is a safe point: a cancel ends it at once,
+        cooperatively, and no retry is made."""
+        openai_server.reset(Fail(429, "slow down", retry_after=60), Answer("never"))
+        patient = RetryPolicy(attempts=2, max_delay=10)
+        async with make_engine(weather_app(openai_server, retry=patient)) as engine:
+            run = await engine.start_run("helper", "Hi")
+            while not openai_server.requests:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # the failure came back: the run waits to retry
+            began = time.monotonic()
+            await engine.cancel(run.id)
+            ended = await engine.wait(run.id, timeout=10)
+            events = await all_events(engine, run.id)
+        assert ended.status is culm.RunStatus.CANCELLED
+        assert time.monotonic() - began < 2
+        assert events[-1].type == "run.cancelled" and events[-1].data["forced"] is False
+        assert len(openai_server.requests) == 1
 
     async def test_retries_are_bounded(
         self, make_engine: EngineFactory, openai_server: FakeOpenAI
