@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -271,10 +272,14 @@ class TestModelErrors:
         openai_server.reset(Fail(429, "slow down", retry_after=60), Answer("never"))
         patient = RetryPolicy(attempts=2, max_delay=10)
         async with make_engine(weather_app(openai_server, retry=patient)) as engine:
-            run = await engine.start_run("helper", "Hi")
-            while not openai_server.requests:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)  # the failure came back: the run waits to retry
+            waiting = threading.Event()
+            announced = _Flag(waiting, "retry 1 of 2")  # logged as the wait begins
+            logging.getLogger("culm.agent").addHandler(announced)
+            try:
+                run = await engine.start_run("helper", "Hi")
+                assert await wait_for_thread_event(waiting, 10)
+            finally:
+                logging.getLogger("culm.agent").removeHandler(announced)
             began = time.monotonic()
             await engine.cancel(run.id)
             ended = await engine.wait(run.id, timeout=10)
@@ -470,3 +475,16 @@ class TestConversation:
         ]
         assert stored == [*conversation, {"role": "assistant", "content": "You asked about Lima."}]
         assert [m.run_id for m in history] == [first.id] * 4 + [second.id] * 2
+
+
+class _Flag(logging.Handler):
+    """Sets ``event`` when a record saying ``text`` is logged."""
+
+    def __init__(self, event: threading.Event, text: str) -> None:
+        super().__init__()
+        self.event = event
+        self.text = text
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()

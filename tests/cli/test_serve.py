@@ -129,11 +129,11 @@ def test_json_logs(tmp_path: Path) -> None:
 def test_a_failed_runs_traceback_is_logged_once(tmp_path: Path) -> None:
     """An agent that raises: its run's ``error`` is the message, its traceback is in the
     ``run.failed`` event and in exactly one log record, the run's ``failed`` line."""
-    with logging_server(tmp_path, "tests.agents:app", "--log-format", "json") as (url, err):
-        with culm.Client(url) as client:
-            run = client.start_run("crash", "kaboom")
-            assert client.wait(run["id"], timeout=30)["error"] == "RuntimeError: kaboom"
-            [failed] = [e for e in client.events(run["id"]).data if e["type"] == "run.failed"]
+    serving = logging_server(tmp_path, "tests.agents:app", "--log-format", "json")
+    with serving as (url, err), culm.Client(url) as client:
+        run = client.start_run("crash", "kaboom")
+        assert client.wait(run["id"], timeout=30)["error"] == "RuntimeError: kaboom"
+        [failed] = [e for e in client.events(run["id"]).data if e["type"] == "run.failed"]
     traceback = failed["data"]["traceback"]
     assert traceback.startswith("Traceback") and "RuntimeError: kaboom" in traceback
     lines = [json.loads(line) for line in err]
@@ -146,12 +146,12 @@ def test_a_failed_runs_traceback_is_logged_once(tmp_path: Path) -> None:
 def test_log_level_warning_keeps_only_what_went_wrong(tmp_path: Path) -> None:
     """``--log-level warning``: no access lines and no routine state changes; a failed run
     is still logged."""
-    with logging_server(tmp_path, "tests.agents:app", "--log-level", "warning") as (url, err):
-        with culm.Client(url) as client:
-            fine = client.start_run("echo", "hi")
-            assert client.wait(fine["id"], timeout=30)["status"] == "completed"
-            crash = client.start_run("crash", "kaboom")
-            assert client.wait(crash["id"], timeout=30)["status"] == "failed"
+    serving = logging_server(tmp_path, "tests.agents:app", "--log-level", "warning")
+    with serving as (url, err), culm.Client(url) as client:
+        fine = client.start_run("echo", "hi")
+        assert client.wait(fine["id"], timeout=30)["status"] == "completed"
+        crash = client.start_run("crash", "kaboom")
+        assert client.wait(crash["id"], timeout=30)["status"] == "failed"
     assert err[0] == f"culm serving {url}"  # the banner is no log line: it always shows
     logged = [line for line in err if line[:2].isdigit()]  # "HH:MM:SS LEVEL message"
     assert logged, err

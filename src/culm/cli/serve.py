@@ -35,50 +35,15 @@ DATABASES = "sqlite:///PATH or postgresql://USER@HOST/DB"
 POSTGRES_DRIVER = "pip install 'culm[postgres]'"
 
 
-def hide_password(url: str) -> str:
-    """``url`` with its password, if any, as ``***``."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
-
-
-def startup_failure(cause: BaseException | None, database_url: str) -> str:
-    """The one line saying why the server could not start, and what to do about it."""
-    url = hide_password(database_url)
-    if cause is None:  # uvicorn said why, above
-        return "the server did not start (see the lines above)"
-    root = _root(cause)
-    reason = " ".join(f"{type(root).__name__}: {root}".split())
-    if isinstance(root, ModuleNotFoundError):
-        fix = POSTGRES_DRIVER if root.name == "asyncpg" else f"pip install {root.name}"
-        return f"cannot open the database {url}: no module named {root.name!r} ({fix})"
-    if type(root).__module__.startswith("alembic"):
-        return (
-            f"cannot migrate the database {url}: {reason} (was it made by a newer culm? "
-            "upgrade culm, or use another database)"
-        )
-    if isinstance(root, OSError | TimeoutError):
-        return (
-            f"cannot reach the database {url}: {reason} "
-            "(is the database server running there? check --database-url)"
-        )
-    if "readonly" in reason.lower():
-        return f"cannot write the database {url}: {reason} (make it writable)"
-    return f"the server could not start with the database {url}: {reason}"
-
-
-def _root(exc: BaseException) -> BaseException:
-    """The error underneath: through culm's own wrappers (``raise ... from``) and
-    SQLAlchemy's (``.orig``, the driver's error)."""
-    from culm.errors import CulmError
-
-    seen: set[int] = set()
-    while id(exc) not in seen:
-        seen.add(id(exc))
-        orig = getattr(exc, "orig", None)
-        if isinstance(orig, BaseException):
-            exc = orig
-        elif isinstance(exc, CulmError) and exc.__cause__ is not None:
-            exc = exc.__cause__
-    return exc
+def parse_keys(pairs: list[str]) -> dict[str, str]:
+    """``KEY=TENANT`` pairs as a dict; raises ``ValueError`` naming a malformed one."""
+    keys: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, tenant = pair.partition("=")
+        if not sep or not key or not tenant:
+            raise ValueError(f"--api-key wants KEY=TENANT, got {pair!r}")
+        keys[key] = tenant
+    return keys
 
 
 def check_port(host: str, port: int) -> str | None:
@@ -157,6 +122,52 @@ def check_database(url: str) -> str | None:
     except sqlite3.DatabaseError as exc:
         return f"cannot open the database {path}: {exc} (check its path and permissions)"
     return None
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password, if any, as ``***``."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def startup_failure(cause: BaseException | None, database_url: str) -> str:
+    """The one line saying why the server could not start, and what to do about it."""
+    url = hide_password(database_url)
+    if cause is None:  # uvicorn said why, above
+        return "the server did not start (see the lines above)"
+    root = _root(cause)
+    reason = " ".join(f"{type(root).__name__}: {root}".split())
+    if isinstance(root, ModuleNotFoundError):
+        fix = POSTGRES_DRIVER if root.name == "asyncpg" else f"pip install {root.name}"
+        return f"cannot open the database {url}: no module named {root.name!r} ({fix})"
+    if type(root).__module__.startswith("alembic"):
+        return (
+            f"cannot migrate the database {url}: {reason} (was it made by a newer culm? "
+            "upgrade culm, or use another database)"
+        )
+    if isinstance(root, OSError | TimeoutError):
+        return (
+            f"cannot reach the database {url}: {reason} "
+            "(is the database server running there? check --database-url)"
+        )
+    if "readonly" in reason.lower():
+        return f"cannot write the database {url}: {reason} (make it writable)"
+    return f"the server could not start with the database {url}: {reason}"
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The error underneath: through culm's own wrappers (``raise ... from``) and
+    SQLAlchemy's (``.orig``, the driver's error)."""
+    from culm.errors import CulmError
+
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        orig = getattr(exc, "orig", None)
+        if isinstance(orig, BaseException):
+            exc = orig
+        elif isinstance(exc, CulmError) and exc.__cause__ is not None:
+            exc = exc.__cause__
+    return exc
 
 
 def load_target(target: str) -> App:
