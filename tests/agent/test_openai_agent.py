@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 
 import culm
 from culm.events import Event
+from culm.llm import RetryPolicy
 from tests.agent.conftest import openai_agent
 from tests.agent.events import all_events, check_rounds, events_until, types
 from tests.conftest import EngineFactory
@@ -261,6 +264,31 @@ class TestModelErrors:
         ]
         assert output(events)["text"] == "A whole answer."
 
+    async def test_a_cancel_wakes_the_wait_before_a_retry(
+        self, make_engine: EngineFactory, openai_server: FakeOpenAI
+    ) -> None:
+        """The pause before a retry (10 s here) is a safe point: a cancel ends it at once,
+        cooperatively, and no retry is made."""
+        openai_server.reset(Fail(429, "slow down", retry_after=60), Answer("never"))
+        patient = RetryPolicy(attempts=2, max_delay=10)
+        async with make_engine(weather_app(openai_server, retry=patient)) as engine:
+            waiting = threading.Event()
+            announced = _Flag(waiting, "retry 1 of 2")  # logged as the wait begins
+            logging.getLogger("culm.agent").addHandler(announced)
+            try:
+                run = await engine.start_run("helper", "Hi")
+                assert await wait_for_thread_event(waiting, 10)
+            finally:
+                logging.getLogger("culm.agent").removeHandler(announced)
+            began = time.monotonic()
+            await engine.cancel(run.id)
+            ended = await engine.wait(run.id, timeout=10)
+            events = await all_events(engine, run.id)
+        assert ended.status is culm.RunStatus.CANCELLED
+        assert time.monotonic() - began < 2
+        assert events[-1].type == "run.cancelled" and events[-1].data["forced"] is False
+        assert len(openai_server.requests) == 1
+
     async def test_retries_are_bounded(
         self, make_engine: EngineFactory, openai_server: FakeOpenAI
     ) -> None:
@@ -447,3 +475,16 @@ class TestConversation:
         ]
         assert stored == [*conversation, {"role": "assistant", "content": "You asked about Lima."}]
         assert [m.run_id for m in history] == [first.id] * 4 + [second.id] * 2
+
+
+class _Flag(logging.Handler):
+    """Sets ``event`` when a record saying ``text`` is logged."""
+
+    def __init__(self, event: threading.Event, text: str) -> None:
+        super().__init__()
+        self.event = event
+        self.text = text
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()

@@ -3,6 +3,7 @@ on the real servers (``.ci/run`` starts them)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -105,5 +106,21 @@ async def test_a_server_out_of_reach_is_reported_not_fatal(url: str) -> None:
     try:
         problem = bus.health()
         assert problem is not None and "connect" in problem
+    finally:
+        await bus.close()
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "postgresql://127.0.0.1:1/test"])
+async def test_it_keeps_trying_to_reconnect(url: str) -> None:
+    """A server that stays away: each failed try is reported (``health``), and the bus
+    goes on trying."""
+    bus = open_bus(url)
+    await bus.open()
+    try:
+        for _ in range(300):
+            if (bus.health() or "").startswith("cannot reconnect"):
+                break
+            await asyncio.sleep(0.01)
+        assert (bus.health() or "").startswith("cannot reconnect"), bus.health()
     finally:
         await bus.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import culm
@@ -256,6 +257,22 @@ class TestFirstHour:
         bad = culm_cli("runs", "--trigger", "carrier-pigeon")
         assert bad.exit_code == ExitCode.USAGE
         client.cancel(parent["id"])
+
+    def test_runs_of_a_schedule(self, culm_cli: Invoke, client: culm.Client) -> None:
+        """``--schedule`` lists the runs that schedule started, and no others."""
+        later = datetime.now(UTC) + timedelta(days=1)  # only the triggers below fire
+        fired: dict[str, str] = {}
+        for name in ("mine", "other"):
+            schedule = client.create_schedule("echo", name, at=later, name=name)
+            firing = client.trigger_schedule(schedule["id"])
+            assert firing["run_id"], firing
+            fired[schedule["id"]] = firing["run_id"]
+            client.wait(firing["run_id"], timeout=DEADLINE)
+        client.start_run("echo", "by hand")
+        for schedule_id, run_id in fired.items():
+            listed = json.loads(culm_cli("runs", "--schedule", schedule_id, "--json").stdout)
+            assert [(r["id"], r["trigger"]) for r in listed] == [(run_id, "schedule")]
+            client.delete_schedule(schedule_id)
 
     def test_status_of_a_cancelled_run_says_cancelled(
         self, culm_cli: Invoke, client: culm.Client

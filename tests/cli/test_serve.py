@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -79,30 +81,41 @@ def test_an_application_in_the_current_directory(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_json_logs(tmp_path: Path) -> None:
-    """``--log-format json``: every line on stderr is a JSON object; a request and a run's
-    state changes each make one."""
+@contextmanager
+def logging_server(tmp_path: Path, *options: str) -> Iterator[tuple[str, list[str]]]:
+    """``culm serve OPTIONS`` on a free port: its URL, and once it stopped (SIGTERM) the
+    lines it wrote on stderr."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = ["serve", "--port", str(port), "--database-url", f"sqlite:///{tmp_path}/culm.db"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "culm", *args, "--log-format", "json"],
+        [sys.executable, "-m", "culm", *args, *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=child_env(),
     )
+    lines: list[str] = []
     try:
-        wait_until(lambda: _healthy(url), 30, f"the server at {url}")
+        wait_until(lambda: _healthy(url) or proc.poll() is not None, 30, f"the server at {url}")
+        assert proc.poll() is None, "the server exited"
+        yield url, lines
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        lines.extend(line for line in err.decode().splitlines() if line.strip())
+
+
+def test_json_logs(tmp_path: Path) -> None:
+    """``--log-format json``: every line on stderr is a JSON object; a request and a run's
+    state changes each make one."""
+    with logging_server(tmp_path, "--log-format", "json") as (url, err):
         run = CliRunner().invoke(app, ["run", "echo", "hi", "-f"], env={"CULM_URL": url})
         assert run.exit_code == 0
         long = CliRunner().invoke(app, ["run", "countdown", "100000"], env={"CULM_URL": url})
         long_id = long.stdout.strip()
         with culm.Client(url) as client:
             wait_until(lambda: client.get_run(long_id)["status"] == "running", 30)
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in err]
     assert lines[0]["message"] == f"culm serving {url}"
     requests = [line for line in lines if line["logger"] == "culm.access"]
     assert any((r["method"], r["path"], r["status"]) == ("POST", "/v1/runs", 201) for r in requests)
@@ -111,6 +124,40 @@ def test_json_logs(tmp_path: Path) -> None:
     # the run the shutdown interrupted is logged as such, after the engine closed
     [last] = [line for line in lines if line.get("run_id") == long_id][-1:]
     assert (last["status"], last["level"]) == ("interrupted", "warning")
+
+
+def test_a_failed_runs_traceback_is_logged_once(tmp_path: Path) -> None:
+    """An agent that raises: its run's ``error`` is the message, its traceback is in the
+    ``run.failed`` event and in exactly one log record, the run's ``failed`` line."""
+    serving = logging_server(tmp_path, "tests.agents:app", "--log-format", "json")
+    with serving as (url, err), culm.Client(url) as client:
+        run = client.start_run("crash", "kaboom")
+        assert client.wait(run["id"], timeout=30)["error"] == "RuntimeError: kaboom"
+        [failed] = [e for e in client.events(run["id"]).data if e["type"] == "run.failed"]
+    traceback = failed["data"]["traceback"]
+    assert traceback.startswith("Traceback") and "RuntimeError: kaboom" in traceback
+    lines = [json.loads(line) for line in err]
+    [logged] = [line for line in lines if "Traceback" in json.dumps(line)]
+    assert (logged["logger"], logged["level"]) == ("culm.runs", "error")
+    assert (logged["run_id"], logged["status"]) == (run["id"], "failed")
+    assert logged["traceback"] == traceback
+
+
+def test_log_level_warning_keeps_only_what_went_wrong(tmp_path: Path) -> None:
+    """``--log-level warning``: no access lines and no routine state changes; a failed run
+    is still logged."""
+    serving = logging_server(tmp_path, "tests.agents:app", "--log-level", "warning")
+    with serving as (url, err), culm.Client(url) as client:
+        fine = client.start_run("echo", "hi")
+        assert client.wait(fine["id"], timeout=30)["status"] == "completed"
+        crash = client.start_run("crash", "kaboom")
+        assert client.wait(crash["id"], timeout=30)["status"] == "failed"
+    assert err[0] == f"culm serving {url}"  # the banner is no log line: it always shows
+    logged = [line for line in err if line[:2].isdigit()]  # "HH:MM:SS LEVEL message"
+    assert logged, err
+    assert all(line.split()[1] in ("WARNING", "ERROR") for line in logged), err
+    assert not any(f" {fine['id']} " in line for line in logged), err
+    assert any(f"run {crash['id']} failed: RuntimeError: kaboom" in line for line in logged)
 
 
 def _healthy(url: str) -> bool:

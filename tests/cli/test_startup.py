@@ -4,8 +4,11 @@ without the server's code."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,15 +24,42 @@ app = culm.App(
 """
 
 
-def culm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``culm ARGS...`` as a real process; its exit code and output."""
+WITHOUT_PRIVILEGES = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+"""Root writes whatever the file modes say: as root, a command that must meet them runs
+with no capabilities, as any other user would."""
+
+
+def culm(
+    *args: str, cwd: Path | None = None, as_user: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``culm ARGS...`` as a real process; its exit code and output. ``as_user``: bound by
+    file permissions even when the tests run as root."""
+    prefix: list[str] = []
+    if as_user and os.geteuid() == 0:
+        assert shutil.which(WITHOUT_PRIVILEGES[0]), "setpriv (util-linux) is needed as root"
+        prefix = WITHOUT_PRIVILEGES
     return subprocess.run(
-        [sys.executable, "-m", "culm", *args],
+        [*prefix, sys.executable, "-m", "culm", *args],
         capture_output=True,
         text=True,
         timeout=DEADLINE,
         env=child_env(),
         cwd=cwd,
+    )
+
+
+def culm_without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``culm ARGS...`` in a Python where ``module`` is not installed."""
+    script = (
+        f"import sys; sys.modules[{module!r}] = None; sys.argv = ['culm', *{args!r}]; "
+        "from culm.__main__ import main; main()"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=child_env(),
     )
 
 
@@ -78,6 +108,43 @@ class TestServeStartupErrors:
         url = "mysql://localhost/culm"
         line = one_line_error(culm("serve", "--port", str(free_port()), "--database-url", url))
         assert "unsupported database URL" in line and "sqlite:///" in line
+
+    def test_an_unreachable_postgresql(self) -> None:
+        url = "postgresql://127.0.0.1:1/x"
+        line = one_line_error(culm("serve", "--port", str(free_port()), "--database-url", url))
+        assert f"cannot reach the database {url}" in line and "--database-url" in line
+
+    def test_postgresql_without_its_driver(self) -> None:
+        url = "postgresql://127.0.0.1:1/x"
+        result = culm_without("asyncpg", "serve", "--port", str(free_port()), "--database-url", url)
+        line = one_line_error(result)
+        assert "asyncpg" in line and "pip install 'culm[postgres]'" in line
+
+    def test_a_password_is_not_shown(self) -> None:
+        url = "postgresql://me:secret@127.0.0.1:1/x"
+        line = one_line_error(culm("serve", "--port", str(free_port()), "--database-url", url))
+        assert "secret" not in line and "postgresql://me:***@127.0.0.1:1/x" in line
+
+    def test_a_database_that_cannot_be_migrated(self, tmp_path: Path) -> None:
+        """A database whose schema this culm does not know (made by a newer one, say)."""
+        db = tmp_path / "newer.db"
+        with sqlite3.connect(db) as made:
+            made.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+            made.execute("INSERT INTO alembic_version VALUES ('f00dfeedbeef')")
+        url = f"sqlite:///{db}"
+        line = one_line_error(culm("serve", "--port", str(free_port()), "--database-url", url))
+        assert f"cannot migrate the database {url}" in line and "f00dfeedbeef" in line
+
+    def test_a_read_only_database_file(self, tmp_path: Path) -> None:
+        """SQLite would open it read-only and fail at the first write: it is refused."""
+        db = tmp_path / "culm.db"
+        sqlite3.connect(db).close()
+        db.chmod(0o444)
+        url = f"sqlite:///{db}"
+        line = one_line_error(
+            culm("serve", "--port", str(free_port()), "--database-url", url, as_user=True)
+        )
+        assert f"the database {db} is read-only" in line and "chmod" in line
 
     def test_help_offers_only_what_works(self) -> None:
         help = culm("serve", "--help").stdout
@@ -131,8 +198,72 @@ class TestTheCommand:
         assert result.stdout.strip() == "[]", result.stderr
 
 
+INTERRUPT_AT_TYPER = """
+import pathlib, sys
+
+
+class CtrlC:
+    \"\"\"Interrupts the first ``import typer``, as a Ctrl-C at that moment would.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "typer":
+            sys.meta_path.remove(self)
+            pathlib.Path(__file__).with_name("interrupted").touch()
+            raise KeyboardInterrupt
+        return None
+
+
+sys.meta_path.insert(0, CtrlC())
+"""
+
+
+def test_listing_runs_loads_no_server_code() -> None:
+    """``culm runs`` (which fails here: nothing listens) imports only the client."""
+    heavy = ("culm.engine", "culm.api", "culm.store", "sqlalchemy", "fastapi", "uvicorn")
+    probe = (
+        "import sys\n"
+        "sys.argv = ['culm', 'runs', '--url', 'http://127.0.0.1:1']\n"
+        "from culm.__main__ import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    print(exc.code)\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=child_env(),
+    )
+    assert "culm serve" in result.stderr  # it really ran, as far as the network
+    assert result.stdout.split("\n")[:2] == [str(int(ExitCode.ERROR)), "[]"], result.stdout
+
+
 class TestCtrlC:
     """Ctrl-C while ``culm serve`` starts or serves stops it without a traceback."""
+
+    @pytest.mark.parametrize("command", ["culm", "python -m culm", "python -m culm.cli"])
+    def test_while_the_command_imports(self, tmp_path: Path, command: str) -> None:
+        """Deterministic: a finder raises ``KeyboardInterrupt`` at ``import typer``, loaded
+        through ``sitecustomize`` before the command starts."""
+        (tmp_path / "sitecustomize.py").write_text(INTERRUPT_AT_TYPER)
+        argv = {
+            "culm": [str(Path(sys.executable).with_name("culm"))],
+            "python -m culm": [sys.executable, "-m", "culm"],
+            "python -m culm.cli": [sys.executable, "-m", "culm.cli"],
+        }[command]
+        result = subprocess.run(
+            [*argv, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            env=child_env(PYTHONPATH=str(tmp_path)),
+        )
+        assert (tmp_path / "interrupted").exists()  # the interrupt came, during the imports
+        assert result.returncode == 130, result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
 
     @pytest.mark.parametrize("when", ["importing", "serving"])
     def test_no_traceback(self, tmp_path: Path, when: str) -> None:

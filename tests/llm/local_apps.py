@@ -25,3 +25,12 @@ app.add_agent(
     retry=RetryPolicy(attempts=3, initial_delay=0.1),
 )
 app.add_agent("brief", model="local:smollm2", model_settings={"max_tokens": 8})
+
+
+@app.agent
+async def countdown(run: culm.RunContext, input: int = 5) -> str:
+    """Ticks every 0.1 s without a model: untouched by the model process's death."""
+    for left in range(input, 0, -1):
+        await run.emit("countdown.tick", {"left": left})
+        await run.sleep(0.1)
+    return "liftoff"

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from contextlib import aclosing
 from pathlib import Path
@@ -149,6 +150,25 @@ class TestAModelProcessThatDies:
         items = await collect(smollm2, ModelRequest(ASK))
         assert isinstance(items[-1], ModelResponse) and items[-1].text
         assert process.starts == starts + 1
+
+    async def test_a_restart_takes_a_port_of_its_own(self, smollm2: LocalModel) -> None:
+        """The port of the process that died may have been taken since: the process started
+        in its place listens on another, and a run's connection follows it there."""
+        async with smollm2.connect() as connection:
+            first = [item async for item in connection.stream(ModelRequest(ASK))]
+            assert isinstance(first[-1], ModelResponse)
+            process = smollm2.process()
+            old, pid = process.port, process.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: process.pid is None, 10, "the model process to die")
+            with socket.socket() as squatter:  # someone else listens there now
+                squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT
+                squatter.bind(("127.0.0.1", old))
+                squatter.listen()
+                again = [item async for item in connection.stream(ModelRequest(ASK))]
+            assert isinstance(again[-1], ModelResponse) and again[-1].text
+            assert process.port != old and process.pid not in (None, pid)
 
     async def test_dying_while_loading_says_why(self, tmp_path: Path) -> None:
         require_local_model()

@@ -60,6 +60,27 @@ def test_a_model_process_killed_mid_generation(server: Server) -> None:
         assert "killed by SIGKILL" in server.log()
 
 
+def test_the_runs_in_flight_go_on(server: Server) -> None:
+    """A run that needs no model, going on while the model process is killed, completes
+    whole."""
+    with culm.Client(server.url) as client:
+        run = client.start_run("storyteller", "Tell me about a dragon.")
+        for event in client.follow(run["id"]):
+            if event["type"] == "message.delta":
+                break
+        ticking = client.start_run("countdown", 20)
+        wait_until(lambda: client.events(ticking["id"]).data[-1]["type"] == "countdown.tick", 10)
+        [model] = model_processes(server)
+        os.kill(model.pid, signal.SIGKILL)
+        assert client.wait(run["id"], timeout=60)["status"] == "failed"
+        assert client.get_run(ticking["id"])["status"] == "running"  # in flight all along
+        done = client.wait(ticking["id"], timeout=60)
+        assert (done["status"], done["output"]) == ("completed", "liftoff")
+        events = client.events(ticking["id"]).data
+        ticks = [e["data"]["left"] for e in events if e["type"] == "countdown.tick"]
+        assert ticks == list(range(20, 0, -1))
+
+
 def test_a_retried_call_completes_the_run(server: Server) -> None:
     with culm.Client(server.url) as client:
         run = client.start_run("patient_storyteller", "Tell me about a dragon.")

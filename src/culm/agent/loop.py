@@ -22,6 +22,15 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+from tenacity import (
+    AsyncRetrying,
+    Future,
+    RetryCallState,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
 from culm import events as ev
 from culm.agent.budget import TokenBudget
 from culm.agent.context import RunContext
@@ -232,30 +241,59 @@ async def call_model(
     round: int = 0,
 ) -> ModelResponse:
     """One model call, streamed as ``message.delta`` events (of ``round``), retried when it
-    fails transiently; other failures raise ``ModelError`` at once."""
-    failures = 0
-    while True:
-        attempt = _Attempt(round)
-        try:
-            return await run.until_cancelled(attempt.stream(run, model, request))
-        except TransientModelError as exc:
-            failures += 1
-            if failures > retry.attempts:
-                raise TransientModelError(
-                    f"{exc.message} (gave up after {retry.attempts} retries)"
-                ) from None
-            delay = retry.delay(failures, exc.retry_after)
-            log.warning(
-                "run %s: %s; retry %d of %d in %.2fs",
-                run.run_id,
-                exc.message,
-                failures,
-                retry.attempts,
-                delay,
-            )
-            if attempt.streamed:  # what streamed so far is void: the retry starts over
-                await run.emit(ev.MESSAGE_DELTA, {**attempt.where(run), "text": "", "reset": True})
-            await run.sleep(delay)
+    fails transiently; other failures raise ``ModelError`` at once.
+
+    tenacity runs the attempts: ``retry.attempts`` retries, each after ``retry.delay`` (the
+    provider's ``Retry-After`` first), slept with ``run.sleep`` so a cancel wakes it."""
+
+    def wait(state: RetryCallState) -> float:
+        failed = _transient(state)
+        return retry.delay(state.attempt_number, failed.retry_after)
+
+    def announce(state: RetryCallState) -> None:
+        failures = state.attempt_number
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "run %s: %s; retry %d of %d in %.2fs",
+            run.run_id,
+            _transient(state).message,
+            failures,
+            retry.attempts,
+            delay,
+        )
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(TransientModelError),
+        stop=stop_after_attempt(retry.attempts + 1),
+        wait=wait,
+        sleep=run.sleep,
+        before_sleep=announce,
+    )
+    try:
+        async for trying in retrying:
+            with trying:
+                attempt = _Attempt(round)
+                try:
+                    return await run.until_cancelled(attempt.stream(run, model, request))
+                except TransientModelError:
+                    # a retry follows: what streamed so far is void, it starts over
+                    if attempt.streamed and trying.retry_state.attempt_number <= retry.attempts:
+                        reset = {**attempt.where(run), "text": "", "reset": True}
+                        await run.emit(ev.MESSAGE_DELTA, reset)
+                    raise
+    except RetryError as exc:
+        message = _transient(exc.last_attempt).message
+        raise TransientModelError(f"{message} (gave up after {retry.attempts} retries)") from None
+    raise AssertionError("tenacity ended without an outcome")  # pragma: no cover
+
+
+def _transient(state: RetryCallState | Future) -> TransientModelError:
+    """The transient failure of the attempt that just ended."""
+    future = state.outcome if isinstance(state, RetryCallState) else state
+    assert future is not None
+    failed = future.exception()
+    assert isinstance(failed, TransientModelError)
+    return failed
 
 
 class _Attempt:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import logging
 import socket
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import uvicorn
@@ -30,7 +32,17 @@ from culm.api.connections import (
 from culm.config import Settings
 from culm.errors import InvalidInput
 
-__all__ = ["Server", "check_bind", "create_app", "is_loopback", "serve", "server_config"]
+__all__ = [
+    "Server",
+    "StartupFailed",
+    "check_bind",
+    "create_app",
+    "is_loopback",
+    "serve",
+    "server_config",
+]
+
+log = logging.getLogger("culm.server")
 
 SHUTDOWN_GRACE = 3
 """Seconds requests still in progress (waits, say) get to finish at shutdown."""
@@ -72,7 +84,7 @@ def serve(
     Runs still going at shutdown are interrupted, each with its terminal event. The access
     log is off by default: at thousands of requests per second it costs more than the rest.
     ``extend`` is called with the ASGI app once uvicorn is configured (``culm serve`` adds
-    its logs there).
+    its logs there). Raises ``StartupFailed`` when the server could not start.
     """
     check_bind(host, settings)
     api = create_app(app, settings)
@@ -108,17 +120,57 @@ def server_config(api: FastAPI, settings: Settings, **options: Any) -> uvicorn.C
     )
 
 
+class StartupFailed(Exception):
+    """The server did not start: ``cause`` says why (the engine could not be opened: an
+    unreachable database, a missing driver, a failed migration...), None when uvicorn
+    already said it."""
+
+    def __init__(self, cause: BaseException | None) -> None:
+        super().__init__(f"the server did not start: {cause!r}" if cause else "not started")
+        self.cause = cause
+
+
 class Server(uvicorn.Server):
-    """uvicorn's server, which ends the open event streams as soon as it starts shutting
-    down: otherwise they would hold the shutdown for the whole grace period and then be
-    cut. Their clients see a clean end and resume by cursor once a server is back."""
+    """uvicorn's server, which enters the app's lifespan itself and ends the open event
+    streams as soon as it starts shutting down.
+
+    uvicorn would log a lifespan that fails as a traceback and then return as if all went
+    well; here the failure is kept (``failure``) for the caller to report, and nothing is
+    served. The event streams would otherwise hold the shutdown for the whole grace period
+    and then be cut; their clients see a clean end and resume by cursor once a server is
+    back.
+    """
 
     def __init__(self, config: uvicorn.Config, api: FastAPI) -> None:
+        config.lifespan = "off"  # entered in ``startup`` below
         super().__init__(config)
         self._api = api
+        self._lifespan: AbstractAsyncContextManager[Any] | None = None
+        self.failure: BaseException | None = None
+        """Why the app could not start, if it could not."""
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until shut down; ``StartupFailed`` when the server never started."""
+        super().run(sockets)
+        if not self.started:
+            raise StartupFailed(self.failure)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        lifespan = self._api.router.lifespan_context(self._api)
+        try:
+            state = await lifespan.__aenter__()
+        except Exception as exc:
+            self.failure = exc
+            self.should_exit = True
+            return
+        self._lifespan = lifespan
+        if state:
+            self.lifespan.state.update(state)
+        try:
+            await super().startup(sockets)
+        except BaseException:  # SystemExit when uvicorn cannot bind
+            await self._exit_lifespan()
+            raise
         # what exists once the server has started (modules, routes, models, the engine)
         # lives as long as the process: frozen, the collector stops walking its hundred
         # thousand objects at every full collection, which took ~100 ms each and came
@@ -129,3 +181,14 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._api.state.shutdown.trigger()
         await super().shutdown(sockets)
+        if not self.force_exit:  # a second Ctrl-C: leave at once, as uvicorn does
+            await self._exit_lifespan()
+
+    async def _exit_lifespan(self) -> None:
+        lifespan, self._lifespan = self._lifespan, None
+        if lifespan is None:
+            return
+        try:
+            await lifespan.__aexit__(None, None, None)
+        except Exception:
+            log.exception("the application did not shut down cleanly")

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Hashable, Sequence
 
 import orjson
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from culm.bus.base import Notice, NoticeHandler
 from culm.bus.fanout import Hub, Subscription
@@ -29,6 +30,9 @@ MAX_CANCELS = 100
 """Run ids per message (PostgreSQL's NOTIFY takes under 8,000 bytes); more go next time."""
 
 MISSED = -1
+FIRST_PAUSE = 0.1
+"""Seconds before the first try to reconnect; each next pause doubles, up to ``MAX_PAUSE``."""
+MAX_PAUSE = 5.0
 _CANNOT_SEND = "cannot send notices"
 
 
@@ -157,7 +161,6 @@ class RemoteBus:
         await self._send(encode(self.sender, notice))
 
     async def _listener(self) -> None:
-        backoff = 0.1
         while True:
             try:
                 await self._listen(self._deliver)
@@ -167,16 +170,23 @@ class RemoteBus:
                 self.problem = f"cut off: {exc}"
                 log.warning("bus: listening failed: %s", exc)
             self._dispatch(Notice(log=MISSED))
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
-            try:
-                await self._disconnect()
-                await self._connect()
-                self.problem = None
-                backoff = 0.1
-                self._dispatch(Notice(log=MISSED))  # what was sent while we were away
-            except Exception as exc:
-                self.problem = f"cannot reconnect: {exc}"
+            await asyncio.sleep(FIRST_PAUSE)
+            # tenacity tries until it works, the pauses doubling after the first
+            await AsyncRetrying(
+                retry=retry_if_exception_type(Exception),
+                wait=wait_exponential(multiplier=2 * FIRST_PAUSE, max=MAX_PAUSE),
+                before_sleep=self._cannot_reconnect,
+            )(self._reconnect)
+            self.problem = None
+            self._dispatch(Notice(log=MISSED))  # what was sent while we were away
+
+    async def _reconnect(self) -> None:
+        await self._disconnect()
+        await self._connect()
+
+    def _cannot_reconnect(self, state: RetryCallState) -> None:
+        failed = state.outcome.exception() if state.outcome else None
+        self.problem = f"cannot reconnect: {failed}"
 
     def _deliver(self, payload: str | bytes) -> None:
         decoded = decode(payload)

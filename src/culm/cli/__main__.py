@@ -1,5 +1,5 @@
-"""``python -m culm.cli``: the same as the ``culm`` script."""
+"""``python -m culm.cli``: the same as the ``culm`` script (and as quiet on Ctrl-C)."""
 
-from culm.cli import main
+from culm.__main__ import main
 
 main()

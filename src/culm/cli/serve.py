@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import errno
 import importlib
+import importlib.util
 import os
+import re
 import socket
 import sys
 import threading
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 EXAMPLES = "culm.examples:app"
 DATABASES = "sqlite:///PATH or postgresql://USER@HOST/DB"
 """The database URLs ``culm serve`` accepts, as its help shows them."""
+POSTGRES_DRIVER = "pip install 'culm[postgres]'"
 
 
 def parse_keys(pairs: list[str]) -> dict[str, str]:
@@ -85,6 +88,8 @@ def check_database(url: str) -> str | None:
     """Why the database at ``url`` cannot be used, or None when it can be opened."""
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme in ("postgresql", "postgres"):
+        if importlib.util.find_spec("asyncpg") is None:
+            return f"PostgreSQL needs the asyncpg driver: {POSTGRES_DRIVER}"
         return None  # reached when the server opens it, which says why if it cannot
     if scheme != "sqlite":
         return f"unsupported database URL {url!r}: use {DATABASES} (e.g. sqlite:///culm.db)"
@@ -106,6 +111,8 @@ def check_database(url: str) -> str | None:
         if not os.access(folder, os.W_OK | os.X_OK):
             return f"cannot create the database {path}: no permission to write in {folder}"
         return None
+    if not os.access(target, os.W_OK):  # SQLite would open it read-only, and fail later
+        return f"the database {path} is read-only: make it writable (chmod u+w {path})"
     try:
         connection = sqlite3.connect(f"file:{target}?mode=rw", uri=True, timeout=1)
         try:
@@ -115,6 +122,52 @@ def check_database(url: str) -> str | None:
     except sqlite3.DatabaseError as exc:
         return f"cannot open the database {path}: {exc} (check its path and permissions)"
     return None
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password, if any, as ``***``."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def startup_failure(cause: BaseException | None, database_url: str) -> str:
+    """The one line saying why the server could not start, and what to do about it."""
+    url = hide_password(database_url)
+    if cause is None:  # uvicorn said why, above
+        return "the server did not start (see the lines above)"
+    root = _root(cause)
+    reason = " ".join(f"{type(root).__name__}: {root}".split())
+    if isinstance(root, ModuleNotFoundError):
+        fix = POSTGRES_DRIVER if root.name == "asyncpg" else f"pip install {root.name}"
+        return f"cannot open the database {url}: no module named {root.name!r} ({fix})"
+    if type(root).__module__.startswith("alembic"):
+        return (
+            f"cannot migrate the database {url}: {reason} (was it made by a newer culm? "
+            "upgrade culm, or use another database)"
+        )
+    if isinstance(root, OSError | TimeoutError):
+        return (
+            f"cannot reach the database {url}: {reason} "
+            "(is the database server running there? check --database-url)"
+        )
+    if "readonly" in reason.lower():
+        return f"cannot write the database {url}: {reason} (make it writable)"
+    return f"the server could not start with the database {url}: {reason}"
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The error underneath: through culm's own wrappers (``raise ... from``) and
+    SQLAlchemy's (``.orig``, the driver's error)."""
+    from culm.errors import CulmError
+
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        orig = getattr(exc, "orig", None)
+        if isinstance(orig, BaseException):
+            exc = orig
+        elif isinstance(exc, CulmError) and exc.__cause__ is not None:
+            exc = exc.__cause__
+    return exc
 
 
 def load_target(target: str) -> App:
@@ -250,7 +303,7 @@ def serve(
     preload_providers(agents)
 
     from culm.api import logs
-    from culm.api.server import check_bind
+    from culm.api.server import StartupFailed, check_bind
     from culm.api.server import serve as run_server
     from culm.errors import InvalidInput
 
@@ -274,6 +327,8 @@ def serve(
         run_server(agents, settings, host=host, port=port, extend=extend)
     except InvalidInput as exc:
         raise fail(exc.message) from None
+    except StartupFailed as exc:
+        raise fail(startup_failure(exc.cause, settings.database_url)) from None
 
 
 def _settings(

@@ -172,7 +172,8 @@ class _LocalConnection:
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamItem, None]:
         process = self._process
-        await process.ensure()  # a process that died since the last call starts again
+        # a process that died since the last call starts again, on a port of its own
+        self._connection.use_base_url(await process.ensure())
         started = process.starts
         try:
             async with aclosing(self._connection.stream(request)) as items:

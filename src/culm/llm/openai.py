@@ -86,6 +86,12 @@ class _OpenAIConnection:
         self._model = model
         self._client = client
 
+    def use_base_url(self, base_url: str) -> None:
+        """Send the next calls to ``base_url`` (a local model's process, started again on
+        another port)."""
+        if str(self._client.base_url).rstrip("/") != base_url.rstrip("/"):
+            self._client.base_url = base_url
+
     async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamItem, None]:
         model = self._model
         check_allowed(model.name)

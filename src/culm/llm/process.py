@@ -86,8 +86,9 @@ class ModelProcess:
 
     def __init__(self, spec: ProcessSpec) -> None:
         self.spec = spec
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.port = 0
+        """The loopback port of the running process: a free one is chosen at each start."""
+        self.base_url = "http://127.0.0.1:0/v1"
         self.starts = 0
         """How many times the process was started (restarts are ``starts - 1``)."""
         self._proc: subprocess.Popen[bytes] | None = None
@@ -160,6 +161,9 @@ class ModelProcess:
                 return proc
             self._ready = False
             self._output.clear()
+            # a port of its own each time: the last one may have been taken meanwhile
+            self.port = _free_port()
+            self.base_url = f"http://127.0.0.1:{self.port}/v1"
             spec = self.spec
             args = [
                 sys.executable,

@@ -2,7 +2,8 @@
 
 A worker id names a host, a process id and that process's start time, so a process on the
 same host can tell at once that an owner died (even when its pid was reused). Owners on
-other hosts are judged by their lease alone.
+other hosts are judged by their lease alone. psutil reads the start time, on every system
+it supports.
 """
 
 from __future__ import annotations
@@ -10,16 +11,22 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from pathlib import Path
+
+import psutil
 
 
-def _start_ticks(pid: int) -> str | None:
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (seconds since the epoch, as text), None if it has
+    ended (a zombie has: it only waits to be reaped); ``-`` when the system will not say."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return f"{process.create_time():.2f}"
+    except psutil.NoSuchProcess:  # ZombieProcess included
         return None
-    # the command name (field 2) may hold spaces; fields after it are plain
-    return stat.rsplit(")", 1)[1].split()[19]
+    except (psutil.Error, OSError):  # no right to look: alive, as far as anyone can tell
+        return "-"
 
 
 _LIVE: set[str] = set()
@@ -30,7 +37,7 @@ def new_worker_id() -> str:
     """A worker id for an engine of this process, unique even if the pid was used before
     and among several engines of one process; alive until ``release_worker_id``."""
     pid = os.getpid()
-    worker_id = f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or '-'}:{uuid.uuid4().hex[:8]}"
+    worker_id = f"{socket.gethostname()}:{pid}:{_started(pid) or '-'}:{uuid.uuid4().hex[:8]}"
     _LIVE.add(worker_id)
     return worker_id
 
@@ -45,15 +52,15 @@ def owner_is_dead(worker_id: str, me: str) -> bool:
     if worker_id == me:
         return False
     try:
-        host, pid_text, ticks, _ = worker_id.rsplit(":", 3)
+        host, pid_text, started, _ = worker_id.rsplit(":", 3)
         pid = int(pid_text)
     except ValueError:
         return False
-    if host != socket.gethostname() or ticks == "-":
+    if host != socket.gethostname() or started == "-":
         return False
-    if pid == os.getpid() and ticks == _start_ticks(pid):
+    if pid == os.getpid() and started == _started(pid):
         return worker_id not in _LIVE  # another engine of this process: open or closed
     if pid == os.getpid():
         return True  # an earlier process that had our pid
-    current = _start_ticks(pid)
-    return current is None or current != ticks
+    current = _started(pid)
+    return current is None or (current != "-" and current != started)

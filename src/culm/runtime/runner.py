@@ -266,7 +266,7 @@ class Runner:
             else:
                 type, data = ev.RUN_INTERRUPTED, {"error": "the server shut down"}
         except Exception as exc:
-            log.warning("run %s failed: %s", r.id, _describe(exc), exc_info=True)
+            log.debug("run %s failed: %s", r.id, _describe(exc))  # its traceback: in the event
             type, data = ev.RUN_FAILED, {"error": _describe(exc), "traceback": _traceback(exc)}
         else:
             type, data = ev.RUN_COMPLETED, {"output": output}
