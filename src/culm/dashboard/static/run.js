@@ -215,10 +215,14 @@ export async function runView(main, { id }, signal) {
 
   // the tree of children
 
+  // asked again every few seconds while the run or any run under it is active: children
+  // end on their own (or after their parent, when it is cancelled) without a word to it
   let treeAsked = 0;
+  let treeLive = true;
   async function drawTree() {
     treeAsked = Date.now();
     const tree = await api(`/v1/runs/${encodeURIComponent(run.id)}/tree`, { signal });
+    treeLive = anyActive(tree);
     treeEl.replaceChildren(tree.children.length ? h("ul", null, node(tree, run.id)) : h("p", { class: "muted" }, "No child runs."));
   }
 
@@ -262,7 +266,7 @@ export async function runView(main, { id }, signal) {
   }
   every(() => 1, () => {
     drawState();
-    if (isActive(state.status) && Date.now() - treeAsked > 5000) return drawTree();
+    if ((isActive(state.status) || treeLive) && Date.now() - treeAsked > 5000) return drawTree();
     return null;
   }, signal);
 
@@ -276,6 +280,7 @@ export async function runView(main, { id }, signal) {
       if (event.seq > state.last_seq) advance(state, event); // the run record already has the rest
     }
     timeline.push(events);
+    if (events.length) timelineEl.dataset.receivedSeq = String(events.at(-1).seq); // drawn later
     if (!fresh) return; // drawn once for all of them
     cache.store(run.id, events);
     drawState();
@@ -302,6 +307,7 @@ export async function runView(main, { id }, signal) {
           drawState();
           drawOutcome();
         }).catch(() => {});
+        drawTree().catch(() => {});
       }
     },
   }).catch((err) => {
@@ -311,6 +317,10 @@ export async function runView(main, { id }, signal) {
 
 function fact(name, value) {
   return [h("dt", null, name), h("dd", null, value)];
+}
+
+function anyActive(tree) {
+  return isActive(tree.status) || tree.children.some(anyActive);
 }
 
 function node(tree, current) {
