@@ -218,3 +218,35 @@ class TestRunPageLive:
         http.post(f"/v1/runs/{run['id']}/cancel")
         expect(page.locator(".run-title .badge")).to_have_text("cancelled")
         expect(stall).to_have_count(0)
+
+
+class TestStartFormOnABusySession:
+    """The start form on a session that has an active run: refused by default, with a link
+    to that run; or queued after it."""
+
+    def test_refused_then_queued(self, page: Page, dash_server: Server, http: httpx.Client) -> None:
+        busy = start(http, "waiter")
+        session = busy["session_id"]
+        page.goto(f"{dash_server.url}/#/start")
+        page.select_option("#agent", "echo")
+        page.locator(".input-form textarea").fill("after the busy one")
+        page.select_option("#session-mode", "existing")
+        page.locator("#session-id").fill(session)
+        expect(page.get_by_label("When the session is busy")).to_have_value("reject")
+        page.click("#start-run")
+        refused = page.locator(".notice.error")
+        expect(refused).to_contain_text(f"already has an active run {busy['id']}")
+        expect(refused.locator("a")).to_have_attribute("href", f"#/runs/{busy['id']}")
+        assert page.url.endswith("#/start")
+        runs = http.get("/v1/runs", params={"session_id": session}).json()["data"]
+        assert [run["id"] for run in runs] == [busy["id"]]
+        page.get_by_label("When the session is busy").select_option("enqueue")
+        page.click("#start-run")
+        page.wait_for_url(re.compile(r"#/runs/run_"))
+        queued = page.url.rsplit("/", 1)[1]
+        assert queued != busy["id"]
+        expect(page.locator(".run-title .badge")).to_have_text("pending")
+        http.post(f"/v1/runs/{busy['id']}/cancel")
+        expect(page.locator(".run-title .badge")).to_have_text("completed")
+        ended = finished(http, queued)
+        assert (ended["session_id"], ended["output"]) == (session, "after the busy one")
