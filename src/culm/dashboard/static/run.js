@@ -215,14 +215,10 @@ export async function runView(main, { id }, signal) {
 
   // the tree of children
 
-  // asked again every few seconds while the run or any run under it is active: children
-  // end on their own (or after their parent, when it is cancelled) without a word to it
   let treeAsked = 0;
-  let treeLive = true;
   async function drawTree() {
     treeAsked = Date.now();
     const tree = await api(`/v1/runs/${encodeURIComponent(run.id)}/tree`, { signal });
-    treeLive = anyActive(tree);
     treeEl.replaceChildren(tree.children.length ? h("ul", null, node(tree, run.id)) : h("p", { class: "muted" }, "No child runs."));
   }
 
@@ -266,7 +262,7 @@ export async function runView(main, { id }, signal) {
   }
   every(() => 1, () => {
     drawState();
-    if ((isActive(state.status) || treeLive) && Date.now() - treeAsked > 5000) return drawTree();
+    if (isActive(state.status) && Date.now() - treeAsked > 5000) return drawTree();
     return null;
   }, signal);
 
@@ -307,7 +303,6 @@ export async function runView(main, { id }, signal) {
           drawState();
           drawOutcome();
         }).catch(() => {});
-        drawTree().catch(() => {});
       }
     },
   }).catch((err) => {
@@ -317,10 +312,6 @@ export async function runView(main, { id }, signal) {
 
 function fact(name, value) {
   return [h("dt", null, name), h("dd", null, value)];
-}
-
-function anyActive(tree) {
-  return isActive(tree.status) || tree.children.some(anyActive);
 }
 
 function node(tree, current) {
