@@ -138,12 +138,13 @@ export function flush(runId) {
   pending.delete(runId);
   clearTimeout(entry.timer);
   const last = entry.events.at(-1)?.seq ?? 0;
-  writing = writing.then(() => write(runId, entry.events)).then(() => {
+  writing = writing.then(() => write(runId, entry.events)).catch((err) => {
+    console.warn("event cache write failed", err);
+  }).then(() => {
+    // written, or failed (no IndexedDB: nothing to resume from anyway)
     const left = (unwritten.get(runId) ?? []).filter((e) => e.seq > last);
     if (left.length) unwritten.set(runId, left);
     else unwritten.delete(runId);
-  }).catch((err) => {
-    console.warn("event cache write failed", err);
   });
   return writing;
 }
