@@ -31,6 +31,10 @@ class Talk(BaseModel):
     delay: float = Field(0.05, ge=0, le=5, description="Seconds between words.")
     fail_tool: bool = Field(False, description="Make the tool call of the last round fail.")
     children: int = Field(0, ge=0, le=5, description="Child runs to spawn in the first round.")
+    child: Literal["echo", "waiter"] = Field("echo", description="The agent of the child runs.")
+    gate: str = Field(
+        "", max_length=40, description="A gate the first tool call waits at (a test opens it)."
+    )
     mood: Literal["calm", "busy"] = "calm"
 
 
@@ -63,6 +67,8 @@ async def _talk(run: culm.RunContext, talk: Talk, *, hold: bool = False) -> dict
             "tool.started",
             {"name": "lookup", "call_id": call_id, "arguments": {"query": talk.topic, "n": number}},
         )
+        if talk.gate and number == 1:
+            await _wait_for_gate(run, talk.gate)
         if talk.fail_tool and number == talk.rounds:
             await run.emit(
                 "tool.failed", {"name": "lookup", "call_id": call_id, "error": "lookup timed out"}
@@ -78,7 +84,9 @@ async def _talk(run: culm.RunContext, talk: Talk, *, hold: bool = False) -> dict
             )
         if number == 1:
             for _ in range(talk.children):
-                await run.spawn("echo", f"child of {run.run_id}")
+                await run.spawn(
+                    talk.child, f"child of {run.run_id}" if talk.child == "echo" else None
+                )
         await run.emit("round.completed", {"round": number})
     if hold:
         await run.sleep(3600)
@@ -233,6 +241,11 @@ def _gates() -> Path:
     return Path(os.environ.get("DASH_GATES", tempfile.gettempdir()))
 
 
+async def _wait_for_gate(run: culm.RunContext, gate: str) -> None:
+    while not await asyncio.to_thread((_gates() / gate).exists):
+        await run.sleep(0.05)
+
+
 @app.tool
 async def wait_for_gate(gate: str, run: culm.RunContext) -> str:
     """Waits until the test opens ``gate`` (a file under ``DASH_GATES``): a round to steer in.
@@ -240,8 +253,7 @@ async def wait_for_gate(gate: str, run: culm.RunContext) -> str:
     Args:
         gate: The gate's name.
     """
-    while not await asyncio.to_thread((_gates() / gate).exists):
-        await run.sleep(0.05)
+    await _wait_for_gate(run, gate)
     return f"gate {gate} open"
 
 

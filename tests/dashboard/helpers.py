@@ -56,3 +56,18 @@ CACHED_SEQ = """async (runId) => {
   return record ? record.last_seq : 0;
 }"""
 """How many of a run's events this browser keeps (IndexedDB)."""
+
+RECEIVED_ON_LEAVING = """addEventListener("pagehide", () => {
+  const timeline = document.getElementById("timeline");
+  if (timeline) sessionStorage.setItem("test.received", timeline.dataset.receivedSeq || "0");
+});"""
+"""Keeps, as the page is left, the seq of the last event it received (in ``test.received``)."""
+
+NEXT_EVENT = """() => new Promise((resolve) => {
+  const timeline = document.getElementById("timeline");
+  new MutationObserver((_, observer) => {
+    observer.disconnect();
+    resolve();
+  }).observe(timeline, { attributes: true, attributeFilter: ["data-received-seq"] });
+})"""
+"""Resolves when the run page receives its next events."""

@@ -76,6 +76,8 @@ def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
+# longer than the suite's 120 s: the module's fixture first seeds 10,000 runs
+@pytest.mark.timeout(300)
 def test_runs_page_over_10000_runs_opens_fast_and_keeps_updating(
     browser: Browser, crowded: Server, artifacts: Path
 ) -> None:
@@ -130,6 +132,8 @@ def test_runs_page_over_10000_runs_opens_fast_and_keeps_updating(
     assert opens[2] < 1000, figures
 
 
+# longer than the suite's 120 s: it waits for 50,000 events twice (live, then reloaded)
+@pytest.mark.timeout(300)
 def test_run_page_of_50000_events_stays_responsive(
     browser: Browser, dash_server: Server, http: httpx.Client, artifacts: Path
 ) -> None:

@@ -3,12 +3,15 @@
 //
 // A run's log only grows, so what was received stays true. Events are written in chunks (one
 // record per WRITE_EVERY_MS of arrivals, whatever their number), so 50,000 events cost a few
-// dozen writes, not 50,000. The cache keeps the runs seen most recently (MAX_RUNS) and at most
+// dozen writes, not 50,000. A write started as the page is left may never finish, so when the
+// tab is hidden or left, the events not yet written go to sessionStorage (synchronous, kept
+// across a reload of the tab) and load() takes them from there. The cache keeps the runs seen most recently (MAX_RUNS) and at most
 // MAX_EVENTS events of each. The page shows a cached run only after the server has answered
 // for it with this tab's key, so a tenant never sees another tenant's run from the cache.
 // Settings has a button that empties it.
 
 const DB = "culm-dashboard";
+const TAIL = "culm.tail."; // + run id: the events not yet written when the tab was left
 const VERSION = 2;
 const MAX_RUNS = 20;
 const WRITE_EVERY_MS = 250;
@@ -65,21 +68,26 @@ export async function load(runId, lastSeq) {
     const db = await open();
     const tx = db.transaction(["chunks", "runs"], "readwrite");
     const record = await result(tx.objectStore("runs").get(runId));
-    if (!record) return [];
-    if (record.last_seq > lastSeq) {
+    if (record && record.last_seq > lastSeq) {
       // another database behind the same address, or events purged: start over
       tx.objectStore("chunks").delete(range(runId));
       tx.objectStore("runs").delete(runId);
+      takeTail(runId, 0, 0);
       return [];
     }
-    const chunks = await result(tx.objectStore("chunks").getAll(range(runId)));
-    tx.objectStore("runs").put({ ...record, touched: Date.now() });
+    const chunks = record ? await result(tx.objectStore("chunks").getAll(range(runId))) : [];
+    if (record) tx.objectStore("runs").put({ ...record, touched: Date.now() });
     let expected = 1;
     const batches = [];
     for (const chunk of chunks) {
       if (chunk.first !== expected) break; // a gap: keep only what comes before it
       batches.push(chunk.events);
       expected = chunk.last + 1;
+    }
+    const tail = takeTail(runId, expected, lastSeq);
+    if (tail.length) {
+      batches.push(tail);
+      store(runId, tail); // into IndexedDB with what follows
     }
     return batches;
   } catch (err) {
@@ -88,7 +96,22 @@ export async function load(runId, lastSeq) {
   }
 }
 
+/** The events from ``first`` on that the page left unwritten (none when they do not follow). */
+function takeTail(runId, first, lastSeq) {
+  let events = [];
+  try {
+    events = JSON.parse(sessionStorage.getItem(TAIL + runId) || "[]");
+    sessionStorage.removeItem(TAIL + runId);
+  } catch {
+    return [];
+  }
+  events = events.filter((e) => e.seq >= first);
+  const contiguous = events.every((e, i) => e.seq === first + i);
+  return contiguous && (events.at(-1)?.seq ?? 0) <= lastSeq ? events : [];
+}
+
 const pending = new Map(); // run id -> {events: [...], timer}
+const unwritten = new Map(); // run id -> events stored but not yet written (pending or writing)
 let writing = Promise.resolve();
 const evicted = new Set();
 
@@ -99,7 +122,12 @@ export function store(runId, events) {
     entry = { events: [], timer: null };
     pending.set(runId, entry);
   }
-  for (const event of events) entry.events.push(event);
+  if (!unwritten.has(runId)) unwritten.set(runId, []);
+  const waiting = unwritten.get(runId);
+  for (const event of events) {
+    entry.events.push(event);
+    waiting.push(event);
+  }
   if (!entry.timer) entry.timer = setTimeout(() => flush(runId), WRITE_EVERY_MS);
 }
 
@@ -109,10 +137,28 @@ export function flush(runId) {
   if (!entry) return writing;
   pending.delete(runId);
   clearTimeout(entry.timer);
+  const last = entry.events.at(-1)?.seq ?? 0;
   writing = writing.then(() => write(runId, entry.events)).catch((err) => {
     console.warn("event cache write failed", err);
+  }).then(() => {
+    // written, or failed (no IndexedDB: nothing to resume from anyway)
+    const left = (unwritten.get(runId) ?? []).filter((e) => e.seq > last);
+    if (left.length) unwritten.set(runId, left);
+    else unwritten.delete(runId);
   });
   return writing;
+}
+
+/** Put the events not yet written where a reload of this tab finds them at once. */
+function keepTails() {
+  for (const [runId, events] of unwritten) {
+    try {
+      sessionStorage.setItem(TAIL + runId, JSON.stringify(events));
+    } catch (err) {
+      console.warn("could not keep the unwritten events", err); // too many: fetched again
+    }
+    flush(runId); // and write them, in case the page stays
+  }
 }
 
 async function write(runId, events) {
@@ -152,6 +198,7 @@ async function evict(db, keep) {
 
 /** Drop one run's cached events. */
 export async function forget(runId) {
+  sessionStorage.removeItem(TAIL + runId);
   const db = await open();
   const tx = db.transaction(["chunks", "runs"], "readwrite");
   tx.objectStore("chunks").delete(range(runId));
@@ -161,6 +208,7 @@ export async function forget(runId) {
 
 /** Empty the whole cache. */
 export async function clearAll() {
+  for (const key of Object.keys(sessionStorage)) if (key.startsWith(TAIL)) sessionStorage.removeItem(key);
   const db = await open();
   const tx = db.transaction(["chunks", "runs"], "readwrite");
   tx.objectStore("chunks").clear();
@@ -168,7 +216,8 @@ export async function clearAll() {
   return done(tx);
 }
 
-// a page being left writes what it still holds (best effort: the browser may not wait)
-addEventListener("pagehide", () => {
-  for (const runId of [...pending.keys()]) flush(runId);
+// a page hidden or left keeps what it has not written yet (the writes may not finish)
+addEventListener("pagehide", keepTails);
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") keepTails();
 });

@@ -276,6 +276,7 @@ export async function runView(main, { id }, signal) {
       if (event.seq > state.last_seq) advance(state, event); // the run record already has the rest
     }
     timeline.push(events);
+    if (events.length) timelineEl.dataset.receivedSeq = String(events.at(-1).seq); // drawn later
     if (!fresh) return; // drawn once for all of them
     cache.store(run.id, events);
     drawState();

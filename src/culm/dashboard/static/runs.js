@@ -2,7 +2,9 @@
 //
 // Each poll asks for little: the newest page (new runs appear at the top), the runs that are
 // still pending or running (their state moves), and one by one the shown runs that were
-// active but are in neither answer any more (they have just ended). Runs that ended long
+// active but are in neither answer any more (they have just ended). A run in these answers
+// that has no row yet goes in at its place by id, wherever that is: ids sort by creation,
+// not by when a run comes to match the filter (a queued run that starts, with "running"). Runs that ended long
 // ago are never asked for again. Only the cells whose value changed are rewritten.
 //
 // A run waiting for a person counts as active (it goes on once answered); the table of the
@@ -89,7 +91,8 @@ export class RunsTable {
     }
     for (const run of [...newest.data, ...active.flatMap((page) => page.data)]) {
       seen.add(run.id);
-      this.update(run);
+      if (this.rows.has(run.id)) this.update(run);
+      else this.place(run);
     }
     // shown as active, but no longer among the active runs: it ended, or moved on
     const gone = [...this.rows.values()].filter((r) => isActive(r.run.status) && !seen.has(r.run.id));
@@ -102,6 +105,24 @@ export class RunsTable {
       }
     }));
     this.empty.hidden = this.rows.size > 0;
+  }
+
+  /**
+   * Insert a run that has no row yet at its place by id: one older than the top row that has
+   * only now come to match the filter (a queued run that started, a run committed after a
+   * newer one). One older than every shown row waits for "Load older runs", unless there are
+   * none: the table then shows all there is.
+   */
+  place(run) {
+    let before = null;
+    for (const tr of this.body.children) {
+      if (tr.dataset.runId < run.id) {
+        before = tr;
+        break;
+      }
+    }
+    if (!before && this.cursor) return;
+    this.body.insertBefore(this.row(run), before);
   }
 
   remove(id) {

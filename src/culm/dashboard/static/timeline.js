@@ -4,8 +4,9 @@
 // belongs: nothing already drawn is drawn again, so a run of 50,000 events costs the same
 // per event as a run of 50. Rows are kept in blocks of BLOCK that the browser skips laying
 // out while off screen (CSS content-visibility). Arguments, results and long data are
-// drawn only when their fold is opened.
+// drawn only when their fold is opened. The rows of single events are made in rows.js.
 
+import { answeredRow, askedRow, genericRow, injectedRow, lazy, lifecycleRow } from "./rows.js";
 import { clip, h, indented, num, pretty, tokens } from "./util.js";
 
 const BLOCK = 200;
@@ -145,34 +146,21 @@ export class Timeline {
       case "child.completed":
         return this.childEnded(event);
       case "run.waiting":
-        return this.waiting(event);
+        return this.alone(askedRow(event), seq);
       case "input.received":
-        return this.received(event);
+        return this.alone(answeredRow(event), seq);
       case "message.injected":
-        return this.injected(event);
+        return this.alone(injectedRow(event), seq);
       default:
-        if (type.startsWith("run.")) return this.lifecycle(event);
-        return this.generic(event);
+        if (type.startsWith("run.")) return this.alone(lifecycleRow(event), seq, "run");
+        return this.row(genericRow(event), seq);
     }
   }
 
-  lifecycle({ type, data, seq, ts }) {
-    const name = type.slice(4);
-    const row = h("div", { class: `ev life ${name}`, title: ts }, h("span", { class: "seq" }, seq));
-    row.append(h("span", { class: "type" }, type));
-    if (type === "run.failed" || type === "run.interrupted") {
-      row.append(h("span", { class: "error-text" }, data.error ?? ""));
-    } else if (type === "run.cancelled") {
-      row.append(h("span", null, data.error ?? `cancelled by ${data.by ?? "?"}`));
-    } else if (type === "run.completed") {
-      row.append(fold("output", data.output));
-    } else if (type === "run.queued") {
-      row.append(h("span", { class: "muted" }, `${data.agent ?? ""} · ${data.trigger ?? ""}`));
-    } else if (Object.keys(data).length) {
-      row.append(h("code", null, clip(pretty(data, 0), 200)));
-    }
+  /** A row made in rows.js that cuts into the text being streamed: what follows is new text. */
+  alone(el, seq, kind) {
     this.message = null;
-    this.row(row, seq, "run");
+    this.row(el, seq, kind);
   }
 
   delta({ data, seq }) {
@@ -331,63 +319,6 @@ export class Timeline {
       child.row.append(" ", h("span", { class: data.error ? "error-text" : "muted" }, clip(text, 200)));
     }
   }
-
-  // people in the loop: what the run asked, what it was told, messages sent to it
-
-  waiting({ type, data, seq, ts }) {
-    const row = h("div", { class: "ev asked", title: ts }, h("span", { class: "seq" }, seq), h("span", { class: "type" }, type));
-    if (data.kind === "approval") {
-      row.append(
-        h("span", null, "asks to approve "),
-        h("span", { class: "tool-name" }, data.tool ?? "a tool call"),
-        h("code", { class: "preview" }, clip(pretty(data.arguments ?? {}, 0), 100)),
-      );
-    } else {
-      row.append(h("span", null, "asks: "), h("q", null, data.question ?? "?"));
-    }
-    this.message = null;
-    this.row(row, seq);
-  }
-
-  received({ type, data, seq, ts }) {
-    const row = h("div", { class: "ev answered", title: ts }, h("span", { class: "seq" }, seq), h("span", { class: "type" }, type));
-    if (data.timed_out) row.append(h("span", { class: "badge s-timed-out" }, "timed out"));
-    if (data.kind === "approval") {
-      row.classList.add(data.approve ? "approved" : "refused");
-      row.append(h("strong", null, data.approve ? "approved" : "refused"));
-      if (data.reason) row.append(h("span", null, `: ${data.reason}`));
-      if (data.arguments) row.append(fold("with edited arguments", data.arguments));
-    } else {
-      row.append(h("strong", null, "answered"));
-      const text = pretty(data.answer, 0);
-      row.append(text.length <= 120 ? h("code", null, text) : fold(clip(text, 80), data.answer));
-    }
-    if (data.by && !data.timed_out) row.append(h("span", { class: "muted by" }, `by ${data.by}`));
-    this.message = null;
-    this.row(row, seq);
-  }
-
-  injected({ data, seq, ts }) {
-    // a message sent while the run ran, taken in at the start of this round
-    const el = h("div", { class: "msg user complete", title: ts },
-      h("span", { class: "who" }, "message sent to the run"),
-      h("div", null, data.content ?? ""));
-    this.message = null;
-    this.row(el, seq);
-  }
-
-  generic({ type, data, seq, ts }) {
-    const text = pretty(data, 0);
-    const row = h(
-      "div",
-      { class: "ev", title: ts },
-      h("span", { class: "seq" }, seq),
-      h("span", { class: "type" }, type),
-    );
-    if (text.length <= 200) row.append(h("code", null, text));
-    else row.append(fold(clip(text, 120), data));
-    this.row(row, seq);
-  }
 }
 
 /** Strike the text of ``message`` streamed after seq ``after`` (all of it for -1). */
@@ -412,32 +343,4 @@ function strike(message, after, title) {
     message.segs = [];
     message.length = 0;
   }
-}
-
-/** A fold whose content is drawn the first time it is opened (and redrawn on change). */
-function lazy(details, build) {
-  let body = null;
-  const draw = () => {
-    const fresh = h("div", { class: "fold-body" }, build());
-    if (body) body.replaceWith(fresh);
-    else details.append(fresh);
-    body = fresh;
-  };
-  // drawn as the click (or Enter, or Space) that opens it happens, not at the "toggle"
-  // event after it, which a busy page may deliver late
-  details.firstElementChild.addEventListener("click", () => {
-    if (!details.open && !body) draw();
-  });
-  details.addEventListener("toggle", () => {
-    if (details.open && !body) draw();
-  });
-  details.addEventListener("culm:changed", () => {
-    if (body) draw();
-  });
-}
-
-function fold(label, value) {
-  const details = h("details", { class: "inline-fold" }, h("summary", null, label));
-  lazy(details, () => h("pre", null, indented(value)));
-  return details;
 }
