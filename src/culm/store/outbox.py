@@ -75,6 +75,13 @@ class OutboxQueries:
             )
         return await self.cursor()
 
+    async def any_enabled_endpoint(self) -> bool:
+        """Whether any endpoint, a tenant's or a run's, is enabled: with none, the log need
+        not be read at all."""
+        query = sa.select(sa.exists().where(endpoints.c.enabled))
+        async with self._read() as conn:
+            return bool((await conn.execute(query)).scalar())
+
     async def enabled_endpoints(self) -> list[Endpoint]:
         """Every enabled tenant endpoint (runs' own endpoints are looked up by run)."""
         query = endpoints.select().where(endpoints.c.enabled, endpoints.c.run_id.is_(None))

@@ -148,10 +148,15 @@ class Dispatcher:
             await self._persist_if_stale()
             return False
         upto = min(head, self._cursor + WINDOW)
-        endpoints = await self.store.enabled_endpoints()
-        exact, prefixes = split([*(p for e in endpoints for p in e.events), *sorted(ev.TERMINAL)])
-        logged = await self.store.read_log(self._cursor, upto, exact, prefixes)
-        deliveries = await self._deliveries(logged, endpoints)
+        deliveries: list[Delivery] = []
+        # checked after the head: a run's endpoint is stored before its run starts, and a
+        # tenant's receives only events after its creation, so none is missed
+        if await self.store.any_enabled_endpoint():
+            endpoints = await self.store.enabled_endpoints()
+            events = [*(p for e in endpoints for p in e.events), *sorted(ev.TERMINAL)]
+            exact, prefixes = split(events)
+            logged = await self.store.read_log(self._cursor, upto, exact, prefixes)
+            deliveries = await self._deliveries(logged, endpoints)
         if deliveries or time.monotonic() - self._persisted_at > PERSIST_SECONDS:
             if not await self.store.enqueue(self._durable, upto, deliveries):
                 # another process filled from the same cursor first: continue from its
