@@ -87,7 +87,7 @@ def start_server(
             preexec_fn=limit_files if open_files is not None else None,
         )
     assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 30)
+    ready, _, _ = select.select([process.stdout], [], [], 60)
     line = process.stdout.readline() if ready else b""
     if not line.strip().isdigit():
         process.kill()

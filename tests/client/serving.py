@@ -68,7 +68,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def start(self, timeout: float = 60.0) -> Server:
         args = [sys.executable, "-m", "culm.cli", "serve", *([self.app] if self.app else [])]
         args += ["--port", str(self.port), "--database-url", self.db_url]
         for key in self.keys:
@@ -81,7 +81,12 @@ class Server:
                 env=child_env(**{"CULM_CANCEL_GRACE": "1", **self.env}),
                 cwd=self.cwd,
             )
-        wait_until(self._healthy, timeout, f"the server at {self.url}\n{self.log()}")
+        try:
+            wait_until(self._healthy, timeout, f"the server at {self.url}")
+        except AssertionError as exc:
+            # a server that never came up is stopped here: nobody else holds it
+            self.stop(signal.SIGKILL)
+            raise AssertionError(f"{exc}\n{self.log()}") from None
         return self
 
     def _healthy(self) -> bool:

@@ -62,10 +62,11 @@ class Cluster:
                 stdout=subprocess.DEVNULL,
                 stderr=out,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while b"ready" not in log.read_bytes():
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
+                process.wait()
                 raise RuntimeError(f"the worker did not start:\n{log.read_text()}")
             time.sleep(0.05)
         worker = Worker(process, log)
