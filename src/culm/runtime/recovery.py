@@ -30,6 +30,7 @@ class Recovery:
     store: Store
     worker_id: str
     closing: bool
+    draining: bool
     executes: bool
 
     @property
@@ -92,11 +93,14 @@ class Recovery:
 
     def _leaves(self, run: Run, spec: AgentSpec | None) -> bool:
         """Whether a dead process's running run is left to another process: one that can
-        resume it (an API process leaves every run to the workers), or that has its agent
-        (the one-process default ends what it lacks)."""
+        resume it (an API process leaves every run to the workers, and so does a draining
+        one, which would soon hand it back again), or that has its agent (the one-process
+        default ends what it lacks)."""
         if run.status is not RunStatus.RUNNING or not (spec is None or spec.resume):
             return False
-        return not self.executes or (spec is None and self.settings.role != "all")
+        if not self.executes or self.draining:
+            return True
+        return spec is None and self.settings.role != "all"
 
     async def _resume(self, claims: list[tuple[str, Fence | None]]) -> None:
         """Take the runs over and run each again from its log."""
