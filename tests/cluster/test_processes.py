@@ -178,6 +178,55 @@ class TestCluster:
                 assert resumed["data"]["attempt"] == 1
                 assert types[-1] == "run.completed"
 
+    async def test_a_cancel_asked_as_its_worker_dies_ends_the_run_cancelled(
+        self, tmp_path: Path
+    ) -> None:
+        """The cancel is stored while the dead worker's lease still runs (its process, not
+        yet reaped, looks alive, as on another machine); whoever takes the run over ends
+        it ``cancelled`` as asked, neither interrupted nor resumed, with one terminal
+        event."""
+        async with cluster(tmp_path, CULM_ROLE="api", CULM_LEASE_SECONDS=str(LEASE)) as c:
+            api = c.api()
+            doomed = c.worker()
+            async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
+                runs = [
+                    await start(client, "ticker", {"n": 2000, "delay": 0.01}),
+                    await start(client, "stepper", {"n": 2000, "delay": 0.01}),
+                ]
+                ids = [r["id"] for r in runs]
+
+                async def all_running() -> bool:
+                    got = [(await client.get(f"/v1/runs/{i}")).json() for i in ids]
+                    return all(g["status"] == "running" for g in got)
+
+                await eventually(all_running, timeout=20)
+                followers = [asyncio.create_task(stream(client, i)) for i in ids]
+                await asyncio.sleep(0.3)  # the followers are attached
+                doomed.signal(KILL)
+                killed = time.time()
+                for run_id in ids:
+                    asked = await client.post(
+                        f"/v1/runs/{run_id}/cancel", json={"reason": "as it died"}
+                    )
+                    assert asked.status_code == 202
+                    assert asked.json()["status"] == "running"  # stored: its lease still runs
+                for run_id in ids:
+                    ended = await finished(client, run_id, timeout=20)
+                    assert ended["status"] == "cancelled", ended
+                    late = _epoch(ended["completed_at"]) - killed
+                    assert late < 1.5 * LEASE + 0.5, late
+                streams = await asyncio.wait_for(asyncio.gather(*followers), 30)
+                survivor = c.worker()
+                await asyncio.sleep(LEASE)  # a worker arriving later changes nothing
+                for run_id, events in zip(ids, streams, strict=True):
+                    whole(events)
+                    assert events[-1]["type"] == "run.cancelled"
+                    assert events[-1]["data"]["reason"] == "as it died"
+                    assert "run.resumed" not in [e["type"] for e in events]
+                    page = await client.get(f"/v1/runs/{run_id}/events?format=json&after=0")
+                    assert [e["seq"] for e in page.json()["data"]] == [e["seq"] for e in events]
+                assert survivor.process.poll() is None
+
     @pytest.mark.parametrize("bus", ["postgresql", "redis"])
     async def test_start_on_a_follow_on_b_cancel_on_c(self, tmp_path: Path, bus: str) -> None:
         env = {"CULM_ROLE": "api"}
