@@ -7,6 +7,7 @@ process is followed through a second and cancelled through a third."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -227,6 +228,38 @@ class TestCluster:
                     assert [e["seq"] for e in page.json()["data"]] == [e["seq"] for e in events]
                 assert survivor.process.poll() is None
 
+    async def test_a_worker_serves_its_metrics_and_health(self, tmp_path: Path) -> None:
+        """``--metrics-port``: what this worker claimed and executes, also while it drains."""
+        async with cluster(tmp_path, CULM_ROLE="api") as c:
+            api = c.api()
+            worker = c.worker(4, "--metrics-port", "0", CULM_DRAIN_SECONDS="3")
+            found = re.search(r"metrics on (http://\S+)/metrics", worker.log.read_text())
+            assert found is not None, worker.log.read_text()
+            async with (
+                httpx.AsyncClient(base_url=api.url, timeout=30) as client,
+                httpx.AsyncClient(base_url=found.group(1), timeout=10) as probe,
+            ):
+                health = await probe.get("/healthz")
+                assert health.json() == {"status": "ok", "database": "ok", "bus": "ok"}
+                for i in range(3):
+                    await finished(client, (await start(client, "echo", f"#{i}"))["id"])
+                held = await start(client, "waiter")
+                await eventually(lambda: _running(client, held["id"]), timeout=15)
+                samples = _samples((await probe.get("/metrics")).text)
+                assert samples["culm_runs_claimed_total"] == 4
+                assert samples["culm_executing_runs"] == 1
+                assert samples["culm_draining"] == 0
+                # run.started and run.completed of each (the API process wrote run.queued)
+                assert samples["culm_events_appended_total"] >= 3 * 2 + 1
+                worker.signal(TERM)
+                await asyncio.sleep(1)  # draining: it still answers
+                samples = _samples((await probe.get("/metrics")).text)
+                assert (samples["culm_draining"], samples["culm_executing_runs"]) == (1, 1)
+                assert (await probe.get("/nope")).status_code == 404
+                assert wait_exit(worker, timeout=15) == 0
+                with pytest.raises(httpx.TransportError):
+                    await probe.get("/healthz")
+
     @pytest.mark.parametrize("bus", ["postgresql", "redis"])
     async def test_start_on_a_follow_on_b_cancel_on_c(self, tmp_path: Path, bus: str) -> None:
         env = {"CULM_ROLE": "api"}
@@ -279,3 +312,13 @@ def _epoch(iso: str) -> float:
 def _worker_id(worker: Any) -> str:
     line = next(x for x in worker.log.read_text().splitlines() if " ready:" in x)
     return line.split("culm worker: ", 1)[1].split(" ready:", 1)[0]
+
+
+async def _running(client: httpx.AsyncClient, run_id: str) -> bool:
+    return bool((await client.get(f"/v1/runs/{run_id}")).json()["status"] == "running")
+
+
+def _samples(text: str) -> dict[str, float]:
+    """Prometheus text as {name: value} (samples without labels)."""
+    found = re.finditer(r"^([a-z_]+) (\S+)$", text, re.MULTILINE)
+    return {m.group(1): float(m.group(2)) for m in found}

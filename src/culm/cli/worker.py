@@ -5,10 +5,12 @@ of ``culm serve --role api`` processes (``CULM_ROLE=api``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +18,9 @@ from culm.agent.app import App, load_app
 from culm.cli.app import app, fail
 from culm.config import Settings
 from culm.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from culm.engine import Engine
 
 DEFAULT_CONCURRENCY = 100
 
@@ -48,6 +53,17 @@ def worker(
             min=0, help="On SIGTERM, how long runs going on get to end (env CULM_DRAIN_SECONDS)."
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve /metrics (Prometheus) and /healthz on this port (0: any free one).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="The address --metrics-port listens on.")
+    ] = "127.0.0.1",
 ) -> None:
     """Claim and execute queued runs of the agents in TARGET until SIGTERM, then stop
     claiming, let the runs going on end within the drain deadline, and interrupt the rest."""
@@ -73,20 +89,23 @@ def worker(
     except ValueError as exc:
         raise fail(str(exc)) from None
     try:
-        asyncio.run(work(agents, settings))
+        asyncio.run(work(agents, settings, metrics=(metrics_host, metrics_port)))
     except InvalidInput as exc:
         raise fail(exc.message) from None
 
 
-async def work(agents: App, settings: Settings) -> None:
-    """Run an engine that only claims and executes, until SIGTERM or SIGINT."""
+async def work(
+    agents: App, settings: Settings, *, metrics: tuple[str, int | None] = ("127.0.0.1", None)
+) -> None:
+    """Run an engine that only claims and executes, until SIGTERM or SIGINT; with a
+    ``metrics`` port, serve its ``/metrics`` and ``/healthz`` until it has drained."""
     from culm.engine import Engine
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Engine(agents, settings) as engine:
+    async with Engine(agents, settings) as engine, _probe(engine, settings, *metrics):
         n = len(agents.agents)
         say(f"{engine.worker_id} ready: up to {settings.concurrency} runs of {n} agents")
         await stop.wait()
@@ -95,6 +114,32 @@ async def work(agents: App, settings: Settings) -> None:
         if left:
             say(f"{left} runs did not end in time; interrupting them")
     say("stopped")
+
+
+@contextlib.asynccontextmanager
+async def _probe(
+    engine: Engine, settings: Settings, host: str, port: int | None
+) -> AsyncIterator[None]:
+    """``/metrics`` and ``/healthz`` on ``host:port`` while the block runs (nothing
+    without a port)."""
+    if port is None:
+        yield
+        return
+    from culm.api.probe import probe_server
+
+    server = probe_server(engine, settings, host, port)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():  # it could not listen; uvicorn said why
+            raise InvalidInput(f"cannot serve metrics on {host}:{port}")
+        await asyncio.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    say(f"metrics on http://{host}:{bound}/metrics")
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
 
 
 def say(line: str) -> None:

@@ -75,6 +75,8 @@ class Executor(Recovery, Shutdown):
         concurrency and the tenants' limits; False when a start here executes its run at
         once (the one-process default)."""
         self._wake_claims = asyncio.Event()
+        self.claimed = 0
+        """Runs this process claimed from the queue since it started (for metrics)."""
         event_log.on_lost = self._lost
         event_log.on_refused = self._refused
 
@@ -259,6 +261,7 @@ class Executor(Recovery, Shutdown):
             self.settings.lease_seconds,
             self.settings.tenant_max_running,
         )
+        self.claimed += len(runs)
         for run in runs:
             await self.launch(run, epoch=run.epoch)
         return len(runs)
