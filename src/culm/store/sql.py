@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from culm.errors import Unavailable
 from culm.events import Event
-from culm.store.claims import ClaimQueries
+from culm.store.claims import CLAIM_LOCK, ClaimQueries
 from culm.store.group import WriteGroup
 from culm.store.inputs import InputQueries
 from culm.store.log import LogQueries
@@ -90,6 +90,8 @@ class SqlStore(
         self._may_append = False
         self._log_lock: int | None = None
         """Key of the log lock on PostgreSQL (None on SQLite, whose writer is alone)."""
+        self._claim_lock: int | None = None
+        """Key of the claim lock on PostgreSQL (see ``claims.py``)."""
 
     async def open(self) -> None:
         self._writer, self._reader = self._make_engines()
@@ -100,6 +102,7 @@ class SqlStore(
                     # one key per schema: culm installations sharing a database stay apart
                     schema = (await conn.execute(sa.text("SELECT current_schema()"))).scalar()
                     self._log_lock = _LOG_LOCK ^ zlib.crc32(str(schema).encode())
+                    self._claim_lock = CLAIM_LOCK ^ zlib.crc32(str(schema).encode())
                     # processes starting together migrate one at a time
                     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATE_LOCK)))
                 await conn.run_sync(upgrade)
