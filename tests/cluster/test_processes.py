@@ -7,7 +7,10 @@ process is followed through a second and cancelled through a third."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +22,8 @@ import pytest
 
 from tests.api.helpers import eventually, finished, start
 from tests.api.sse import messages
-from tests.cluster.processes import KILL, TERM, cluster, wait_exit
+from tests.client.serving import child_env, free_port
+from tests.cluster.processes import KILL, ROOT, TERM, cluster, wait_exit
 
 
 async def stream(client: httpx.AsyncClient, run_id: str) -> list[dict[str, Any]]:
@@ -260,6 +264,38 @@ class TestCluster:
                 with pytest.raises(httpx.TransportError):
                     await probe.get("/healthz")
 
+    async def test_culm_serve_role_api_executes_nothing(self, tmp_path: Path) -> None:
+        """The flag itself, on the real command: its runs wait for a worker."""
+        async with cluster(tmp_path) as c:
+            port = free_port()
+            env = child_env(CULM_BUS_URL=c.env["CULM_BUS_URL"], CULM_IDLE_POLL_SECONDS="1")
+            command = ["serve", "tests.agents:app", "--role", "api", "--port", str(port)]
+            log = tmp_path / "serve.log"
+            server = _culm([*command, "--database-url", c.url], env, log)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+                    async def healthy() -> bool:
+                        assert server.poll() is None, log.read_text()
+                        with contextlib.suppress(httpx.TransportError):
+                            return (await client.get("/healthz")).status_code == 200
+                        return False
+
+                    await eventually(healthy, timeout=30)
+                    run = await start(client, "echo", "queued")
+                    await asyncio.sleep(1.5)  # past a claim loop's look, had it one
+                    assert (await client.get(f"/v1/runs/{run['id']}")).json()["status"] == (
+                        "pending"
+                    )
+                    worker = c.worker()
+                    ended = await finished(client, run["id"], timeout=20)
+                    assert (ended["status"], ended["output"]) == ("completed", "queued")
+                    assert await _owner(c.url, run["id"]) == _worker_id(worker)
+            finally:
+                server.terminate()
+                server.wait(timeout=15)
+
     @pytest.mark.parametrize("bus", ["postgresql", "redis"])
     async def test_start_on_a_follow_on_b_cancel_on_c(self, tmp_path: Path, bus: str) -> None:
         env = {"CULM_ROLE": "api"}
@@ -322,3 +358,15 @@ def _samples(text: str) -> dict[str, float]:
     """Prometheus text as {name: value} (samples without labels)."""
     found = re.finditer(r"^([a-z_]+) (\S+)$", text, re.MULTILINE)
     return {m.group(1): float(m.group(2)) for m in found}
+
+
+def _culm(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``culm ARGS`` in a process of its own, its output to ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "culm.cli", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
