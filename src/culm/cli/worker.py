@@ -66,7 +66,8 @@ def worker(
     ] = "127.0.0.1",
 ) -> None:
     """Claim and execute queued runs of the agents in TARGET until SIGTERM, then stop
-    claiming, let the runs going on end within the drain deadline, and interrupt the rest."""
+    claiming, let the runs going on end within the drain deadline, hand back those that
+    can be resumed elsewhere and interrupt the rest."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -112,7 +113,7 @@ async def work(
         say(f"draining {engine.executor.active} runs (up to {settings.drain_seconds:g}s)")
         left = await engine.drain(settings.drain_seconds)
         if left:
-            say(f"{left} runs did not end in time; interrupting them")
+            say(f"{left} runs did not end in time; handing back or interrupting them")
     say("stopped")
 
 
