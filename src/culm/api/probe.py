@@ -51,13 +51,11 @@ class ProbeServer(uvicorn.Server):
         yield
 
 
-def probe_server(engine: Engine, settings: Settings, host: str, port: int) -> ProbeServer:
-    """A server for ``probe_app`` on ``host:port``: run ``serve()`` in a task, set
+def probe_server(engine: Engine, settings: Settings) -> ProbeServer:
+    """A server for ``probe_app``: run ``serve(sockets=[...])`` in a task, set
     ``should_exit`` to stop it."""
     config = uvicorn.Config(
         probe_app(engine, settings),
-        host=host,
-        port=port,
         log_level="warning",
         lifespan="off",
         timeout_graceful_shutdown=1,

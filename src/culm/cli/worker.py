@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
@@ -89,24 +90,43 @@ def worker(
             settings = Settings(**{**overrides, "concurrency": DEFAULT_CONCURRENCY})
     except ValueError as exc:
         raise fail(str(exc)) from None
+    # bound before the database is opened, so a port in use is said at once
+    listener = None if metrics_port is None else _listen(metrics_host, metrics_port)
     try:
-        asyncio.run(work(agents, settings, metrics=(metrics_host, metrics_port)))
+        asyncio.run(work(agents, settings, metrics=listener))
     except InvalidInput as exc:
         raise fail(exc.message) from None
+    finally:
+        if listener is not None:
+            listener.close()
 
 
-async def work(
-    agents: App, settings: Settings, *, metrics: tuple[str, int | None] = ("127.0.0.1", None)
-) -> None:
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for the metrics; the CLI's error if it cannot be."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind)
+    except OSError as exc:
+        raise fail(f"cannot serve metrics on {host}:{port}: {exc}") from None
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+    except OSError as exc:
+        listener.close()
+        raise fail(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    return listener
+
+
+async def work(agents: App, settings: Settings, *, metrics: socket.socket | None = None) -> None:
     """Run an engine that only claims and executes, until SIGTERM or SIGINT; with a
-    ``metrics`` port, serve its ``/metrics`` and ``/healthz`` until it has drained."""
+    ``metrics`` socket, serve its ``/metrics`` and ``/healthz`` there until it has drained."""
     from culm.engine import Engine
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Engine(agents, settings) as engine, _probe(engine, settings, *metrics):
+    async with Engine(agents, settings) as engine, _probe(engine, settings, metrics):
         n = len(agents.agents)
         say(f"{engine.worker_id} ready: up to {settings.concurrency} runs of {n} agents")
         await stop.wait()
@@ -119,23 +139,25 @@ async def work(
 
 @contextlib.asynccontextmanager
 async def _probe(
-    engine: Engine, settings: Settings, host: str, port: int | None
+    engine: Engine, settings: Settings, listener: socket.socket | None
 ) -> AsyncIterator[None]:
-    """``/metrics`` and ``/healthz`` on ``host:port`` while the block runs (nothing
-    without a port)."""
-    if port is None:
+    """``/metrics`` and ``/healthz`` on ``listener`` while the block runs (nothing
+    without one)."""
+    if listener is None:
         yield
         return
     from culm.api.probe import probe_server
 
-    server = probe_server(engine, settings, host, port)
-    serving = asyncio.create_task(server.serve())
+    server = probe_server(engine, settings)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
-        if serving.done():  # it could not listen; uvicorn said why
-            raise InvalidInput(f"cannot serve metrics on {host}:{port}")
+        if serving.done():
+            serving.result()  # raises what stopped it
+            raise InvalidInput("the metrics server stopped as it started")
         await asyncio.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    say(f"metrics on http://{host}:{bound}/metrics")
+    host, port = listener.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    say(f"metrics on http://{shown}:{port}/metrics")
     try:
         yield
     finally:
