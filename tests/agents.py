@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from typing import Any
 
 import culm
 
@@ -69,3 +71,24 @@ async def steps(run: culm.RunContext, input: int):  # type: ignore[no-untyped-de
     """An async generator agent: yields ``input`` events."""
     for i in range(input):
         yield ("test.step", {"i": i})
+
+
+@app.agent(resume=True)
+async def stepper(run: culm.RunContext, input: dict[str, Any]) -> int:
+    """Takes ``n`` durable steps of ``delay`` seconds each, waits until the file ``gate``
+    exists (if given), then takes ``n`` more. Resumed after its process died or handed it
+    back, it goes on from the first step not recorded."""
+
+    async def tick(i: int) -> int:
+        await run.sleep(input.get("delay", 0.01))
+        return i
+
+    n = int(input["n"])
+    for i in range(n):
+        await run.step(f"tick {i}", tick, i)
+    gate = input.get("gate")
+    while gate is not None and not await asyncio.to_thread(os.path.exists, gate):
+        await run.sleep(0.05)
+    for i in range(n, 2 * n):
+        await run.step(f"tick {i}", tick, i)
+    return 2 * n

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 
+from tests.api.conftest import start_server
 from tests.api.helpers import finished, start
 from tests.api.sse import events
 
@@ -105,3 +107,20 @@ class TestEngineHealth:
             assert await _engine_problem(kind(Report(ok=True))) is None
             assert await _engine_problem(kind(Report(False, "no space"))) == "no space"
         assert await _engine_problem(object()) is None  # an engine without health()
+
+
+async def test_healthz_is_degraded_while_the_bus_is_down(tmp_path: Path) -> None:
+    """A bus nobody answers on only delays other processes' news (the log is polled):
+    the process still serves, and says so."""
+    server = start_server(tmp_path, CULM_BUS_URL="redis://127.0.0.1:1/0")
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            response = await client.get("/healthz")
+            assert response.status_code == 200
+            body = response.json()
+            assert (body["status"], body["database"]) == ("degraded", "ok")
+            assert body["bus"] not in ("ok", "", None)
+            run = await start(client, "echo", "still works")
+            assert (await finished(client, run["id"]))["status"] == "completed"
+    finally:
+        server.stop()

@@ -151,6 +151,18 @@ class TestServeStartupErrors:
         assert "sqlite:///PATH" in help and "postgresql://" in help
         assert "mysql" not in help
 
+    def test_a_worker_metrics_port_in_use_is_found_before_the_database_is_opened(
+        self, tmp_path: Path
+    ) -> None:
+        db = tmp_path / "culm.db"
+        with socket.create_server(("127.0.0.1", 0)) as taken:
+            port = str(taken.getsockname()[1])
+            app, url = "tests.agents:app", f"sqlite:///{db}"
+            result = culm("worker", app, "--metrics-port", port, "--database-url", url)
+        line = one_line_error(result)
+        assert f"cannot serve metrics on 127.0.0.1:{port}" in line and "in use" in line
+        assert not db.exists()
+
     def test_a_role_serve_does_not_have(self) -> None:
         line = one_line_error(culm("serve", "--port", str(free_port()), "--role", "worker"))
         assert "--role 'worker'" in line and "culm worker" in line

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.cluster.engines import Engines, engine_factory
 from tests.pg import pg_schema
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -30,3 +31,9 @@ def bus_url(request: pytest.FixtureRequest, pg_url: str, channel: str) -> str:
     if request.param == "redis":
         return f"{REDIS_URL}?channel={channel}"
     return f"{pg_url}&channel={channel}"
+
+
+@pytest.fixture
+def engines(pg_url: str, bus_url: str) -> Engines:
+    """Engines of one installation, each standing for a process of its own."""
+    return engine_factory(pg_url, bus_url)

@@ -49,11 +49,12 @@ class Cluster:
         self.apis.append(server)
         return server
 
-    def worker(self, concurrency: int = 100, **env: str) -> Worker:
+    def worker(self, concurrency: int = 100, *args: str, **env: str) -> Worker:
+        """A ``culm worker`` process (``args``: more of its options), once it is ready."""
         n = len(self.workers)
         log = self.directory / f"worker{n}.log"
         environ = {**os.environ, **BASE_ENV, **self.env, **env}
-        more = ["--concurrency", str(concurrency)]
+        more = ["--concurrency", str(concurrency), *args]
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "culm.cli", "worker", "tests.agents:app", *more],

@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
-
-import pytest
 
 import culm
 from tests.agents import app
+from tests.cluster.engines import Engines, until
 from tests.waiting import until_running
-
-Engines = Callable[..., AbstractAsyncContextManager[culm.Engine]]
 
 only_echo = culm.App()
 
@@ -24,27 +19,6 @@ only_echo = culm.App()
 @only_echo.agent
 async def echo(run: culm.RunContext, input: str) -> str:
     return input
-
-
-@pytest.fixture
-def engines(pg_url: str, bus_url: str) -> Engines:
-    @asynccontextmanager
-    async def make(agents: culm.App = app, **overrides: Any) -> AsyncIterator[culm.Engine]:
-        settings = culm.Settings(
-            database_url=pg_url,
-            **{"bus_url": bus_url, "cancel_grace": 1.0, "idle_poll_seconds": 30, **overrides},
-        )
-        async with culm.Engine(agents, settings) as engine:
-            yield engine
-
-    return make
-
-
-async def until(condition: Callable[[], Any], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 class TestRoles:
@@ -146,6 +120,28 @@ class TestDrain:
             later = await api.start_run("echo", "after")
             await asyncio.sleep(0.5)
             assert (await api.get_run(later.id)).status is culm.RunStatus.PENDING
+
+    async def test_a_draining_worker_resumes_no_other_workers_runs(
+        self, engines: Engines, tmp_path: Any
+    ) -> None:
+        """It is about to hand back its own runs: taking over others' would only delay them
+        (and spend their resumes)."""
+        gate = {"n": 2, "delay": 0.01, "gate": str(tmp_path / "gate")}
+        async with engines(role="api") as api, engines(role="worker", lease_seconds=1) as late:
+            await late.drain(0)
+            async with engines(role="worker", concurrency=1) as first:
+                run = await api.start_run("stepper", gate)
+                await until(lambda: _has_runner(first, run.id))
+            # handed back: its lease has lapsed; ``late`` looks every half second
+            await asyncio.sleep(1.5)
+            assert late.local_runner(run.id) is None
+            assert await _owner(api, run.id) == first.worker_id
+            async with engines(role="worker") as taker:
+                await until(lambda: _has_runner(taker, run.id))
+                (tmp_path / "gate").touch()
+                ended = await api.wait(run.id, timeout=15)
+                assert ended.status is culm.RunStatus.COMPLETED
+                assert ended.attempt == 1
 
 
 async def _count(engine: culm.Engine, status: culm.RunStatus, n: int) -> bool:

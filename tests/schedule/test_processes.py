@@ -1,4 +1,5 @@
-"""Real processes on one SQLite file: a restart after downtime, and two schedulers racing
+"""Real processes on one database (a SQLite file, or PostgreSQL with
+``CULM_TEST_DATABASE=postgresql``): a restart after downtime, and two schedulers racing
 over the same fire times."""
 
 from __future__ import annotations

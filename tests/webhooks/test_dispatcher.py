@@ -48,7 +48,10 @@ async def test_two_dispatchers_deliver_each_event_once(
 async def test_events_before_an_endpoint_existed_are_not_delivered(
     make_engine: EngineFactory, receiver: Receiver
 ) -> None:
-    async with make_engine(**FAST) as engine, Webhooks(engine.store, engine.settings) as hooks:
+    async with (
+        make_engine(**FAST) as engine,
+        Webhooks(engine.webhook_store(), engine.settings) as hooks,
+    ):
         before = await engine.start_run("echo", "before")
         await engine.wait(before.id)
         created = await hooks.create("default", receiver.url("new"), ["run.completed"])

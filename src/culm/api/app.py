@@ -50,7 +50,7 @@ def create_app(app: App, settings: Settings, *, engine: Engine | None = None) ->
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         async with (
             engine or Engine(app, settings) as opened,
-            Webhooks(opened.store, settings) as webhooks,
+            Webhooks(opened.webhook_store(), settings) as webhooks,
         ):
             api.state.engine = opened
             api.state.webhooks = webhooks

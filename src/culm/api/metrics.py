@@ -91,6 +91,23 @@ class _CulmCollector(Collector):
         yield CounterMetricFamily(
             "culm_event_commits", "Group commits of the event log by this process.", log.commits
         )
+        executor = self._engine.executor
+        yield GaugeMetricFamily(
+            "culm_executing_runs",
+            "Runs this process executes now (each holds a lease, renewed by this process).",
+            value=executor.active,
+        )
+        yield CounterMetricFamily(
+            "culm_runs_claimed",
+            "Queued runs this process claimed to execute (workers, and processes with a "
+            "concurrency limit).",
+            value=executor.claimed,
+        )
+        yield GaugeMetricFamily(
+            "culm_draining",
+            "1 while this process drains (SIGTERM): it claims nothing more.",
+            value=int(executor.draining),
+        )
         yield GaugeMetricFamily(
             "culm_live_subscribers",
             "Live subscriptions to the event bus (streams, waits, watchers).",

@@ -21,7 +21,7 @@ from culm.engine.schedules import ScheduleCalls
 from culm.engine.sessions import SessionCalls
 from culm.engine.spawn import SpawnCalls
 from culm.engine.start import StartCalls, Started
-from culm.errors import CulmError, RunFinished, Unavailable
+from culm.errors import CulmError, InvalidInput, RunFinished, Unavailable
 from culm.events import Event
 from culm.models import Run, RunStatus
 from culm.runtime.executor import ACTIVE, PENDING, WAITING, Executor
@@ -34,6 +34,8 @@ from culm.runtime.tail import LogTail
 from culm.schedule import ScheduleBook, Scheduler
 from culm.store import RunFilter, Store, open_store
 from culm.store.base import Fence
+from culm.store.sql import SqlStore
+from culm.store.webhooks import WebhookStore
 
 __all__ = ["Engine", "Started"]
 
@@ -352,6 +354,13 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
     async def start_waiting(self) -> None:
         """Start pending runs whose session became free without this process noticing."""
         await self.executor.start_waiting()
+
+    def webhook_store(self) -> WebhookStore:
+        """The webhooks' endpoints, outbox and ledger on this engine's database, for
+        ``culm.webhooks.Webhooks``: what the surfaces use instead of the store itself."""
+        if not isinstance(self.store, SqlStore):
+            raise InvalidInput("webhooks need a SQL store")
+        return WebhookStore(self.store)
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""

@@ -1,5 +1,6 @@
 """The executing half of an engine: claims runs, holds their runners, keeps their leases,
-recovers the runs of dead processes and stops everything at shutdown.
+recovers the runs of dead processes (``recovery.py``) and stops everything at shutdown
+(``shutdown.py``).
 
 Ownership is fenced: a runner writes only under the epoch of its claim (see
 ``culm.store.runs``). When the log or a lease renewal reports that another process ended
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -28,6 +28,7 @@ from culm.runtime.children import SpawnDoor
 from culm.runtime.log import EventLog
 from culm.runtime.recovery import Recovery, all_events
 from culm.runtime.runner import Runner, cancelled_data, next_event
+from culm.runtime.shutdown import SHUTDOWN, Shutdown
 from culm.store import Store
 from culm.store.base import Fence
 
@@ -36,12 +37,11 @@ log = logging.getLogger("culm.executor")
 ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING})
 PENDING = frozenset({RunStatus.PENDING})
 WAITING = frozenset({RunStatus.WAITING})
-_SHUTDOWN = "the server shut down"
 CLAIM_BATCH = 100
 """Most runs claimed in one transaction."""
 
 
-class Executor(Recovery):
+class Executor(Recovery, Shutdown):
     """Runs claimed by this process (``worker_id``), and the tasks that serve them."""
 
     def __init__(
@@ -75,6 +75,8 @@ class Executor(Recovery):
         concurrency and the tenants' limits; False when a start here executes its run at
         once (the one-process default)."""
         self._wake_claims = asyncio.Event()
+        self.claimed = 0
+        """Runs this process claimed from the queue since it started (for metrics)."""
         event_log.on_lost = self._lost
         event_log.on_refused = self._refused
 
@@ -150,7 +152,7 @@ class Executor(Recovery):
         if self.closing:
             if epoch is not None:
                 claim = Fence(self.worker_id, epoch)
-                await self.end(run.id, ACTIVE, ev.RUN_INTERRUPTED, {"error": _SHUTDOWN}, claim)
+                await self.end(run.id, ACTIVE, ev.RUN_INTERRUPTED, {"error": SHUTDOWN}, claim)
             return
         try:
             spec = self.app.get(run.agent)
@@ -186,7 +188,7 @@ class Executor(Recovery):
             if self.closing:  # shutdown began while we claimed it
                 runner.lose(quietly=True)
                 claim = runner.fence
-                await self.end(run.id, ACTIVE, ev.RUN_INTERRUPTED, {"error": _SHUTDOWN}, claim)
+                await self.end(run.id, ACTIVE, ev.RUN_INTERRUPTED, {"error": SHUTDOWN}, claim)
                 return
         runner.task = self.background(runner.execute(), run_id=run.id)
 
@@ -259,6 +261,7 @@ class Executor(Recovery):
             self.settings.lease_seconds,
             self.settings.tenant_max_running,
         )
+        self.claimed += len(runs)
         for run in runs:
             await self.launch(run, epoch=run.epoch)
         return len(runs)
@@ -356,71 +359,3 @@ class Executor(Recovery):
             runner = self._runners.get(run_id)
             if runner is not None and runner.fence.epoch == held[run_id]:
                 runner.lose()
-
-    # shutdown
-
-    async def drain(self, deadline: float) -> int:
-        """Stop taking work and give the runs going on up to ``deadline`` seconds to end;
-        how many are still going then (``shutdown`` interrupts them)."""
-        self.draining = True
-        runners = [r for r in self._runners.values() if not r.finalized]
-        await _wait_all([r.done.wait() for r in runners], deadline)
-        return sum(1 for r in runners if not r.done.is_set())
-
-    async def shutdown(self) -> None:
-        """Hand back the runs that can be resumed (their leases lapse at once, so the next
-        process to open the database resumes them) and interrupt the others, all at once,
-        under one deadline; then stop every task. Returns within about
-        ``cancel_grace + 3`` seconds whatever happens."""
-        self.closing = True
-        handed = {
-            rid: r.fence.epoch
-            for rid, r in self._runners.items()
-            if r.spec.resume and not r.finalized and r.fence.epoch
-        }
-        for run_id in handed:
-            self._runners[run_id].lose(quietly=True)  # stops it; writes no end
-        runners = [r for r in self._runners.values() if not r.finalized]
-        for runner in runners:
-            if runner.task is not None:
-                runner.task.cancel()
-        deadline = time.monotonic() + self.settings.cancel_grace + 1
-        await _wait_all([r.done.wait() for r in runners], self.settings.cancel_grace + 1)
-        stuck = [r for r in runners if not r.done.is_set()]
-        if stuck:
-            log.warning("%d runs ignored shutdown; ending them as interrupted", len(stuck))
-            ending = [r.finish(ev.RUN_INTERRUPTED, {"error": _SHUTDOWN}) for r in stuck]
-            await _wait_all(ending, max(0.5, deadline - time.monotonic()))
-        try:
-            await asyncio.wait_for(self.log.flush(), timeout=2.0)
-        except TimeoutError:
-            log.error(
-                "shutting down with %d bytes of events the database would not take (%s); "
-                "their runs are interrupted when a server opens this database again",
-                self.log.queued_bytes,
-                self.log.problem,
-            )
-        if handed:
-            with contextlib.suppress(CulmError):
-                await asyncio.wait_for(self.store.release_runs(self.worker_id, handed), 2.0)
-            log.info("%d runs handed back, to be resumed", len(handed))
-        for _ in range(3):  # a task may swallow a cancel; ask again, but never wait forever
-            if not self._tasks:
-                break
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.wait(self._tasks, timeout=1.0)
-        if self._tasks:
-            log.warning("%d tasks ignored cancellation at shutdown", len(self._tasks))
-
-
-async def _wait_all(coros: list[Coroutine[Any, Any, Any]], timeout: float) -> None:
-    """Run ``coros`` together for at most ``timeout`` seconds; cancel what is left."""
-    if not coros:
-        return
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    _, left = await asyncio.wait(tasks, timeout=timeout)
-    for task in left:
-        task.cancel()
-    if left:
-        await asyncio.wait(left, timeout=0.5)

@@ -14,7 +14,7 @@ from culm.config import Settings
 from culm.events import Event
 from culm.models import Run, RunStatus
 from culm.runtime.owners import owner_is_dead
-from culm.runtime.runner import next_event
+from culm.runtime.runner import cancelled_data, next_event
 from culm.store import Store
 from culm.store.base import Fence
 
@@ -30,6 +30,7 @@ class Recovery:
     store: Store
     worker_id: str
     closing: bool
+    draining: bool
     executes: bool
 
     @property
@@ -64,16 +65,26 @@ class Recovery:
         if self.closing:
             return
         resumable: list[tuple[str, Fence | None]] = []
-        for owned in await self.store.runs_owned_elsewhere(self.worker_id):
-            dead = owned.worker_id is not None and owner_is_dead(owned.worker_id, self.worker_id)
-            if not (dead or owned.expired):
-                continue
+        orphans = [
+            (owned, owned.worker_id is not None and owner_is_dead(owned.worker_id, self.worker_id))
+            for owned in await self.store.runs_owned_elsewhere(self.worker_id)
+        ]
+        orphans = [(owned, dead) for owned, dead in orphans if dead or owned.expired]
+        # a cancel asked for while its process was dying: nobody resumes a run only to
+        # cancel it, nor ends it otherwise than the user asked
+        asked = await self.store.cancel_requests([owned.run_id for owned, _ in orphans])
+        for owned, dead in orphans:
             why = "the process running it died" if dead else "its process stopped responding"
             fence = None if owned.worker_id is None else Fence(owned.worker_id, owned.epoch)
             run = await self.store.get_run(owned.run_id)
             if run.status is RunStatus.WAITING:  # it died handing the run back: finish that
                 if fence is not None:
                     await self.store.park_run(run.id, fence)
+                continue
+            request = asked.get(run.id)
+            if request is not None and run.status is RunStatus.RUNNING:
+                data = cancelled_data(request.by, request.reason, forced=False)
+                await self.end(run.id, ACTIVE, ev.RUN_CANCELLED, data, fence)
                 continue
             spec = self.app.agents.get(run.agent)
             if self._leaves(run, spec):
@@ -92,11 +103,14 @@ class Recovery:
 
     def _leaves(self, run: Run, spec: AgentSpec | None) -> bool:
         """Whether a dead process's running run is left to another process: one that can
-        resume it (an API process leaves every run to the workers), or that has its agent
-        (the one-process default ends what it lacks)."""
+        resume it (an API process leaves every run to the workers, and so does a draining
+        one, which would soon hand it back again), or that has its agent (the one-process
+        default ends what it lacks)."""
         if run.status is not RunStatus.RUNNING or not (spec is None or spec.resume):
             return False
-        return not self.executes or (spec is None and self.settings.role != "all")
+        if not self.executes or self.draining:
+            return True
+        return spec is None and self.settings.role != "all"
 
     async def _resume(self, claims: list[tuple[str, Fence | None]]) -> None:
         """Take the runs over and run each again from its log."""

@@ -26,7 +26,8 @@ from culm.store.base import CancelRequest
 from culm.store.rows import db_now, dumps, run_record
 from culm.store.schema import runs
 
-_CLAIM_LOCK = 0x63756C6D_636C6D00  # "culmclm": claims under a per-tenant limit
+CLAIM_LOCK = 0x63756C6D_636C6D00  # "culmclm": claims under a per-tenant limit
+"""The claim lock's base key; each schema's key is derived from it (``SqlStore.open``)."""
 
 _HOLDING = (RunStatus.RUNNING.value, RunStatus.WAITING.value)
 """The statuses in which a run holds its session: nothing else starts on it."""
@@ -34,6 +35,10 @@ _HOLDING = (RunStatus.RUNNING.value, RunStatus.WAITING.value)
 
 class ClaimQueries:
     """Mixed into ``SqlStore``."""
+
+    _claim_lock: int | None
+    """Key of this schema's claim lock on PostgreSQL: installations sharing a database
+    never wait for each other's claims."""
 
     def _write(self, *, appends: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
@@ -58,8 +63,9 @@ class ClaimQueries:
         try:
             async with self._write(appends=False) as conn:
                 postgres = conn.dialect.name == "postgresql"
-                if tenant_limit is not None and postgres:
-                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CLAIM_LOCK)))
+                if tenant_limit is not None and postgres and self._claim_lock is not None:
+                    lock = sa.func.pg_advisory_xact_lock(self._claim_lock)
+                    await conn.execute(sa.select(lock))
                 wanted = _startable(sorted(agents))
                 if tenant_limit is not None:
                     ids = await _within_tenant_limits(conn, wanted, limit, tenant_limit)

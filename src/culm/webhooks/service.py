@@ -37,15 +37,23 @@ class Created:
 
 
 class Webhooks:
-    """Use as ``async with Webhooks(engine.store, settings) as webhooks`` inside an open
-    engine; the dispatcher runs while it is open if ``settings.webhook_dispatcher``."""
+    """Use as ``async with Webhooks(engine.webhook_store(), settings) as webhooks`` inside
+    an open engine (or on a store of its own); the dispatcher runs while it is open if
+    ``settings.webhook_dispatcher``."""
 
     def __init__(
-        self, store: Store, settings: Settings, *, clock: Callable[[], float] = time.time
+        self,
+        store: WebhookStore | Store,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        if not isinstance(store, SqlStore):
+        if isinstance(store, WebhookStore):
+            self.store = store
+        elif isinstance(store, SqlStore):
+            self.store = WebhookStore(store)
+        else:
             raise InvalidInput("webhooks need a SQL store")
-        self.store = WebhookStore(store)
         self.settings = settings
         self.clock = clock
         self.dispatcher: Dispatcher | None = None
