@@ -95,9 +95,17 @@ class SessionCalls:
     async def events(
         self, run_id: str, *, after: int = 0, limit: int = 1000, tenant: str | None = None
     ) -> list[Event]:
-        """One page of the run's stored events with ``seq > after`` (for polling clients)."""
-        await self.store.get_run(run_id, tenant)
-        return await self._reads.read_events(run_id, after=after, limit=limit)
+        """One page of the run's stored events with ``seq > after`` (for polling clients).
+
+        Never behind the run read first: memory of recent events may lag a commit made by
+        another process by a moment, and a client that saw the run ended must find its end
+        here, so a short page from memory is read again from the log."""
+        run = await self.store.get_run(run_id, tenant)
+        page = await self._reads.read_events(run_id, after=after, limit=limit)
+        last = page[-1].seq if page else after
+        if self._reads is not self.store and len(page) < limit and last < run.state.last_seq:
+            page = await self.store.read_events(run_id, after=after, limit=limit)
+        return page
 
     async def session_events(
         self, session_id: str, *, after: int = 0, limit: int = 1000, tenant: str | None = None
