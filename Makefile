@@ -84,7 +84,8 @@ browser:
 # everything on the embedded default, then the engine-level suites again on PostgreSQL
 test: check browser $(VENV)/.dev
 	$(VENV)/bin/pytest
-	CULM_TEST_DATABASE=postgresql $(VENV)/bin/pytest tests/core tests/hardening tests/schedule
+	CULM_TEST_DATABASE=postgresql $(VENV)/bin/pytest tests/core tests/hardening tests/schedule \
+	  tests/store/test_group.py tests/spawn tests/resume
 
 bench: $(VENV)/.dev
 	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done
