@@ -223,6 +223,42 @@ class TestLimits:
                 events = await clean_stream(engine, run.id)
                 assert "run.resumed" not in [e.type for e in events]
 
+    async def test_a_cancel_stored_while_down_is_honoured_not_resumed(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """A cancel asked for in a process that could not tell the owner was dead (on
+        another host, inside its lease) is only stored on the run: whoever takes the run
+        over ends it cancelled, with who asked and why, and never resumes it."""
+        executions: Executions = []
+        app = model_app(executions)
+        model = Stepper(steps=2, hold=2)
+        with override_model(app, "worker", model):
+            async with make_engine(app) as engine:
+                run = await engine.start_run("worker", "go")
+                await until(lambda: seq_of(engine, run.id, "round.started", 2))
+                await crash(engine)
+            asked = len(model.requests)
+            # an API process, which leaves runs to the processes that execute them, stores
+            # the request as it does for an owner it cannot tell is dead (on another host)
+            async with make_engine(app, role="api") as other:
+                assert await other.store.request_cancel(run.id, "alice", "changed my mind")
+                assert (await other.get_run(run.id)).status is culm.RunStatus.RUNNING
+            model.release.set()
+            async with make_engine(app) as engine:
+                ended = await engine.wait(run.id, timeout=20)
+                events = await clean_stream(engine, run.id)
+        assert ended.status is culm.RunStatus.CANCELLED
+        assert ended.attempt == 0
+        assert events[-1].type == "run.cancelled"
+        assert events[-1].data == {
+            "by": "alice",
+            "reason": "changed my mind",
+            "forced": False,
+            "error": "cancelled by alice: changed my mind",
+        }
+        assert "run.resumed" not in [e.type for e in events]
+        assert len(model.requests) == asked and executions == [1]  # nothing more was done
+
 
 @settings(
     max_examples=12,

@@ -1,5 +1,5 @@
-"""Taking over the runs of processes that died: resume those whose agent allows it, end
-the others ``interrupted``. Mixed into the executor."""
+"""Taking over the runs of processes that died or handed them back at shutdown: resume
+those whose agent allows it, end the others ``interrupted``. Mixed into the executor."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from culm.config import Settings
 from culm.events import Event
 from culm.models import Run, RunStatus
 from culm.runtime.owners import owner_is_dead
-from culm.runtime.runner import next_event
+from culm.runtime.runner import cancelled_data, next_event
 from culm.store import Store
-from culm.store.base import Fence
+from culm.store.base import CancelRequest, Fence
 
 log = logging.getLogger("culm.executor")
 
@@ -52,6 +52,9 @@ class Recovery:
     ) -> Run | None:
         raise NotImplementedError
 
+    def ended(self, run: Run) -> None:
+        raise NotImplementedError
+
     async def launch(
         self, run: Run, *, epoch: int | None = None, journal: Journal | None = None
     ) -> None:
@@ -59,14 +62,16 @@ class Recovery:
 
     async def recover(self) -> None:
         """Take over the runs whose process died (at once on this host, by lease, judged
-        by the database's clock, elsewhere): resume those whose agent allows it, all in one
-        transaction, and end the others ``interrupted``."""
+        by the database's clock, elsewhere) or handed them back at its shutdown: resume
+        those whose agent allows it, all in one transaction (ending ``cancelled`` those a
+        cancel was asked for meanwhile), and end the others ``interrupted``."""
         if self.closing:
             return
         resumable: list[tuple[str, Fence | None]] = []
         for owned in await self.store.runs_owned_elsewhere(self.worker_id):
+            handed = owned.worker_id is None  # handed back at a shutdown: held by nobody
             dead = owned.worker_id is not None and owner_is_dead(owned.worker_id, self.worker_id)
-            if not (dead or owned.expired):
+            if not (handed or dead or owned.expired):
                 continue
             why = "the process running it died" if dead else "its process stopped responding"
             fence = None if owned.worker_id is None else Fence(owned.worker_id, owned.epoch)
@@ -78,17 +83,32 @@ class Recovery:
             spec = self.app.agents.get(run.agent)
             if self._leaves(run, spec):
                 continue
+            if handed:
+                why = "the server running it shut down"
             if run.status is RunStatus.RUNNING and spec is not None and spec.resume:
-                if run.attempt < self.settings.max_resumes:
+                crashes = 0 if handed else await self._crashes(run)
+                if crashes < self.settings.max_resumes:
                     resumable.append((run.id, fence))
                     continue
                 why = (
-                    f"its process died {run.attempt + 1} times; it was resumed "
-                    f"{self.settings.max_resumes} times, the most allowed (max_resumes)"
+                    f"its process died {crashes + 1} times; it was resumed after "
+                    f"{crashes} of them, the most allowed (max_resumes)"
                 )
             await self.end(owned.run_id, ACTIVE, ev.RUN_INTERRUPTED, {"error": why}, fence)
         if resumable:
             await self._resume(resumable)
+
+    async def _crashes(self, run: Run) -> int:
+        """How many times the run was resumed after its process died: resumes after a
+        hand-back at shutdown (or an answer) do not count against ``max_resumes``. Its
+        ``attempt`` bounds that; the log is read only when the bound is not enough."""
+        if run.attempt < self.settings.max_resumes:
+            return run.attempt
+        return sum(
+            1
+            for event in await all_events(self.store, run.id)
+            if event.type == RUN_RESUMED and event.data.get("cause", "crash") == "crash"
+        )
 
     def _leaves(self, run: Run, spec: AgentSpec | None) -> bool:
         """Whether a dead process's running run is left to another process: one that can
@@ -99,17 +119,31 @@ class Recovery:
         return not self.executes or (spec is None and self.settings.role != "all")
 
     async def _resume(self, claims: list[tuple[str, Fence | None]]) -> None:
-        """Take the runs over and run each again from its log."""
+        """Take the runs over and run each again from its log; end ``cancelled`` those a
+        cancel was asked for while nobody executed them."""
         now = self.clock()
+        handed = {run_id for run_id, fence in claims if fence is None}
 
         def resumed(stored: Run) -> Event:
-            data = {"attempt": stored.attempt + 1, "after_seq": stored.state.last_seq}
+            data = {
+                "attempt": stored.attempt + 1,
+                "after_seq": stored.state.last_seq,
+                "cause": "shutdown" if stored.id in handed else "crash",
+            }
             return next_event(stored, RUN_RESUMED, data, now)
 
+        def cancelled(stored: Run, asked: CancelRequest) -> Event:
+            data = cancelled_data(asked.by, asked.reason, forced=False)
+            return next_event(stored, ev.RUN_CANCELLED, data, now)
+
         taken = await self.store.resume_runs(
-            claims, self.worker_id, self.settings.lease_seconds, resumed
+            claims, self.worker_id, self.settings.lease_seconds, resumed, cancelled
         )
         for run in taken:
+            if run.status.terminal:
+                log.info("run %s was cancelled while nobody executed it", run.id)
+                self.ended(run)
+                continue
             log.info("resuming run %s (attempt %d)", run.id, run.attempt)
             self.background(self._relaunch(run), run_id=run.id)
 
