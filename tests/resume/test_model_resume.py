@@ -190,6 +190,36 @@ class TestLimits:
                 assert ended.state.error is not None and "max_resumes" in ended.state.error
                 await clean_stream(engine, run.id)
 
+    async def test_hand_backs_at_shutdown_do_not_count(self, make_engine: EngineFactory) -> None:
+        """Deploys (a graceful close hands the run back) do not use up ``max_resumes``:
+        only resumes after the process died count."""
+        app = model_app([])
+        model = Stepper(steps=1, hold=1)  # never released: every attempt stalls
+        with override_model(app, "worker", model):
+            async with make_engine(app, max_resumes=1) as engine:
+                run = await engine.start_run("worker", "go")
+                await until(lambda: seq_of(engine, run.id, "message.delta"))
+            for n in (1, 2, 3):  # closed while the run goes on: handed back each time
+                async with make_engine(app, max_resumes=1) as engine:
+                    await until(lambda e=engine, n=n: seq_of(e, run.id, "round.restarted", n))
+                    if n == 3:
+                        await crash(engine)  # the one resume max_resumes=1 allows
+            async with make_engine(app, max_resumes=1) as engine:
+                assert (await engine.get_run(run.id)).attempt == 4
+                await until(lambda e=engine: seq_of(e, run.id, "round.restarted", 4))
+                await crash(engine)
+            async with make_engine(app, max_resumes=1) as engine:
+                ended = await engine.get_run(run.id)
+                events = await clean_stream(engine, run.id)
+        assert ended.status is culm.RunStatus.INTERRUPTED
+        assert ended.state.error == (
+            "its process died 2 times; it was resumed after 1 of them, the most allowed "
+            "(max_resumes)"
+        )
+        causes = [e.data["cause"] for e in events if e.type == "run.resumed"]
+        assert causes == ["shutdown", "shutdown", "shutdown", "crash"]
+        assert [e.data["attempt"] for e in events if e.type == "run.resumed"] == [1, 2, 3, 4]
+
     async def test_not_resumed_when_the_agent_does_not_allow_it(
         self, make_engine: EngineFactory
     ) -> None:
