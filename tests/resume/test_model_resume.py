@@ -4,6 +4,8 @@ and recorded tool results are not redone, a cut-off model call is made again."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import culm
+from culm.runtime.runner import Runner
 from culm.testing import override_model
 from tests.conftest import EngineFactory
 from tests.resume.crash import Stepper, crash, transcript, until
@@ -295,14 +298,17 @@ class TestLimits:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(kill_after=st.integers(min_value=3, max_value=40))
+@given(data=st.data())
 def test_random_kill_points_give_the_uninterrupted_transcript(
-    tmp_path_factory: pytest.TempPathFactory, kill_after: int
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
 ) -> None:
     """Killed after any number of committed events, a resumed run ends as an
     uninterrupted one does: the same rounds, tool calls, results and answer. (The tool is
     idempotent: a call the kill cut off is made again; a non-idempotent one would end in an
-    error result instead, as the kill-point tests show.)"""
+    error result instead, as the kill-point tests show.)
+
+    The kill is exact: the run stops before its next event once ``kill_after`` are
+    committed, and the process dies there, so the log holds seqs 1..kill_after."""
 
     async def scenario() -> tuple[list[Any], list[Any], Executions, Executions]:
         directory = tmp_path_factory.mktemp("kill")
@@ -312,22 +318,28 @@ def test_random_kill_points_give_the_uninterrupted_transcript(
             url = f"sqlite:///{directory}/whole.db"
             async with culm.Engine(app, culm.Settings(database_url=url)) as engine:
                 run = await engine.wait((await engine.start_run("worker", "go")).id, 20)
-                whole = transcript(await engine.events(run.id, limit=10_000))
+                whole_events = await engine.events(run.id, limit=10_000)
+        # any point from after run.started to before the last event ahead of the end
+        kill_after = data.draw(st.integers(2, len(whole_events) - 2), label="kill_after")
         executions: Executions = []
         app = model_app(executions)
         with override_model(app, "worker", Stepper(steps=4, tool="record_safely")):
             url = f"sqlite:///{directory}/killed.db"
             first = culm.Engine(app, culm.Settings(database_url=url))
             await first.__aenter__()
-            run = await first.start_run("worker", "go")
-            await until(lambda: _past(first, run.id, kill_after))
-            await crash(first)
+            with stopped_after(first, kill_after) as stopped:
+                run = await first.start_run("worker", "go")
+                await until(lambda: _set(stopped))
+                await crash(first)
             async with culm.Engine(app, culm.Settings(database_url=url)) as second:
                 ended = await second.wait(run.id, timeout=20)
                 assert ended.status is culm.RunStatus.COMPLETED
+                assert ended.attempt == 1
                 events = await second.events(run.id, limit=10_000)
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
-        return whole, transcript(events), whole_runs, executions
+        resumed = [e for e in events if e.type == "run.resumed"]
+        assert len(resumed) == 1 and resumed[0].data["after_seq"] == kill_after
+        return transcript(whole_events), transcript(events), whole_runs, executions
 
     whole, resumed, whole_runs, executions = asyncio.run(scenario())
     assert resumed == whole
@@ -336,10 +348,27 @@ def test_random_kill_points_give_the_uninterrupted_transcript(
     assert sorted(set(executions)) == [1, 2, 3, 4] and len(executions) <= 5
 
 
+@contextmanager
+def stopped_after(engine: culm.Engine, seq: int) -> Iterator[asyncio.Event]:
+    """Stop the runs of ``engine`` for good before their event ``seq + 1``, once their
+    events up to ``seq`` are committed; the event returned is set when one has stopped.
+    (Every event but the terminal one goes through ``Runner.emit``.)"""
+    emit = Runner.emit
+    stopped = asyncio.Event()
+
+    async def emit_or_stop(self: Runner, type: str, data: dict[str, Any]) -> None:
+        if self._log is engine.log and self.state.last_seq >= seq:
+            await self.flush()
+            stopped.set()
+            await asyncio.Event().wait()
+        await emit(self, type, data)
+
+    Runner.emit = emit_or_stop  # type: ignore[method-assign]
+    try:
+        yield stopped
+    finally:
+        Runner.emit = emit  # type: ignore[method-assign]
+
+
 async def _set(event: asyncio.Event) -> bool:
     return event.is_set()
-
-
-async def _past(engine: culm.Engine, run_id: str, seq: int) -> bool:
-    run = await engine.get_run(run_id)
-    return run.state.last_seq >= seq or run.status.terminal
