@@ -4,8 +4,6 @@ and recorded tool results are not redone, a cut-off model call is made again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -13,10 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import culm
-from culm.runtime.runner import Runner
 from culm.testing import override_model
 from tests.conftest import EngineFactory
-from tests.resume.crash import Stepper, crash, transcript, until
+from tests.resume.crash import Stepper, crash, stopped_after, transcript, until
 
 Executions = list[int]
 
@@ -346,28 +343,6 @@ def test_random_kill_points_give_the_uninterrupted_transcript(
     assert whole_runs == [1, 2, 3, 4]
     # every call ran; at most the one the kill cut off ran twice
     assert sorted(set(executions)) == [1, 2, 3, 4] and len(executions) <= 5
-
-
-@contextmanager
-def stopped_after(engine: culm.Engine, seq: int) -> Iterator[asyncio.Event]:
-    """Stop the runs of ``engine`` for good before their event ``seq + 1``, once their
-    events up to ``seq`` are committed; the event returned is set when one has stopped.
-    (Every event but the terminal one goes through ``Runner.emit``.)"""
-    emit = Runner.emit
-    stopped = asyncio.Event()
-
-    async def emit_or_stop(self: Runner, type: str, data: dict[str, Any]) -> None:
-        if self._log is engine.log and self.state.last_seq >= seq:
-            await self.flush()
-            stopped.set()
-            await asyncio.Event().wait()
-        await emit(self, type, data)
-
-    Runner.emit = emit_or_stop  # type: ignore[method-assign]
-    try:
-        yield stopped
-    finally:
-        Runner.emit = emit  # type: ignore[method-assign]
 
 
 async def _set(event: asyncio.Event) -> bool:
