@@ -103,5 +103,106 @@ class TestBudget:
         assert ended.state.usage == whole[-1].data["output"]["usage"]
 
 
+class TestSession:
+    async def test_a_queued_run_starts_only_after_the_resumed_one_ends(
+        self, make_engine: EngineFactory
+    ) -> None:
+        GATE["open"] = asyncio.Event()
+        async with make_engine(app) as first:
+            a = await first.start_run("gated", "a")
+            b = await first.start_run(
+                "gated", "b", session_id=a.session_id, if_busy=culm.BusyPolicy.ENQUEUE
+            )
+            await until(lambda: has(first, a.id, "gated.begin"))
+            await crash(first)
+        # the queued run is not started by polling: only when the resumed run ends
+        async with make_engine(app, idle_poll_seconds=120) as second:
+            await until(lambda: has(second, a.id, "run.resumed"))
+            await second.start_waiting()  # what starts runs whose session is free
+            assert (await second.get_run(b.id)).status is culm.RunStatus.PENDING
+            GATE["open"].set()
+            ended_a = await second.wait(a.id, timeout=10)
+            ended_b = await second.wait(b.id, timeout=10)
+            a_end = (await second.events(a.id))[-1]
+            b_start = next(e for e in await second.events(b.id) if e.type == "run.started")
+        assert (ended_a.status, ended_b.status) == (culm.RunStatus.COMPLETED,) * 2
+        assert (ended_a.attempt, ended_b.attempt) == (1, 0)
+        assert a_end.type == "run.completed" and b_start.pos > a_end.pos
+
+
+class TestSpawnLimits:
+    async def test_a_parent_at_its_limit_cannot_spawn_another_after_resume(
+        self, make_engine: EngineFactory
+    ) -> None:
+        GATE["open"] = asyncio.Event()
+        GATE["open"].set()
+        async with make_engine(app) as engine:
+            whole = await engine.wait((await engine.start_run("one_child")).id, timeout=20)
+        assert whole.state.output["refused"]  # refused without a crash
+        GATE["open"] = asyncio.Event()
+        async with make_engine(app) as first:
+            parent = await first.start_run("one_child")
+
+            async def child_running() -> bool:
+                children = await first.children(parent.id)
+                return bool(children) and await has(first, children[0].id, "gated.begin")
+
+            await until(child_running)
+            await crash(first)
+        GATE["open"].set()
+        async with make_engine(app) as second:
+            ended = await second.wait(parent.id, timeout=20)
+            children = await second.children(parent.id)
+        assert ended.status is culm.RunStatus.COMPLETED, ended.state.error
+        assert ended.attempt == 1
+        refused = f"run {parent.id} has started 1 children, the most it may"
+        assert (
+            whole.state.output["refused"]
+            == f"run {whole.id} has started 1 children, the most it may"
+        )
+        assert ended.state.output == {"child": "done first", "refused": refused}
+        assert [c.input for c in children] == ["first"]
+
+
+class TestSchedule:
+    async def test_a_resumed_scheduled_run_is_one_run_in_its_ledger(self, db_url: str) -> None:
+        GATE["open"] = asyncio.Event()
+        clock = Clock()
+        settings = culm.Settings(database_url=db_url, cancel_grace=1.0)
+        first = culm.Engine(app, settings, clock=clock)
+        await first.__aenter__()
+        spec = ScheduleSpec(agent="gated", input="tick", every=60, overlap=Overlap.SKIP)
+        schedule = await first.create_schedule(spec)
+        await first.scheduler.tick(clock.advance(60))
+        [run] = await first.list_runs(culm.RunFilter(schedule_id=schedule.id))
+        await until(lambda: has(first, run.id, "gated.begin"))
+        await crash(first)
+        async with culm.Engine(app, settings, clock=clock) as second:
+            await until(lambda: has(second, run.id, "run.resumed"))
+            await second.scheduler.tick(clock.advance(60))  # the resumed run still goes on
+            GATE["open"].set()
+            ended = await second.wait(run.id, timeout=10)
+            await second.scheduler.tick()  # counts the end
+            firings = list(reversed(await second.schedule_firings(schedule.id)))
+            runs = await second.list_runs(culm.RunFilter(schedule_id=schedule.id))
+            counts = (await second.get_schedule(schedule.id)).counts
+        assert ended.status is culm.RunStatus.COMPLETED and ended.attempt == 1
+        assert [(f.outcome.value, f.scheduled_at - T0) for f in firings] == [
+            ("started", 60),
+            ("skipped_overlap", 120),
+        ]
+        assert (firings[0].run_id, firings[0].run_status, firings[0].settled) == (
+            run.id,
+            culm.RunStatus.COMPLETED,
+            True,
+        )
+        assert [r.id for r in runs] == [run.id]
+        assert counts == culm.models.FiringCounts(started=1, completed=1, skipped_overlap=1)
+
+
+async def has(engine: culm.Engine, run_id: str, kind: str) -> bool:
+    return kind in await kinds_of(engine, run_id)
+
+
 async def _set(event: asyncio.Event) -> bool:
     return event.is_set()

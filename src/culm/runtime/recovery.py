@@ -55,6 +55,9 @@ class Recovery:
     def ended(self, run: Run) -> None:
         raise NotImplementedError
 
+    def waits_on(self, session_id: str) -> None:
+        raise NotImplementedError
+
     async def launch(
         self, run: Run, *, epoch: int | None = None, journal: Journal | None = None
     ) -> None:
@@ -81,6 +84,11 @@ class Recovery:
                     await self.store.park_run(run.id, fence)
                 continue
             spec = self.app.agents.get(run.agent)
+            if run.status is RunStatus.PENDING and spec is not None and spec.resume:
+                # queued, never started: it keeps its place and starts in its turn
+                if fence is not None:
+                    await self.store.park_run(run.id, fence)
+                continue
             if self._leaves(run, spec):
                 continue
             if handed:
@@ -145,6 +153,7 @@ class Recovery:
                 self.ended(run)
                 continue
             log.info("resuming run %s (attempt %d)", run.id, run.attempt)
+            self.waits_on(run.session_id)  # the dead process may have queued runs behind it
             self.background(self._relaunch(run), run_id=run.id)
 
     async def _relaunch(self, run: Run) -> None:

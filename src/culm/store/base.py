@@ -303,9 +303,9 @@ class Store(Protocol):
     # people in the loop
 
     async def park_run(self, run_id: str, fence: Fence) -> bool:
-        """Hand back a run that waits for a person (its ``run.waiting`` event is committed):
-        no process holds it any more. False if ``fence`` no longer holds (it was answered,
-        cancelled or taken meanwhile)."""
+        """Hand back a run that waits for a person (its ``run.waiting`` event is committed),
+        or a queued run whose process died: no process holds it any more. False if
+        ``fence`` no longer holds (it was answered, cancelled or taken meanwhile)."""
         ...
 
     async def answer_run(
