@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+import culm
 from tests.client.serving import Server, wait_until
 from tests.fake_openai import Answer, FakeOpenAI, Stall
 
@@ -145,8 +146,13 @@ class TestKillNine:
             server.stop(signal.SIGKILL)
             server.start()
             events = check_stream(follower, server)
+            with culm.Client(server.url) as client:  # the run says it was resumed once
+                info = client.get_run(run_id)
+                listed = client.list_runs(agent="worker")
         finally:
             server.stop()
+        assert (info["status"], info["attempt"]) == ("completed", 1)
+        assert [(r["id"], r["attempt"]) for r in listed.data] == [(run_id, 1)]
         kinds = [e["type"] for e in events]
         assert kinds[-1] == "run.completed"
         assert events[-1]["data"]["output"]["text"] == "All done."
