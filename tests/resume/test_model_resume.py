@@ -220,6 +220,26 @@ class TestLimits:
         assert causes == ["shutdown", "shutdown", "shutdown", "crash"]
         assert [e.data["attempt"] for e in events if e.type == "run.resumed"] == [1, 2, 3, 4]
 
+    async def test_a_run_handed_back_and_cancelled_ends_cancelled_at_once(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """A run another process handed back at its shutdown is held by nobody: a cancel
+        ends it at once (taken over to end it), not at the next look for orphaned runs."""
+        app = model_app([])
+        model = Stepper(steps=1, hold=1)
+        with override_model(app, "worker", model):
+            async with make_engine(app) as other:  # its next look is a lease away
+                async with make_engine(app) as engine:
+                    run = await engine.start_run("worker", "go")
+                    await until(lambda: seq_of(engine, run.id, "message.delta"))
+                # closed: handed back, and not yet taken over by the other process
+                assert (await other.store.ownership(run.id)) is not None
+                cancelled = await other.cancel(run.id, by="alice", reason="no longer needed")
+                assert cancelled.status is culm.RunStatus.CANCELLED
+                events = await clean_stream(other, run.id)
+        assert events[-1].data["by"] == "alice"
+        assert "run.resumed" not in [e.type for e in events]
+
     async def test_not_resumed_when_the_agent_does_not_allow_it(
         self, make_engine: EngineFactory
     ) -> None:
