@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +101,22 @@ def check_stream(follower: Follower, server: Server) -> list[dict[str, Any]]:
 _ENDS = {"run.completed", "run.failed", "run.cancelled", "run.interrupted"}
 
 
-def serve(tmp_path: Path, openai_server: FakeOpenAI, record_file: Path, **env: str) -> Server:
-    """The server's environment names the fake model server and the record file (set
-    with ``monkeypatch`` by the ``env`` fixture, so nothing leaks into other tests), and
-    ``env`` (``HOLD_AFTER``: see ``served_app``)."""
-    return Server(tmp_path / "culm.db", APP, env=env)
+Serve = Callable[..., Server]
+
+
+@pytest.fixture
+def serve(tmp_path: Path, db_url: str) -> Serve:
+    """A server of ``served_app`` on this test's database (a SQLite file, or a PostgreSQL
+    schema with ``CULM_TEST_DATABASE=postgresql``). Its environment names the fake model
+    server and the record file (set with ``monkeypatch`` by the ``env`` fixture, so nothing
+    leaks into other tests), and the keywords given (``HOLD_AFTER``: see ``served_app``)."""
+
+    def make(**env: str) -> Server:
+        server = Server(tmp_path / "culm.db", APP, env=env)
+        server.db_url = db_url
+        return server
+
+    return make
 
 
 def held_after(tmp_path: Path, kind: str) -> tuple[dict[str, str], Path]:
@@ -129,7 +141,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, openai_server: FakeOpen
 
 class TestKillNine:
     def test_mid_answer_after_a_completed_tool(
-        self, tmp_path: Path, openai_server: FakeOpenAI
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
     ) -> None:
         record_file = tmp_path / "records.txt"
         record_file.touch()
@@ -138,7 +150,7 @@ class TestKillNine:
             Stall("Half an"),  # round 2 streams, then hangs: the server dies here
             Answer("All done."),
         )
-        server = serve(tmp_path, openai_server, record_file).start()
+        server = serve().start()
         try:
             run_id = start_worker_run(server)
             follower = Follower(server.url, run_id)
@@ -160,7 +172,7 @@ class TestKillNine:
         assert records(record_file) == ["record 1"]  # ran once, in the first process
         assert len(openai_server.requests) == 3
 
-    def test_between_rounds(self, tmp_path: Path, openai_server: FakeOpenAI) -> None:
+    def test_between_rounds(self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve) -> None:
         record_file = tmp_path / "records.txt"
         record_file.touch()
         openai_server.reset(
@@ -168,7 +180,7 @@ class TestKillNine:
             Answer("All done."),
         )
         env, held = held_after(tmp_path, "round.completed")
-        server = serve(tmp_path, openai_server, record_file, **env).start()
+        server = serve(**env).start()
         try:
             follower = Follower(server.url, start_worker_run(server))
             wait_until(held.exists, what="the end of round 1")
@@ -188,7 +200,9 @@ class TestKillNine:
         assert records(record_file) == ["record 1"]
         assert len(openai_server.requests) == 2  # round 1 was not asked again
 
-    def test_right_after_a_tool_completed(self, tmp_path: Path, openai_server: FakeOpenAI) -> None:
+    def test_right_after_a_tool_completed(
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
+    ) -> None:
         record_file = tmp_path / "records.txt"
         record_file.touch()
         openai_server.reset(
@@ -196,7 +210,7 @@ class TestKillNine:
             Answer("All done."),
         )
         env, held = held_after(tmp_path, "tool.completed")
-        server = serve(tmp_path, openai_server, record_file, **env).start()
+        server = serve(**env).start()
         try:
             follower = Follower(server.url, start_worker_run(server))
             wait_until(held.exists, what="the tool's result")
@@ -217,7 +231,7 @@ class TestKillNine:
         assert any(m.get("role") == "tool" and m.get("content") == "recorded 1" for m in second)
 
     def test_inside_a_tool_that_is_idempotent(
-        self, tmp_path: Path, openai_server: FakeOpenAI
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
     ) -> None:
         record_file = tmp_path / "records.txt"
         record_file.touch()
@@ -225,11 +239,18 @@ class TestKillNine:
             Answer("Recording safely.", calls=[("slow_safe_record", {"n": 1})]),
             Answer("Recorded."),
         )
-        server = serve(tmp_path, openai_server, record_file).start()
+        server = serve().start()
         try:
             run_id = start_worker_run(server)
             follower = Follower(server.url, run_id)
-            wait_until(lambda: records(record_file) == ["slow_safe_record 1"], what="the tool")
+            # the tool runs, and its start is committed (an idempotent tool's start is not
+            # waited for before it runs: the answer could still be lost with the process)
+            wait_until(
+                lambda: (
+                    records(record_file) == ["slow_safe_record 1"] and follower.has("tool.started")
+                ),
+                what="the tool",
+            )
             server.stop(signal.SIGKILL)
             server.start()
             events = check_stream(follower, server)
@@ -249,7 +270,7 @@ class TestKillNine:
         assert any(m.get("content") == "safely recorded 1" for m in second)
 
     def test_inside_a_tool_that_is_not_idempotent(
-        self, tmp_path: Path, openai_server: FakeOpenAI
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
     ) -> None:
         record_file = tmp_path / "records.txt"
         record_file.touch()
@@ -257,7 +278,7 @@ class TestKillNine:
             Answer("Recording slowly.", calls=[("slow_record", {"n": 1})]),
             Answer("It may not have worked; stopping."),
         )
-        server = serve(tmp_path, openai_server, record_file).start()
+        server = serve().start()
         try:
             run_id = start_worker_run(server)
             follower = Follower(server.url, run_id)
@@ -277,7 +298,7 @@ class TestKillNine:
 
 class TestShutdown:
     def test_sigterm_hands_the_run_back_and_a_restart_resumes_it(
-        self, tmp_path: Path, openai_server: FakeOpenAI
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
     ) -> None:
         record_file = tmp_path / "records.txt"
         record_file.touch()
@@ -286,7 +307,7 @@ class TestShutdown:
             Stall("Half an"),
             Answer("All done."),
         )
-        server = serve(tmp_path, openai_server, record_file).start()
+        server = serve().start()
         try:
             follower = Follower(server.url, start_worker_run(server))
             wait_until(lambda: follower.has("message.delta", round=2), what="round 2 streaming")
@@ -309,11 +330,11 @@ class TestShutdown:
 
 class TestKillNineFunctionAgent:
     def test_steps_run_once_across_the_kill(
-        self, tmp_path: Path, openai_server: FakeOpenAI
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
     ) -> None:
         record_file, gate = tmp_path / "records.txt", tmp_path / "gate"
         record_file.touch()
-        server = serve(tmp_path, openai_server, record_file).start()
+        server = serve().start()
         try:
             response = httpx.post(
                 f"{server.url}/v1/runs", json={"agent": "checkout", "input": "o-7"}
@@ -333,11 +354,11 @@ class TestKillNineFunctionAgent:
         assert kinds.count("shop.charged") == 1 and kinds.count("run.resumed") == 1
 
     def test_a_replay_that_differs_fails_clearly(
-        self, tmp_path: Path, openai_server: FakeOpenAI
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
     ) -> None:
         record_file = tmp_path / "records.txt"
         record_file.touch()
-        server = serve(tmp_path, openai_server, record_file).start()
+        server = serve().start()
         try:
             response = httpx.post(f"{server.url}/v1/runs", json={"agent": "fickle"})
             follower = Follower(server.url, response.json()["id"])
