@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     """Seconds a run gets to stop at a safe point before it is cancelled outright."""
     max_resumes: int = Field(default=3, ge=0)
     """How often a run whose process died is resumed (agents that allow it) before it ends
-    ``interrupted``: a run that keeps killing its process is not resumed forever."""
+    ``interrupted``: a run that keeps killing its process is not resumed forever. Runs
+    handed back at a shutdown (a deploy) are resumed whatever this says."""
     lease_seconds: float = Field(default=30.0, gt=0)
     """A run whose process stops renewing its lease for this long is interrupted."""
     retention_seconds: float | None = Field(default=None, gt=0)

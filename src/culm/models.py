@@ -173,7 +173,8 @@ class Run:
     depth: int = 0
     """Levels below its root run (0 for a root)."""
     attempt: int = 0
-    """0 for its first execution; each resume after its process died adds one."""
+    """0 for its first execution; each resume (after its process died, or handed it back
+    at a shutdown) adds one."""
 
     @property
     def status(self) -> RunStatus:

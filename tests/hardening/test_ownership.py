@@ -21,6 +21,7 @@ from culm.events import Event
 from culm.runtime.tail import LogTail
 from tests.agents import app as test_app
 from tests.conftest import EngineFactory
+from tests.hardening import resumable_worker as resumable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -206,6 +207,72 @@ class TestStalledOwner:
             os.kill(proc.pid, signal.SIGCONT)
             proc.kill()
             proc.wait(timeout=10)
+
+    async def test_a_resumed_runs_stalled_owner_writes_nothing_more(
+        self, db_url: str, make_engine: EngineFactory, tmp_path: Path
+    ) -> None:
+        """SIGSTOP past the lease of resumable runs: another engine resumes them (it does
+        not end them); after SIGCONT the stalled process finds them taken over and stops
+        them, writing nothing, while the new owner goes on with one clean stream each."""
+        errors = tmp_path / "worker.err"
+        proc, run_ids = start_resumable_worker(db_url, errors)
+        try:
+            stop_between_transactions(proc, db_url)
+            await asyncio.sleep(1.5)  # past the lease, by the database's clock
+            async with make_engine(resumable.app, lease_seconds=1.0) as engine:
+                for run_id in run_ids:  # resumed as it opened, not ended
+                    assert (await engine.get_run(run_id)).attempt == 1
+                    await until_ticks_after_resume(engine, run_id, 10)
+                os.kill(proc.pid, signal.SIGCONT)
+                await asyncio.sleep(1.5)  # it runs on, until it learns it lost them
+                for run_id in run_ids:
+                    await until_ticks_after_resume(engine, run_id, 20)
+                    await engine.cancel(run_id)
+                    ended = await engine.wait(run_id, timeout=10)
+                    assert ended.status is culm.RunStatus.CANCELLED, ended.state.error
+                    events = await assert_one_clean_stream(engine, run_id)
+                    kinds = [e.type for e in events]
+                    assert kinds.count("run.resumed") == 1
+                    # one counter, never repeated nor skipped: nobody else wrote a tick
+                    ticks = [e.data["i"] for e in events if e.type == "tick"]
+                    assert ticks == list(range(len(ticks)))
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait(timeout=10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        said = errors.read_text()
+        for run_id in run_ids:
+            assert f"run {run_id} was ended or taken over elsewhere; stopping it here" in said
+
+
+def start_resumable_worker(db_url: str, errors: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """A worker process with two resumable runs under way (lease: 1 s), its stderr to
+    ``errors``."""
+    with errors.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.hardening.resumable_worker", db_url, "2"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "CULM_LEASE_SECONDS": "1.0"},
+        )
+    assert proc.stdout is not None
+    run_ids = [proc.stdout.readline().strip() for _ in range(2)]  # both under way
+    assert all(run_ids), errors.read_text()
+    return proc, run_ids
+
+
+async def until_ticks_after_resume(engine: culm.Engine, run_id: str, n: int) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        kinds = [e.type for e in await engine.events(run_id, limit=100_000)]
+        if "run.resumed" in kinds and kinds[kinds.index("run.resumed") :].count("tick") >= n:
+            return
+        assert time.monotonic() < deadline, f"run {run_id} did not go on after its resume"
+        await asyncio.sleep(0.05)
 
 
 class TestLogTail:

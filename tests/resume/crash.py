@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import culm
 from culm.llm.base import ModelRequest, ModelResponse, TextDelta, ToolCall, Usage
 from culm.runtime.owners import release_worker_id
+from culm.runtime.runner import Runner
 from culm.store.sql import SqlStore
 
 
@@ -94,3 +95,25 @@ def transcript(events: Sequence[culm.Event]) -> list[tuple[str, Any]]:
         data = {k: v for k, v in e.data.items() if k not in ("usage", "budget_left")}
         out.append((e.type, data))
     return out
+
+
+@contextmanager
+def stopped_after(engine: culm.Engine, seq: int) -> Iterator[asyncio.Event]:
+    """Stop the runs of ``engine`` for good before their event ``seq + 1``, once their
+    events up to ``seq`` are committed; the event returned is set when one has stopped.
+    (Every event but the terminal one goes through ``Runner.emit``.)"""
+    emit = Runner.emit
+    stopped = asyncio.Event()
+
+    async def emit_or_stop(self: Runner, type: str, data: dict[str, Any]) -> None:
+        if self._log is engine.log and self.state.last_seq >= seq:
+            await self.flush()
+            stopped.set()
+            await asyncio.Event().wait()
+        await emit(self, type, data)
+
+    Runner.emit = emit_or_stop  # type: ignore[method-assign]
+    try:
+        yield stopped
+    finally:
+        Runner.emit = emit  # type: ignore[method-assign]

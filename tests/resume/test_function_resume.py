@@ -47,6 +47,23 @@ async def forgetful(run: culm.RunContext, input: None = None) -> None:
 
 
 @app.agent(resume=True)
+async def quitter(run: culm.RunContext, input: None = None) -> str:
+    if next(TRIES) % 2:  # on resume it returns at once: it does less than it did
+        return "nothing to do"
+    await run.emit("shop.begin", {"order": "o-2"})
+    await run.until_cancelled(GATE["open"].wait())
+    return "done"
+
+
+@app.agent(resume=True)
+async def renamer(run: culm.RunContext, input: None = None) -> str:
+    name = "charge card" if next(TRIES) % 2 == 0 else "charge the card"
+    await run.step(name, charge, "o-3")
+    await run.until_cancelled(GATE["open"].wait())
+    return "done"
+
+
+@app.agent(resume=True)
 async def slow_child(run: culm.RunContext, input: str) -> str:
     await run.until_cancelled(GATE["open"].wait())
     return f"child says {input}"
@@ -96,7 +113,7 @@ class TestSteps:
         ]
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         resumed = events[5]
-        assert resumed.data == {"attempt": 1, "after_seq": 5}
+        assert resumed.data == {"attempt": 1, "after_seq": 5, "cause": "crash"}
 
     async def test_a_replay_that_differs_fails_clearly(self, make_engine: EngineFactory) -> None:
         GATE["open"] = asyncio.Event()
@@ -111,6 +128,48 @@ class TestSteps:
         assert "non-deterministic agent" in ended.state.error
         assert "'shop.begin'" in ended.state.error and "seq 3" in ended.state.error
 
+    async def test_a_replay_that_stops_short_fails_clearly(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """Returning before every recorded event was matched is a different run too."""
+        GATE["open"] = asyncio.Event()
+        while next(TRIES) % 2 == 0:  # an odd one drawn: the first execution draws even
+            pass
+        async with make_engine(app) as first:
+            run = await first.start_run("quitter")
+            await until(lambda: has(first, run.id, "shop.begin"))
+            await crash(first)
+        async with make_engine(app) as second:
+            ended = await second.wait(run.id, timeout=20)
+            kinds = [e.type for e in await second.events(run.id)]
+        assert ended.status is culm.RunStatus.FAILED
+        assert ended.state.error is not None
+        assert ended.state.error.endswith(
+            "non-deterministic agent: on resume it returned where its log has "
+            "'shop.begin' {'order': 'o-2'} (seq 3) not replayed"
+        )
+        assert kinds == ["run.queued", "run.started", "shop.begin", "run.resumed", "run.failed"]
+
+    async def test_a_step_of_another_name_fails_clearly(self, make_engine: EngineFactory) -> None:
+        GATE["open"] = asyncio.Event()
+        CHARGES.clear()
+        while next(TRIES) % 2 == 0:
+            pass
+        async with make_engine(app) as first:
+            run = await first.start_run("renamer")
+            await until(lambda: has(first, run.id, "step.completed"))
+            await crash(first)
+        async with make_engine(app) as second:
+            ended = await second.wait(run.id, timeout=20)
+        assert ended.status is culm.RunStatus.FAILED
+        assert ended.state.error is not None
+        assert (
+            "non-deterministic agent: on resume it ran step 'charge the card' where its log "
+            "has 'step.completed' {'name': 'charge card', "
+        ) in ended.state.error
+        assert "(seq 3)" in ended.state.error
+        assert CHARGES == ["o-3"]  # the renamed step did not run either
+
     async def test_a_result_that_is_not_json_is_refused(self, make_engine: EngineFactory) -> None:
         odd = culm.App()
 
@@ -121,7 +180,12 @@ class TestSteps:
         async with make_engine(odd) as engine:
             ended = await engine.wait((await engine.start_run("bad_step")).id, timeout=10)
         assert ended.status is culm.RunStatus.FAILED
-        assert ended.state.error is not None and "step.completed" in ended.state.error
+        assert ended.state.error is not None
+        assert ended.state.error.startswith(
+            "step 'make a set' returned a result that cannot be recorded (a step's result "
+            "must be JSON): "
+        )
+        assert "set" in ended.state.error.split(": ", 1)[1]
 
 
 class TestChildren:

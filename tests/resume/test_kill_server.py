@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+import culm
 from tests.client.serving import Server, wait_until
 from tests.fake_openai import Answer, FakeOpenAI, Stall
 
@@ -99,10 +101,35 @@ def check_stream(follower: Follower, server: Server) -> list[dict[str, Any]]:
 _ENDS = {"run.completed", "run.failed", "run.cancelled", "run.interrupted"}
 
 
-def serve(tmp_path: Path, openai_server: FakeOpenAI, record_file: Path) -> Server:
-    """The server's environment names the fake model server and the record file (set
-    with ``monkeypatch`` by the ``env`` fixture, so nothing leaks into other tests)."""
-    return Server(tmp_path / "culm.db", APP)
+Serve = Callable[..., Server]
+
+
+@pytest.fixture
+def serve(tmp_path: Path, db_url: str) -> Serve:
+    """A server of ``served_app`` on this test's database (a SQLite file, or a PostgreSQL
+    schema with ``CULM_TEST_DATABASE=postgresql``). Its environment names the fake model
+    server and the record file (set with ``monkeypatch`` by the ``env`` fixture, so nothing
+    leaks into other tests), and the keywords given (``HOLD_AFTER``: see ``served_app``)."""
+
+    def make(**env: str) -> Server:
+        server = Server(tmp_path / "culm.db", APP, env=env)
+        server.db_url = db_url
+        return server
+
+    return make
+
+
+def held_after(tmp_path: Path, kind: str) -> tuple[dict[str, str], Path]:
+    """The environment that stops the run for good once its first ``kind`` event is
+    committed, and the file that says it happened."""
+    held = tmp_path / "held"
+    return {"HOLD_AFTER": kind, "HOLD_FILE": str(held)}, held
+
+
+def before_resume(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last event the first process committed."""
+    at = next(i for i, e in enumerate(events) if e["type"] == "run.resumed")
+    return events[at - 1]
 
 
 @pytest.fixture(autouse=True)
@@ -114,7 +141,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, openai_server: FakeOpen
 
 class TestKillNine:
     def test_mid_answer_after_a_completed_tool(
-        self, tmp_path: Path, openai_server: FakeOpenAI
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
     ) -> None:
         record_file = tmp_path / "records.txt"
         record_file.touch()
@@ -123,7 +150,7 @@ class TestKillNine:
             Stall("Half an"),  # round 2 streams, then hangs: the server dies here
             Answer("All done."),
         )
-        server = serve(tmp_path, openai_server, record_file).start()
+        server = serve().start()
         try:
             run_id = start_worker_run(server)
             follower = Follower(server.url, run_id)
@@ -131,8 +158,13 @@ class TestKillNine:
             server.stop(signal.SIGKILL)
             server.start()
             events = check_stream(follower, server)
+            with culm.Client(server.url) as client:  # the run says it was resumed once
+                info = client.get_run(run_id)
+                listed = client.list_runs(agent="worker")
         finally:
             server.stop()
+        assert (info["status"], info["attempt"]) == ("completed", 1)
+        assert [(r["id"], r["attempt"]) for r in listed.data] == [(run_id, 1)]
         kinds = [e["type"] for e in events]
         assert kinds[-1] == "run.completed"
         assert events[-1]["data"]["output"]["text"] == "All done."
@@ -140,8 +172,105 @@ class TestKillNine:
         assert records(record_file) == ["record 1"]  # ran once, in the first process
         assert len(openai_server.requests) == 3
 
+    def test_between_rounds(self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve) -> None:
+        record_file = tmp_path / "records.txt"
+        record_file.touch()
+        openai_server.reset(
+            Answer("Recording.", calls=[("record", {"n": 1})]),
+            Answer("All done."),
+        )
+        env, held = held_after(tmp_path, "round.completed")
+        server = serve(**env).start()
+        try:
+            follower = Follower(server.url, start_worker_run(server))
+            wait_until(held.exists, what="the end of round 1")
+            server.stop(signal.SIGKILL)
+            server.start()
+            events = check_stream(follower, server)
+        finally:
+            server.stop()
+        assert before_resume(events) == {**before_resume(events), "type": "round.completed"}
+        assert before_resume(events)["data"] == {"round": 1}
+        kinds = [e["type"] for e in events]
+        assert kinds[-1] == "run.completed"
+        assert events[-1]["data"]["output"]["text"] == "All done."
+        assert "round.restarted" not in kinds
+        assert [e["data"]["round"] for e in events if e["type"] == "round.started"] == [1, 2]
+        assert kinds.count("round.completed") == 2
+        assert records(record_file) == ["record 1"]
+        assert len(openai_server.requests) == 2  # round 1 was not asked again
+
+    def test_right_after_a_tool_completed(
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
+    ) -> None:
+        record_file = tmp_path / "records.txt"
+        record_file.touch()
+        openai_server.reset(
+            Answer("Recording.", calls=[("record", {"n": 1})]),
+            Answer("All done."),
+        )
+        env, held = held_after(tmp_path, "tool.completed")
+        server = serve(**env).start()
+        try:
+            follower = Follower(server.url, start_worker_run(server))
+            wait_until(held.exists, what="the tool's result")
+            server.stop(signal.SIGKILL)
+            server.start()
+            events = check_stream(follower, server)
+        finally:
+            server.stop()
+        last = before_resume(events)
+        assert last["type"] == "tool.completed" and last["data"]["result"] == "recorded 1"
+        kinds = [e["type"] for e in events]
+        assert kinds[-1] == "run.completed"
+        assert kinds.count("tool.completed") == 1 and kinds.count("tool.started") == 1
+        assert [e["data"]["round"] for e in events if e["type"] == "round.completed"] == [1, 2]
+        assert records(record_file) == ["record 1"]  # its recorded result was used
+        assert len(openai_server.requests) == 2
+        second = openai_server.requests[1]["messages"]
+        assert any(m.get("role") == "tool" and m.get("content") == "recorded 1" for m in second)
+
+    def test_inside_a_tool_that_is_idempotent(
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
+    ) -> None:
+        record_file = tmp_path / "records.txt"
+        record_file.touch()
+        openai_server.reset(
+            Answer("Recording safely.", calls=[("slow_safe_record", {"n": 1})]),
+            Answer("Recorded."),
+        )
+        server = serve().start()
+        try:
+            run_id = start_worker_run(server)
+            follower = Follower(server.url, run_id)
+            # the tool runs, and its start is committed (an idempotent tool's start is not
+            # waited for before it runs: the answer could still be lost with the process)
+            wait_until(
+                lambda: (
+                    records(record_file) == ["slow_safe_record 1"] and follower.has("tool.started")
+                ),
+                what="the tool",
+            )
+            server.stop(signal.SIGKILL)
+            server.start()
+            events = check_stream(follower, server)
+        finally:
+            server.stop()
+        kinds = [e["type"] for e in events]
+        assert kinds[-1] == "run.completed"
+        assert "tool.failed" not in kinds
+        completed = [e["data"] for e in events if e["type"] == "tool.completed"]
+        assert len(completed) == 1 and completed[0]["result"] == "safely recorded 1"
+        # run again to its end, in the new process, under the same key
+        lines = [line.split() for line in record_file.read_text().splitlines()]
+        assert [line[:2] for line in lines] == [["slow_safe_record", "1"]] * 2
+        assert [line[2] for line in lines] == [f"{run_id}:1:0"] * 2
+        assert lines[0][3] != lines[1][3]
+        second = openai_server.requests[1]["messages"]
+        assert any(m.get("content") == "safely recorded 1" for m in second)
+
     def test_inside_a_tool_that_is_not_idempotent(
-        self, tmp_path: Path, openai_server: FakeOpenAI
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
     ) -> None:
         record_file = tmp_path / "records.txt"
         record_file.touch()
@@ -149,7 +278,7 @@ class TestKillNine:
             Answer("Recording slowly.", calls=[("slow_record", {"n": 1})]),
             Answer("It may not have worked; stopping."),
         )
-        server = serve(tmp_path, openai_server, record_file).start()
+        server = serve().start()
         try:
             run_id = start_worker_run(server)
             follower = Follower(server.url, run_id)
@@ -167,13 +296,45 @@ class TestKillNine:
         assert any("interrupted by a restart" in str(m.get("content")) for m in second)
 
 
+class TestShutdown:
+    def test_sigterm_hands_the_run_back_and_a_restart_resumes_it(
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
+    ) -> None:
+        record_file = tmp_path / "records.txt"
+        record_file.touch()
+        openai_server.reset(
+            Answer("Recording.", calls=[("record", {"n": 1})]),
+            Stall("Half an"),
+            Answer("All done."),
+        )
+        server = serve().start()
+        try:
+            follower = Follower(server.url, start_worker_run(server))
+            wait_until(lambda: follower.has("message.delta", round=2), what="round 2 streaming")
+            server.stop(signal.SIGTERM)
+            # it exited by itself (uvicorn raises the signal again once it has shut down)
+            assert server.proc is not None and server.proc.returncode in (0, -signal.SIGTERM)
+            assert "1 runs handed back, to be resumed" in server.log()
+            server.start()
+            events = check_stream(follower, server)
+        finally:
+            server.stop()
+        kinds = [e["type"] for e in events]
+        assert kinds[-1] == "run.completed" and "run.interrupted" not in kinds
+        resumed = [e["data"] for e in events if e["type"] == "run.resumed"]
+        assert len(resumed) == 1
+        assert resumed[0]["cause"] == "shutdown" and resumed[0]["attempt"] == 1
+        assert kinds.count("round.restarted") == 1
+        assert records(record_file) == ["record 1"]
+
+
 class TestKillNineFunctionAgent:
     def test_steps_run_once_across_the_kill(
-        self, tmp_path: Path, openai_server: FakeOpenAI
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
     ) -> None:
         record_file, gate = tmp_path / "records.txt", tmp_path / "gate"
         record_file.touch()
-        server = serve(tmp_path, openai_server, record_file).start()
+        server = serve().start()
         try:
             response = httpx.post(
                 f"{server.url}/v1/runs", json={"agent": "checkout", "input": "o-7"}
@@ -191,3 +352,24 @@ class TestKillNineFunctionAgent:
         assert records(record_file) == ["charge o-7", "ship o-7"]
         kinds = [e["type"] for e in events]
         assert kinds.count("shop.charged") == 1 and kinds.count("run.resumed") == 1
+
+    def test_a_replay_that_differs_fails_clearly(
+        self, tmp_path: Path, openai_server: FakeOpenAI, serve: Serve
+    ) -> None:
+        record_file = tmp_path / "records.txt"
+        record_file.touch()
+        server = serve().start()
+        try:
+            response = httpx.post(f"{server.url}/v1/runs", json={"agent": "fickle"})
+            follower = Follower(server.url, response.json()["id"])
+            wait_until(lambda: follower.has("shop.begin"), what="the first emit")
+            server.stop(signal.SIGKILL)
+            server.start()
+            events = check_stream(follower, server)
+        finally:
+            server.stop()
+        kinds = [e["type"] for e in events]
+        assert kinds == ["run.queued", "run.started", "shop.begin", "run.resumed", "run.failed"]
+        error = events[-1]["data"]["error"]
+        assert "non-deterministic agent: on resume it emitted 'shop.begin'" in error
+        assert "(seq 3)" in error

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import culm
 from culm.testing import override_model
 from tests.conftest import EngineFactory
-from tests.resume.crash import Stepper, crash, transcript, until
+from tests.resume.crash import Stepper, crash, stopped_after, transcript, until
 
 Executions = list[int]
 
@@ -190,6 +190,56 @@ class TestLimits:
                 assert ended.state.error is not None and "max_resumes" in ended.state.error
                 await clean_stream(engine, run.id)
 
+    async def test_hand_backs_at_shutdown_do_not_count(self, make_engine: EngineFactory) -> None:
+        """Deploys (a graceful close hands the run back) do not use up ``max_resumes``:
+        only resumes after the process died count."""
+        app = model_app([])
+        model = Stepper(steps=1, hold=1)  # never released: every attempt stalls
+        with override_model(app, "worker", model):
+            async with make_engine(app, max_resumes=1) as engine:
+                run = await engine.start_run("worker", "go")
+                await until(lambda: seq_of(engine, run.id, "message.delta"))
+            for n in (1, 2, 3):  # closed while the run goes on: handed back each time
+                async with make_engine(app, max_resumes=1) as engine:
+                    await until(lambda e=engine, n=n: seq_of(e, run.id, "round.restarted", n))
+                    if n == 3:
+                        await crash(engine)  # the one resume max_resumes=1 allows
+            async with make_engine(app, max_resumes=1) as engine:
+                assert (await engine.get_run(run.id)).attempt == 4
+                await until(lambda e=engine: seq_of(e, run.id, "round.restarted", 4))
+                await crash(engine)
+            async with make_engine(app, max_resumes=1) as engine:
+                ended = await engine.get_run(run.id)
+                events = await clean_stream(engine, run.id)
+        assert ended.status is culm.RunStatus.INTERRUPTED
+        assert ended.state.error == (
+            "its process died 2 times; it was resumed after 1 of them, the most allowed "
+            "(max_resumes)"
+        )
+        causes = [e.data["cause"] for e in events if e.type == "run.resumed"]
+        assert causes == ["shutdown", "shutdown", "shutdown", "crash"]
+        assert [e.data["attempt"] for e in events if e.type == "run.resumed"] == [1, 2, 3, 4]
+
+    async def test_a_run_handed_back_and_cancelled_ends_cancelled_at_once(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """A run another process handed back at its shutdown is held by nobody: a cancel
+        ends it at once (taken over to end it), not at the next look for orphaned runs."""
+        app = model_app([])
+        model = Stepper(steps=1, hold=1)
+        with override_model(app, "worker", model):
+            async with make_engine(app) as other:  # its next look is a lease away
+                async with make_engine(app) as engine:
+                    run = await engine.start_run("worker", "go")
+                    await until(lambda: seq_of(engine, run.id, "message.delta"))
+                # closed: handed back, and not yet taken over by the other process
+                assert (await other.store.ownership(run.id)) is not None
+                cancelled = await other.cancel(run.id, by="alice", reason="no longer needed")
+                assert cancelled.status is culm.RunStatus.CANCELLED
+                events = await clean_stream(other, run.id)
+        assert events[-1].data["by"] == "alice"
+        assert "run.resumed" not in [e.type for e in events]
+
     async def test_not_resumed_when_the_agent_does_not_allow_it(
         self, make_engine: EngineFactory
     ) -> None:
@@ -223,20 +273,59 @@ class TestLimits:
                 events = await clean_stream(engine, run.id)
                 assert "run.resumed" not in [e.type for e in events]
 
+    async def test_a_cancel_stored_while_down_is_honoured_not_resumed(
+        self, make_engine: EngineFactory
+    ) -> None:
+        """A cancel asked for in a process that could not tell the owner was dead (on
+        another host, inside its lease) is only stored on the run: whoever takes the run
+        over ends it cancelled, with who asked and why, and never resumes it."""
+        executions: Executions = []
+        app = model_app(executions)
+        model = Stepper(steps=2, hold=2)
+        with override_model(app, "worker", model):
+            async with make_engine(app) as engine:
+                run = await engine.start_run("worker", "go")
+                await until(lambda: seq_of(engine, run.id, "round.started", 2))
+                await crash(engine)
+            asked = len(model.requests)
+            # an API process, which leaves runs to the processes that execute them, stores
+            # the request as it does for an owner it cannot tell is dead (on another host)
+            async with make_engine(app, role="api") as other:
+                assert await other.store.request_cancel(run.id, "alice", "changed my mind")
+                assert (await other.get_run(run.id)).status is culm.RunStatus.RUNNING
+            model.release.set()
+            async with make_engine(app) as engine:
+                ended = await engine.wait(run.id, timeout=20)
+                events = await clean_stream(engine, run.id)
+        assert ended.status is culm.RunStatus.CANCELLED
+        assert ended.attempt == 0
+        assert events[-1].type == "run.cancelled"
+        assert events[-1].data == {
+            "by": "alice",
+            "reason": "changed my mind",
+            "forced": False,
+            "error": "cancelled by alice: changed my mind",
+        }
+        assert "run.resumed" not in [e.type for e in events]
+        assert len(model.requests) == asked and executions == [1]  # nothing more was done
+
 
 @settings(
     max_examples=12,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(kill_after=st.integers(min_value=3, max_value=40))
+@given(data=st.data())
 def test_random_kill_points_give_the_uninterrupted_transcript(
-    tmp_path_factory: pytest.TempPathFactory, kill_after: int
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
 ) -> None:
     """Killed after any number of committed events, a resumed run ends as an
     uninterrupted one does: the same rounds, tool calls, results and answer. (The tool is
     idempotent: a call the kill cut off is made again; a non-idempotent one would end in an
-    error result instead, as the kill-point tests show.)"""
+    error result instead, as the kill-point tests show.)
+
+    The kill is exact: the run stops before its next event once ``kill_after`` are
+    committed, and the process dies there, so the log holds seqs 1..kill_after."""
 
     async def scenario() -> tuple[list[Any], list[Any], Executions, Executions]:
         directory = tmp_path_factory.mktemp("kill")
@@ -246,22 +335,28 @@ def test_random_kill_points_give_the_uninterrupted_transcript(
             url = f"sqlite:///{directory}/whole.db"
             async with culm.Engine(app, culm.Settings(database_url=url)) as engine:
                 run = await engine.wait((await engine.start_run("worker", "go")).id, 20)
-                whole = transcript(await engine.events(run.id, limit=10_000))
+                whole_events = await engine.events(run.id, limit=10_000)
+        # any point from after run.started to before the last event ahead of the end
+        kill_after = data.draw(st.integers(2, len(whole_events) - 2), label="kill_after")
         executions: Executions = []
         app = model_app(executions)
         with override_model(app, "worker", Stepper(steps=4, tool="record_safely")):
             url = f"sqlite:///{directory}/killed.db"
             first = culm.Engine(app, culm.Settings(database_url=url))
             await first.__aenter__()
-            run = await first.start_run("worker", "go")
-            await until(lambda: _past(first, run.id, kill_after))
-            await crash(first)
+            with stopped_after(first, kill_after) as stopped:
+                run = await first.start_run("worker", "go")
+                await until(lambda: _set(stopped))
+                await crash(first)
             async with culm.Engine(app, culm.Settings(database_url=url)) as second:
                 ended = await second.wait(run.id, timeout=20)
                 assert ended.status is culm.RunStatus.COMPLETED
+                assert ended.attempt == 1
                 events = await second.events(run.id, limit=10_000)
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
-        return whole, transcript(events), whole_runs, executions
+        resumed = [e for e in events if e.type == "run.resumed"]
+        assert len(resumed) == 1 and resumed[0].data["after_seq"] == kill_after
+        return transcript(whole_events), transcript(events), whole_runs, executions
 
     whole, resumed, whole_runs, executions = asyncio.run(scenario())
     assert resumed == whole
@@ -272,8 +367,3 @@ def test_random_kill_points_give_the_uninterrupted_transcript(
 
 async def _set(event: asyncio.Event) -> bool:
     return event.is_set()
-
-
-async def _past(engine: culm.Engine, run_id: str, seq: int) -> bool:
-    run = await engine.get_run(run_id)
-    return run.state.last_seq >= seq or run.status.terminal

@@ -17,6 +17,7 @@ from culm.store.schema import metadata
 from tests.pg import PG_URL, pg_schema
 from tests.store.claims_contract import ClaimContract
 from tests.store.contract import FencingContract, StoreContract
+from tests.store.resume_contract import ResumeContract
 
 
 @pytest.fixture
@@ -33,7 +34,16 @@ async def store(pg_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
-class TestPostgresStore(StoreContract, FencingContract, ClaimContract):
+@pytest.fixture
+async def other_store(pg_url: str) -> AsyncIterator[Store]:
+    """A second store on the same database, as another process opens it."""
+    s = open_store(Settings(database_url=pg_url))
+    await s.open()
+    yield s
+    await s.close()
+
+
+class TestPostgresStore(StoreContract, FencingContract, ClaimContract, ResumeContract):
     pass
 
 

@@ -16,6 +16,7 @@ from culm.store import Store, open_store
 from culm.store.schema import metadata
 from tests.store.claims_contract import ClaimContract
 from tests.store.contract import FencingContract, StoreContract
+from tests.store.resume_contract import ResumeContract
 
 
 @pytest.fixture
@@ -26,7 +27,16 @@ async def store(sqlite_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
-class TestSqliteStore(StoreContract, FencingContract, ClaimContract):
+@pytest.fixture
+async def other_store(sqlite_url: str) -> AsyncIterator[Store]:
+    """A second store on the same database, as another process opens it."""
+    s = open_store(Settings(database_url=sqlite_url))
+    await s.open()
+    yield s
+    await s.close()
+
+
+class TestSqliteStore(StoreContract, FencingContract, ClaimContract, ResumeContract):
     pass
 
 

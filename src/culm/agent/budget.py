@@ -63,6 +63,11 @@ class TokenBudget:
         self.used = self.used + usage
         self._context = (usage.total_tokens, messages_sent)
 
+    def seen(self, usage: Usage, messages_sent: int) -> None:
+        """A call made before the run was resumed, whose usage ``used`` already counts:
+        the next estimate starts from it, as it would have had the run not been resumed."""
+        self._context = (usage.total_tokens, messages_sent)
+
     def next_prompt(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> int:
         """Estimated prompt tokens of a call sending ``messages``.
 

@@ -20,7 +20,7 @@ from culm.agent.waiting import (
     typed_answer,
     wait_for_person,
 )
-from culm.errors import CulmError, RunCancelled, SpawnRefused
+from culm.errors import CulmError, InvalidPayload, RunCancelled, SpawnRefused
 from culm.events import RESERVED_PREFIX
 
 T = TypeVar("T")
@@ -209,7 +209,13 @@ class RunContext:
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):
             result = await self.until_cancelled(result)
-        await self._emit(STEP_COMPLETED, {"name": name, "result": result})
+        try:
+            await self._emit(STEP_COMPLETED, {"name": name, "result": result})
+        except InvalidPayload as exc:  # said of the step, not of the event it records
+            raise InvalidPayload(
+                f"step {name!r} returned a result that cannot be recorded (a step's result "
+                f"must be JSON): {exc.message}"
+            ) from exc
         return result
 
     async def ask(self, question: str, schema: Any = None, *, default: Any = MISSING) -> Any:

@@ -91,6 +91,16 @@ class Replay:
             )
         return expected.data.get("result")
 
+    def finish(self) -> None:
+        """The agent returned: every recorded event must have been matched, or the replay
+        did less than the run had done before it was resumed."""
+        if self.replaying:
+            left = self._recorded[self._at]
+            raise NonDeterministicAgent(
+                f"non-deterministic agent: on resume it returned where its log has "
+                f"{left.type!r} {_short(left.data)} (seq {left.seq}) not replayed"
+            )
+
     def _next(self) -> Event:
         event = self._recorded[self._at]
         self._at += 1

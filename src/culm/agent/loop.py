@@ -116,7 +116,8 @@ async def run_rounds(
     cut: RecordedRound | None = None  # the round a crash cut off, to finish first
     inbox = Inbox(run)
     if run.journal is not None:
-        number, text, cut, ended = await _resume(run, settings, budget, written, inbox)
+        before = len(system) + len(messages) - written  # sent ahead of its own rounds
+        number, text, cut, ended = await _resume(run, settings, budget, before, written, inbox)
         if ended is not None:
             return Outcome(text, ended, number, budget.used)
     while True:
@@ -141,8 +142,10 @@ async def run_rounds(
                 restarted["discard_after_seq"] = cut.started_seq
                 await run.emit(ROUND_RESTARTED, restarted)
             elif not cut.usage_recorded:
-                budget.record(response.usage, len(sent))
+                budget.record(response.usage, len(sent) + len(injected))
                 await _report_usage(run, budget)
+            else:
+                budget.seen(response.usage, len(sent) + len(injected))
         if injected:
             sent = [*sent, *injected]
             prompt = budget.next_prompt(sent, tools)
@@ -183,11 +186,18 @@ async def _report_usage(run: RunContext, budget: TokenBudget) -> None:
 
 
 async def _resume(
-    run: RunContext, settings: LoopSettings, budget: TokenBudget, written: int, inbox: Inbox
+    run: RunContext,
+    settings: LoopSettings,
+    budget: TokenBudget,
+    before: int,
+    written: int,
+    inbox: Inbox,
 ) -> tuple[int, str, RecordedRound | None, StopReason | None]:
     """Where a resumed run goes on: the rounds done (those the history holds), the last
     answer's text, the round a crash cut off (if any), and how the loop ended when it had
-    ended already (its terminal event was what the crash cut off)."""
+    ended already (its terminal event was what the crash cut off). The budget is left as
+    the last done round left it: its usage, and the call its next estimate starts from
+    (made with the ``before`` messages sent ahead of the run's rounds, and theirs)."""
     assert run.journal is not None
     recorded = rounds(run.journal)
     if recorded.usage is not None:
@@ -207,6 +217,7 @@ async def _resume(
         added = len(past.injected) + 1 + len(calls)
         if left < added:  # its messages are not in the history: finish it
             return done, text, past, None
+        budget.seen(answer.usage, before + written - left + len(past.injected))
         left -= added
         done, text = past.number, answer.text
         if not past.completed:

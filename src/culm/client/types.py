@@ -55,6 +55,9 @@ class RunInfo(TypedDict):
     """Its own usage and that of the runs it spawned (and theirs) once they ended."""
     output: Any
     error: str | None
+    attempt: int
+    """0 for its first execution; one more each time it was resumed after its process died
+    or handed it back at a shutdown."""
     waiting: NotRequired[dict[str, Any] | None]
     """While ``status`` is ``waiting``: what it asks (``kind``, ``call_id``, ``tool`` and
     ``arguments`` or ``question`` and ``schema``)."""

@@ -343,6 +343,9 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
                 raise RunFinished(run_id, run.status.value)
             return run
         self.bus.notify(Notice(cancel={run_id}))
+        if owner is not None and owner.worker_id is None and self.executor.executes:
+            # handed back at a shutdown, held by nobody: taken over here, it ends cancelled
+            await self.executor.recover()
         return await self.store.get_run(run_id, tenant)
 
     # housekeeping

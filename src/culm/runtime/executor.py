@@ -302,11 +302,16 @@ class Executor(Recovery, Shutdown):
         if result is None:
             return None
         run, _ = result
+        self.ended(run)
+        return run
+
+    def ended(self, run: Run) -> None:
+        """A run ended from outside any runner here: a place is free, and its session's
+        next run may start."""
         if self.claims:
             self.wake_claims()
         elif not self.closing and self.executes:
             self.background(self.start_next(run.session_id))
-        return run
 
     # cancellation
 

@@ -245,6 +245,8 @@ class Runner:
                 if children is not None:
                     await children.restore(self.journal.events, replay=self.replay is not None)
             output = await self.spec.body(context, self.spec.parse_input(r.input))
+            if self.replay is not None:
+                self.replay.finish()
             output = check(output, self._log.limits, what="the agent's output")
         except RunSuspended:
             if not self.token.requested:

@@ -239,15 +239,20 @@ class Store(Protocol):
         worker_id: str,
         lease_seconds: float,
         resumed: Callable[[Run], Event],
+        cancelled: Callable[[Run, CancelRequest], Event],
     ) -> list[Run]:
-        """Take over running runs whose owner died (each still held under its fence, when
-        given), in one transaction: owner ``worker_id``, epoch and attempt bumped, lease
-        renewed, and the event ``resumed(run)`` appended to each. Returns the runs taken;
-        one no longer running under its fence (someone else took or ended it) is left."""
+        """Take over running runs whose owner died (each still held under its fence; with
+        None, held by nobody: handed back at a shutdown), in one transaction: owner
+        ``worker_id``, epoch and attempt bumped, lease renewed, and the event
+        ``resumed(run)`` appended to each. A run with a cancel request stored on it is
+        not resumed but ended by ``cancelled(run, request)`` (its terminal event), its
+        epoch bumped. Returns the runs taken (running) and ended (by their status); one
+        no longer running under its fence (someone else took or ended it) is left."""
 
     async def release_runs(self, worker_id: str, held: Mapping[str, int]) -> None:
-        """Let the leases of these runs (id -> epoch, still ours) lapse now, so another
-        process, or this one started again, resumes them without waiting."""
+        """Hand these running runs (id -> epoch, still ours) back at a shutdown: held by
+        nobody, their leases lapsed, so another process, or this one started again,
+        resumes them without waiting (and can tell the hand-back from a crash)."""
 
     # conversation history
     async def append_messages(
@@ -307,9 +312,9 @@ class Store(Protocol):
     # people in the loop
 
     async def park_run(self, run_id: str, fence: Fence) -> bool:
-        """Hand back a run that waits for a person (its ``run.waiting`` event is committed):
-        no process holds it any more. False if ``fence`` no longer holds (it was answered,
-        cancelled or taken meanwhile)."""
+        """Hand back a run that waits for a person (its ``run.waiting`` event is committed),
+        or a queued run whose process died: no process holds it any more. False if
+        ``fence`` no longer holds (it was answered, cancelled or taken meanwhile)."""
         ...
 
     async def answer_run(

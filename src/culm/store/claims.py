@@ -16,14 +16,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from culm.models import ACTIVE_STATUSES, Run, RunStatus
 from culm.store.base import CancelRequest
-from culm.store.rows import db_now, dumps, run_record
+from culm.store.rows import cancel_request, db_now, dumps, run_record
 from culm.store.schema import runs
 
 CLAIM_LOCK = 0x63756C6D_636C6D00  # "culmclm": claims under a per-tenant limit
@@ -126,8 +125,9 @@ class ClaimQueries:
             rows = (await conn.execute(query)).all()
         found = {}
         for row in rows:
-            body = orjson.loads(row.cancel_request)
-            found[row.id] = CancelRequest(str(body.get("by", "user")), body.get("reason"))
+            asked = cancel_request(row.cancel_request)
+            if asked is not None:
+                found[row.id] = asked
         return found
 
 

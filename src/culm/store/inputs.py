@@ -57,7 +57,7 @@ class InputQueries:
                 runs.c.id == run_id,
                 runs.c.worker_id == fence.worker_id,
                 runs.c.epoch == fence.epoch,
-                runs.c.status == RunStatus.WAITING.value,
+                runs.c.status.in_([RunStatus.WAITING.value, RunStatus.PENDING.value]),
             )
             .values(worker_id=None, lease_expires_at=None)
         )

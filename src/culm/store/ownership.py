@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from culm.events import Event
 from culm.models import ACTIVE_STATUSES, Run, RunStatus
 from culm.projection import advance
-from culm.store.base import Fence, Ownership
-from culm.store.rows import db_now, run_record, state_columns
+from culm.store.base import CancelRequest, Fence, Ownership
+from culm.store.rows import cancel_request, db_now, run_record, state_columns
 from culm.store.schema import runs
 
 
@@ -39,62 +40,75 @@ class OwnershipQueries:
         worker_id: str,
         lease_seconds: float,
         resumed: Callable[[Run], Event],
+        cancelled: Callable[[Run, CancelRequest], Event],
     ) -> list[Run]:
         if not claims:
             return []
         async with self._write() as conn:
             fences = dict(claims)
-            rows = await conn.execute(runs.select().where(runs.c.id.in_(list(fences))))
+            query = runs.select().where(runs.c.id.in_(list(fences))).order_by(runs.c.id)
+            rows = await conn.execute(query.with_for_update())
             taken: list[Run] = []
+            ended: list[Run] = []
             written: list[Event] = []
             for row in rows:
-                fence = fences[row.id]
-                if row.status != RunStatus.RUNNING.value:
-                    continue
-                if fence is not None and (row.worker_id, row.epoch) != (
-                    fence.worker_id,
-                    fence.epoch,
-                ):
+                if row.status != RunStatus.RUNNING.value or not _held(row, fences[row.id]):
                     continue
                 run = run_record(row)
-                event = resumed(run)
+                asked = cancel_request(row.cancel_request)
+                event = resumed(run) if asked is None else cancelled(run, asked)
                 run.state = advance(run.state, event)
                 run.epoch += 1
-                run.attempt += 1
-                taken.append(run)
+                if asked is None:
+                    run.attempt += 1
+                    taken.append(run)
+                else:
+                    ended.append(run)
                 written.append(event)
-            if not taken:
+            if not written:
                 return []
             now = await db_time(conn)
             await self._insert_events(conn, written)
-            await conn.execute(
-                runs.update().where(runs.c.id == sa.bindparam("run_id")),
-                [
-                    {
-                        "run_id": run.id,
-                        "epoch": run.epoch,
-                        "attempt": run.attempt,
-                        "worker_id": worker_id,
-                        "lease_expires_at": now + lease_seconds,
-                        **state_columns(run.state),
-                    }
-                    for run in taken
-                ],
-            )
-            return taken
+            update = runs.update().where(runs.c.id == sa.bindparam("run_id"))
+            if taken:
+                await conn.execute(
+                    update,
+                    [
+                        {
+                            "run_id": run.id,
+                            "epoch": run.epoch,
+                            "attempt": run.attempt,
+                            "worker_id": worker_id,
+                            "lease_expires_at": now + lease_seconds,
+                            **state_columns(run.state),
+                        }
+                        for run in taken
+                    ],
+                )
+            if ended:
+                await conn.execute(
+                    update,
+                    [
+                        {"run_id": run.id, "epoch": run.epoch, **state_columns(run.state)}
+                        for run in ended
+                    ],
+                )
+            return taken + ended
 
     async def release_runs(self, worker_id: str, held: Mapping[str, int]) -> None:
         if not held:
             return
         async with self._write() as conn:
+            # held by nobody from now on: what tells a hand-back from a crash
             await conn.execute(
                 runs.update()
                 .where(
                     runs.c.id == sa.bindparam("run_id"),
                     runs.c.worker_id == worker_id,
                     runs.c.epoch == sa.bindparam("held_epoch"),
+                    runs.c.status == RunStatus.RUNNING.value,
                 )
-                .values(lease_expires_at=db_now(conn) - 1.0),
+                .values(worker_id=None, lease_expires_at=db_now(conn) - 1.0),
                 [{"run_id": rid, "held_epoch": epoch} for rid, epoch in held.items()],
             )
 
@@ -137,6 +151,15 @@ class OwnershipQueries:
             ).where(*where)
             rows = (await conn.execute(query)).all()
         return [Ownership(r.id, r.worker_id, r.epoch, bool(r.expired)) for r in rows]
+
+
+def _held(row: sa.Row[Any], fence: Fence | None) -> bool:
+    """Whether a running run is still held under ``fence``: by that owner at that epoch, or,
+    without one, by nobody (it was handed back at a shutdown). Two processes that race to
+    take the same run over: the second finds it held by the first."""
+    if fence is None:
+        return row.worker_id is None
+    return (row.worker_id, row.epoch) == (fence.worker_id, fence.epoch)
 
 
 async def db_time(conn: AsyncConnection) -> float:

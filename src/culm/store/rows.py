@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from culm.errors import NotFound
 from culm.events import Event
 from culm.models import Run, RunState, RunStatus, Session, ToolPhase, Trigger
+from culm.store.base import CancelRequest
 from culm.store.schema import events, runs, sessions
 
 
@@ -21,6 +22,14 @@ def dumps(value: Any) -> str:
 
 def loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
+
+
+def cancel_request(stored: str | None) -> CancelRequest | None:
+    """The cancel request stored on a run (``runs.cancel_request``), if any."""
+    if stored is None:
+        return None
+    body = orjson.loads(stored)
+    return CancelRequest(str(body.get("by", "user")), body.get("reason"))
 
 
 def db_now(conn: AsyncConnection) -> sa.ColumnElement[Any]:

@@ -62,7 +62,7 @@ runs = sa.Table(
     # a spawned run's grant from its parent (JSON) and its depth below its root
     sa.Column("grant", sa.Text),
     sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
-    # 0 for the first execution; each resume after the process running it died adds one
+    # 0 for the first execution; each resume (after its process died or handed it back) adds one
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     # a cancel asked for in any process, as JSON {"by", "reason"}; the owner acts on it
     sa.Column("cancel_request", sa.Text),
