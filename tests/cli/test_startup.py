@@ -163,6 +163,16 @@ class TestServeStartupErrors:
         assert f"cannot serve metrics on 127.0.0.1:{port}" in line and "in use" in line
         assert not db.exists()
 
+    def test_a_worker_on_an_unreachable_postgresql(self) -> None:
+        url = "postgresql://127.0.0.1:1/x"
+        line = one_line_error(culm("worker", "tests.agents:app", "--database-url", url))
+        assert f"cannot reach the database {url}" in line and "--database-url" in line
+
+    def test_a_worker_on_a_database_it_cannot_open(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'nowhere' / 'culm.db'}"
+        line = one_line_error(culm("worker", "tests.agents:app", "--database-url", url))
+        assert f"directory {tmp_path / 'nowhere'} does not exist" in line
+
     def test_a_role_serve_does_not_have(self) -> None:
         line = one_line_error(culm("serve", "--port", str(free_port()), "--role", "worker"))
         assert "--role 'worker'" in line and "culm worker" in line

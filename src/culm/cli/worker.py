@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 DEFAULT_CONCURRENCY = 100
 
 
+class _NotOpened(Exception):
+    """The engine could not be opened; its cause says why (see ``startup_failure``)."""
+
+
 @app.command()
 def worker(
     target: Annotated[str, typer.Argument(help="Your agents as module:app.")],
@@ -90,12 +94,19 @@ def worker(
             settings = Settings(**{**overrides, "concurrency": DEFAULT_CONCURRENCY})
     except ValueError as exc:
         raise fail(str(exc)) from None
+    from culm.cli.serve import check_database, startup_failure
+
+    problem = check_database(settings.database_url)
+    if problem:
+        raise fail(problem)
     # bound before the database is opened, so a port in use is said at once
     listener = None if metrics_port is None else _listen(metrics_host, metrics_port)
     try:
         asyncio.run(work(agents, settings, metrics=listener))
     except InvalidInput as exc:
         raise fail(exc.message) from None
+    except _NotOpened as exc:
+        raise fail(startup_failure(exc.__cause__, settings.database_url)) from None
     finally:
         if listener is not None:
             listener.close()
@@ -126,7 +137,12 @@ async def work(agents: App, settings: Settings, *, metrics: socket.socket | None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Engine(agents, settings) as engine, _probe(engine, settings, metrics):
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            engine = await stack.enter_async_context(Engine(agents, settings))
+        except Exception as exc:
+            raise _NotOpened() from exc
+        await stack.enter_async_context(_probe(engine, settings, metrics))
         n = len(agents.agents)
         say(f"{engine.worker_id} ready: up to {settings.concurrency} runs of {n} agents")
         await stop.wait()
