@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -99,7 +100,7 @@ class TestCluster:
                 await eventually(both_busy, timeout=20)
                 followers = [asyncio.create_task(stream(client, r["id"])) for r in long]
                 await asyncio.sleep(0.5)  # the followers are attached and receiving
-                doomed.signal(KILL)
+                doomed.signal(signal.SIGSTOP)  # killed at the end, when the cluster stops
                 killed = time.time()
                 dead_runs = {
                     r["id"] for r in long if (await _owner(c.url, r["id"])) != _worker_id(drained)
@@ -186,10 +187,10 @@ class TestCluster:
     async def test_a_cancel_asked_as_its_worker_dies_ends_the_run_cancelled(
         self, tmp_path: Path
     ) -> None:
-        """The cancel is stored while the dead worker's lease still runs (its process, not
-        yet reaped, looks alive, as on another machine); whoever takes the run over ends
-        it ``cancelled`` as asked, neither interrupted nor resumed, with one terminal
-        event."""
+        """The cancel is stored while the worker's lease still runs (its process is
+        stopped: alive, as a worker on another machine that stopped answering looks);
+        whoever takes the run over once the lease ends ends it ``cancelled`` as asked,
+        neither interrupted nor resumed, with one terminal event."""
         async with cluster(tmp_path, CULM_ROLE="api", CULM_LEASE_SECONDS=str(LEASE)) as c:
             api = c.api()
             doomed = c.worker()
@@ -207,7 +208,7 @@ class TestCluster:
                 await eventually(all_running, timeout=20)
                 followers = [asyncio.create_task(stream(client, i)) for i in ids]
                 await asyncio.sleep(0.3)  # the followers are attached
-                doomed.signal(KILL)
+                doomed.signal(signal.SIGSTOP)  # killed at the end, when the cluster stops
                 killed = time.time()
                 for run_id in ids:
                     asked = await client.post(
