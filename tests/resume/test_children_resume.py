@@ -208,6 +208,49 @@ class TestModelAgentSpawn:
         assert "child says hello" in last["content"]
         assert ended.state.output["text"] == "the helper said hello"
 
+    async def test_cut_off_before_the_child_was_created(self, make_engine: EngineFactory) -> None:
+        """Announced, not created: the resumed run creates it, and the call made again
+        gets that child, not a second one."""
+        fresh()
+        GATE["open"].set()
+        model = ScriptedModel(
+            Reply(calls=[call("spawn_agent", agent="helper", input="hello")]),
+            "the helper said hello",
+        )
+        boss = boss_app()
+        with override_model(boss, "boss", model):
+            async with make_engine(boss) as first:
+                start_run = first.start_run
+                cut = asyncio.Event()
+
+                async def start_run_or_die(*args: Any, **kwargs: Any) -> culm.Run:
+                    if kwargs.get("trigger") is not culm.Trigger.SPAWN:
+                        return await start_run(*args, **kwargs)
+                    cut.set()
+                    await asyncio.Event().wait()
+                    raise AssertionError("unreachable")
+
+                first.start_run = start_run_or_die  # type: ignore[method-assign]
+                run = await first.start_run("boss", "delegate")
+                await until(lambda: _set(cut))
+                announced = [
+                    e for e in await first.events(run.id, limit=1000) if e.type == "child.started"
+                ]
+                await crash(first)
+            async with make_engine(boss) as second:
+                ended = await second.wait(run.id, timeout=20)
+                events = await second.events(run.id, limit=10_000)
+                kids = await second.children(run.id)
+        assert ended.status is culm.RunStatus.COMPLETED, ended.state.error
+        [child_id] = [e.data["run_id"] for e in announced]
+        assert [k.id for k in kids] == [child_id]
+        assert [child_id] == executed
+        kinds = [e.type for e in events]
+        assert kinds.count("child.started") == 1 and kinds.count("child.completed") == 1
+        [completed] = [e.data for e in events if e.type == "tool.completed"]
+        assert completed["result"]["run_id"] == child_id
+        assert completed["result"]["output"] == "child says hello"
+
 
 async def _set(event: asyncio.Event) -> bool:
     return event.is_set()
