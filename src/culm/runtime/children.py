@@ -12,11 +12,9 @@ readable from its root's session stream alone:
 Each child is watched by a task: it waits for the child's end and, when limits are set,
 cancels a child that runs too long or goes quiet for too long (reason ``timeout``).
 
-``child.started`` also records what a resumed parent needs to take its children back
-without starting any twice: the child's input and who asked (so a child announced but not
-yet created when the process died is created then, under the id announced) and, for a
-spawn made inside a tool call, that call's idempotency key (so the call, made again after
-the crash, gets the same child back).
+``child.started`` also records what a resumed parent needs to start no child twice: the
+child's input and who asked (to create one announced but not yet created) and the key of
+the tool call that spawned it (so that call, made again, gets the same child back).
 """
 
 from __future__ import annotations
