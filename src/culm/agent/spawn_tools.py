@@ -52,7 +52,9 @@ async def _wait_children(
     return [r.to_dict() for r in await run.wait_children(run_ids, mode)]
 
 
-spawn_agent = Tool(_spawn_agent, name="spawn_agent", timeout=WAIT_TIMEOUT)
+# a call cut off by a crash is made again: the resumed run hands it the child it had
+# started (found by the call's idempotency key) instead of starting another
+spawn_agent = Tool(_spawn_agent, name="spawn_agent", timeout=WAIT_TIMEOUT, idempotent=True)
 # waiting again after a restart is harmless: a wait cut off by a crash is simply redone
 wait_children = Tool(_wait_children, name="wait_children", timeout=WAIT_TIMEOUT, idempotent=True)
 

@@ -11,6 +11,10 @@ readable from its root's session stream alone:
 
 Each child is watched by a task: it waits for the child's end and, when limits are set,
 cancels a child that runs too long or goes quiet for too long (reason ``timeout``).
+
+``child.started`` also records what a resumed parent needs to start no child twice: the
+child's input and who asked (to create one announced but not yet created) and the key of
+the tool call that spawned it (so that call, made again, gets the same child back).
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from culm import events as ev
 from culm.agent.app import App
 from culm.agent.budget import Budget
+from culm.agent.context import TOOL_CALL_KEY
 from culm.agent.journal import NonDeterministicAgent
 from culm.agent.spawn import Child, ChildResult, SpawnLimits
 from culm.config import Settings
-from culm.errors import CulmError, NotFound, RunCancelled, SpawnRefused
+from culm.errors import CulmError, InvalidPayload, NotFound, RunCancelled, SpawnRefused
 from culm.events import Event
 from culm.ids import new_id
 from culm.models import Run, RunStatus, Session, Trigger
@@ -109,13 +114,16 @@ class ChildSet:
         self._settling = False
         self._replayed: list[str] = []
         """Children a resumed run had started, handed out again by its replayed spawns."""
+        self._by_call: dict[str, list[str]] = {}
+        """Children a resumed run had started inside tool calls, by the call's key."""
 
     async def restore(self, events: Sequence[Event], *, replay: bool) -> None:
         """On a resumed run: take back the children its log says it started. Those whose
         end is recorded keep their result; the others are watched again (they ran on while
-        the parent's process was down, or are still running). None is started twice. With
-        ``replay`` the agent's own spawns, run again from the top, get these children back
-        in order instead of new ones."""
+        the parent's process was down, or are still running); one announced but never
+        created is created now. None is started twice. With ``replay`` the agent's own
+        spawns, run again from the top, get these children back in order instead of new
+        ones; a spawn made again by a tool call gets the children that call started."""
         reported = {e.data.get("run_id") for e in events if e.type == ev.CHILD_COMPLETED}
         loop = asyncio.get_running_loop()
         for event in events:
@@ -127,11 +135,19 @@ class ChildSet:
             self._records[child.run_id] = record
             if replay:
                 self._replayed.append(child.run_id)
+            if isinstance(data.get("call"), str):
+                self._by_call.setdefault(data["call"], []).append(child.run_id)
             try:
                 run = await self._door.get_run(child.run_id)
             except NotFound:  # announced, but the crash came before it was created
-                why = "it was never started: the parent's process died first"
-                await self._report(record, RunStatus.FAILED, None, why, None)
+                if "input" not in data:  # announced without what it takes to create it
+                    why = "it was never started: the parent's process died first"
+                    await self._report(record, RunStatus.FAILED, None, why, None)
+                    continue
+                grant = Budget(data["budget"].get("tokens"), data["budget"].get("rounds"))
+                by = str(data.get("by") or f"run:{self._runner.run.id}")
+                with contextlib.suppress(Exception):  # reported failed, saying why
+                    await self._start(record, data["input"], grant, by)
                 continue
             if child.run_id in reported:
                 state = run.state
@@ -155,6 +171,12 @@ class ChildSet:
                     f"has a child of {again.agent!r} ({again.run_id})"
                 )
             return again
+        # inside a tool call of this run's own (a key of another run's is not)
+        call = TOOL_CALL_KEY.get()
+        call = call if call is not None and call.startswith(f"{parent.id}:") else None
+        earlier = self._by_call.get(call or "")
+        if earlier and self._records[earlier[0]].child.agent == agent:
+            return self._records[earlier.pop(0)].child  # the call, made again after a crash
         spec = self._door.app.get(agent)
         allowed = self.limits.agents
         if allowed is not None and agent not in allowed:
@@ -172,31 +194,20 @@ class ChildSet:
                 tenant=parent.tenant, parent_id=parent.session_id
             )
             record.child = Child(run_id, session.id, agent)
-            await self._runner.emit(
-                ev.CHILD_STARTED,
-                {**record.child.to_dict(), "depth": self.depth + 1, "budget": grant.to_dict()},
-            )
+            by = by or f"run:{parent.id}"
+            data = {**record.child.to_dict(), "depth": self.depth + 1, "budget": grant.to_dict()}
+            if call is not None:
+                data["call"] = call
+            try:  # what a resumed parent needs to create it, if the process dies first
+                more = {"input": value, "by": by} if self._runner.spec.resume else {}
+                await self._runner.emit(ev.CHILD_STARTED, {**data, **more})
+            except InvalidPayload:  # an input at the size limit: announced without it
+                await self._runner.emit(ev.CHILD_STARTED, data)
             await self._runner.flush()  # committed before any event of the child's session
         except BaseException:
             del self._records[run_id]
             raise
-        try:
-            await self._door.start_run(
-                agent,
-                value,
-                session_id=session.id,
-                tenant=parent.tenant,
-                trigger=Trigger.SPAWN,
-                parent_run_id=parent.id,
-                run_id=run_id,
-                by=by or f"run:{parent.id}",
-                grant=grant,
-                depth=self.depth + 1,
-            )
-        except Exception as exc:
-            await self._report(record, RunStatus.FAILED, None, f"could not start: {exc}", None)
-            raise
-        record.task = self._door.background(self._watch(record))
+        await self._start(record, value, grant, by)
         token = self._runner.token
         if token.requested:  # the parent was cancelled while the child was starting
             await self.cancel(run_id, f"parent run {parent.id} was cancelled", by=token.by)
@@ -274,6 +285,27 @@ class ChildSet:
             self._door.background(self.cancel(run_id, reason, by=self._runner.token.by or None))
 
     # inside
+
+    async def _start(self, record: _Record, value: Any, grant: Budget, by: str) -> None:
+        """Create the announced child's run and watch it; reported failed if it cannot be."""
+        parent, child = self._runner.run, record.child
+        try:
+            await self._door.start_run(
+                child.agent,
+                value,
+                session_id=child.session_id,
+                tenant=parent.tenant,
+                trigger=Trigger.SPAWN,
+                parent_run_id=parent.id,
+                run_id=child.run_id,
+                by=by,
+                grant=grant,
+                depth=self.depth + 1,
+            )
+        except Exception as exc:
+            await self._report(record, RunStatus.FAILED, None, f"could not start: {exc}", None)
+            raise
+        record.task = self._door.background(self._watch(record))
 
     def _check(self, wanted: Budget) -> Budget:
         """The budget to grant a new child, or ``SpawnRefused`` naming the limit."""
