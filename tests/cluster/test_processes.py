@@ -100,7 +100,7 @@ class TestCluster:
                 await eventually(both_busy, timeout=20)
                 followers = [asyncio.create_task(stream(client, r["id"])) for r in long]
                 await asyncio.sleep(0.5)  # the followers are attached and receiving
-                doomed.signal(signal.SIGSTOP)  # killed at the end, when the cluster stops
+                doomed.signal(KILL)
                 killed = time.time()
                 dead_runs = {
                     r["id"] for r in long if (await _owner(c.url, r["id"])) != _worker_id(drained)
