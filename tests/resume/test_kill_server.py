@@ -126,6 +126,21 @@ def held_after(tmp_path: Path, kind: str) -> tuple[dict[str, str], Path]:
     return {"HOLD_AFTER": kind, "HOLD_FILE": str(held)}, held
 
 
+def killed_after(tmp_path: Path, serve: Serve, kind: str) -> list[dict[str, Any]]:
+    """Run the model agent on a real server, kill it with -9 once the run's first ``kind``
+    event is committed, start it again: the whole stream a follower saw across the kill."""
+    env, held = held_after(tmp_path, kind)
+    server = serve(**env).start()
+    try:
+        follower = Follower(server.url, start_worker_run(server))
+        wait_until(held.exists, what=f"the run held after its first {kind}")
+        server.stop(signal.SIGKILL)
+        server.start()
+        return check_stream(follower, server)
+    finally:
+        server.stop()
+
+
 def before_resume(events: list[dict[str, Any]]) -> dict[str, Any]:
     """The last event the first process committed."""
     at = next(i for i, e in enumerate(events) if e["type"] == "run.resumed")
@@ -179,16 +194,7 @@ class TestKillNine:
             Answer("Recording.", calls=[("record", {"n": 1})]),
             Answer("All done."),
         )
-        env, held = held_after(tmp_path, "round.completed")
-        server = serve(**env).start()
-        try:
-            follower = Follower(server.url, start_worker_run(server))
-            wait_until(held.exists, what="the end of round 1")
-            server.stop(signal.SIGKILL)
-            server.start()
-            events = check_stream(follower, server)
-        finally:
-            server.stop()
+        events = killed_after(tmp_path, serve, "round.completed")
         assert before_resume(events) == {**before_resume(events), "type": "round.completed"}
         assert before_resume(events)["data"] == {"round": 1}
         kinds = [e["type"] for e in events]
@@ -209,16 +215,7 @@ class TestKillNine:
             Answer("Recording.", calls=[("record", {"n": 1})]),
             Answer("All done."),
         )
-        env, held = held_after(tmp_path, "tool.completed")
-        server = serve(**env).start()
-        try:
-            follower = Follower(server.url, start_worker_run(server))
-            wait_until(held.exists, what="the tool's result")
-            server.stop(signal.SIGKILL)
-            server.start()
-            events = check_stream(follower, server)
-        finally:
-            server.stop()
+        events = killed_after(tmp_path, serve, "tool.completed")
         last = before_resume(events)
         assert last["type"] == "tool.completed" and last["data"]["result"] == "recorded 1"
         kinds = [e["type"] for e in events]
