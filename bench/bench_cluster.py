@@ -79,7 +79,8 @@ async def deployment(workers: int, directory: Path) -> AsyncIterator[str]:
         env = {"CULM_DATABASE_URL": f"sqlite:///{directory / 'bench.db'}"}
     processes = []
     try:
-        api = _spawn([sys.executable, "bench_http.py", "--serve"], env, directory / "api.log")
+        command = [sys.executable, "bench_http.py", "--serve", "culm"]
+        api = _spawn(command, env, directory / "api.log")
         processes.append(api)
         assert api.stdout is not None
         base = f"http://127.0.0.1:{int(api.stdout.readline())}"
