@@ -7,7 +7,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,8 @@ class Follower:
         )
 
 
-def start_worker_run(server: Server) -> str:
-    response = httpx.post(f"{server.url}/v1/runs", json={"agent": "worker", "input": "go"})
+def start_worker_run(server: Server, agent: str = "worker", input: Any = "go") -> str:
+    response = httpx.post(f"{server.url}/v1/runs", json={"agent": agent, "input": input})
     assert response.status_code == 201, response.text
     run_id: str = response.json()["id"]
     return run_id
@@ -126,19 +127,44 @@ def held_after(tmp_path: Path, kind: str) -> tuple[dict[str, str], Path]:
     return {"HOLD_AFTER": kind, "HOLD_FILE": str(held)}, held
 
 
-def killed_after(tmp_path: Path, serve: Serve, kind: str) -> list[dict[str, Any]]:
-    """Run the model agent on a real server, kill it with -9 once the run's first ``kind``
-    event is committed, start it again: the whole stream a follower saw across the kill."""
-    env, held = held_after(tmp_path, kind)
-    server = serve(**env).start()
+@contextmanager
+def across_a_kill(
+    server: Server,
+    ready: Callable[[Follower], object],
+    what: str,
+    start: Callable[[Server], str] = start_worker_run,
+    restarted: Callable[[], object] | None = None,
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Start a run on a real server, kill the server with -9 once ``ready`` (given the
+    run's follower), start it again (then call ``restarted``): the run's id and the whole
+    stream the follower saw across the kill, while the restarted server still runs."""
+    server.start()
     try:
-        follower = Follower(server.url, start_worker_run(server))
-        wait_until(held.exists, what=f"the run held after its first {kind}")
+        run_id = start(server)
+        follower = Follower(server.url, run_id)
+        wait_until(lambda: ready(follower), what=what)
         server.stop(signal.SIGKILL)
         server.start()
-        return check_stream(follower, server)
+        if restarted is not None:
+            restarted()
+        yield run_id, check_stream(follower, server)
     finally:
         server.stop()
+
+
+def killed(
+    server: Server, ready: Callable[[Follower], object], what: str, **how: Any
+) -> tuple[str, list[dict[str, Any]]]:
+    """``across_a_kill``, its server stopped at the end."""
+    with across_a_kill(server, ready, what, **how) as (run_id, events):
+        return run_id, events
+
+
+def killed_after(tmp_path: Path, serve: Serve, kind: str) -> list[dict[str, Any]]:
+    """The model agent's stream across a kill -9 made once its first ``kind`` event is
+    committed (the run is held there until the kill)."""
+    env, held = held_after(tmp_path, kind)
+    return killed(serve(**env), lambda _: held.exists(), f"its first {kind}")[1]
 
 
 def before_resume(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -165,19 +191,15 @@ class TestKillNine:
             Stall("Half an"),  # round 2 streams, then hangs: the server dies here
             Answer("All done."),
         )
-        server = serve().start()
-        try:
-            run_id = start_worker_run(server)
-            follower = Follower(server.url, run_id)
-            wait_until(lambda: follower.has("message.delta", round=2), what="round 2 streaming")
-            server.stop(signal.SIGKILL)
-            server.start()
-            events = check_stream(follower, server)
-            with culm.Client(server.url) as client:  # the run says it was resumed once
-                info = client.get_run(run_id)
-                listed = client.list_runs(agent="worker")
-        finally:
-            server.stop()
+        server = serve()
+        with (
+            across_a_kill(
+                server, lambda f: f.has("message.delta", round=2), "round 2 streaming"
+            ) as (run_id, events),
+            culm.Client(server.url) as client,  # the run says it was resumed once
+        ):
+            info = client.get_run(run_id)
+            listed = client.list_runs(agent="worker")
         assert (info["status"], info["attempt"]) == ("completed", 1)
         assert [(r["id"], r["attempt"]) for r in listed.data] == [(run_id, 1)]
         kinds = [e["type"] for e in events]
@@ -236,23 +258,13 @@ class TestKillNine:
             Answer("Recording safely.", calls=[("slow_safe_record", {"n": 1})]),
             Answer("Recorded."),
         )
-        server = serve().start()
-        try:
-            run_id = start_worker_run(server)
-            follower = Follower(server.url, run_id)
-            # the tool runs, and its start is committed (an idempotent tool's start is not
-            # waited for before it runs: the answer could still be lost with the process)
-            wait_until(
-                lambda: (
-                    records(record_file) == ["slow_safe_record 1"] and follower.has("tool.started")
-                ),
-                what="the tool",
-            )
-            server.stop(signal.SIGKILL)
-            server.start()
-            events = check_stream(follower, server)
-        finally:
-            server.stop()
+
+        # the tool runs, and its start is committed (an idempotent tool's start is not
+        # waited for before it runs: the answer could still be lost with the process)
+        def running(follower: Follower) -> bool:
+            return records(record_file) == ["slow_safe_record 1"] and follower.has("tool.started")
+
+        run_id, events = killed(serve(), running, "the tool")
         kinds = [e["type"] for e in events]
         assert kinds[-1] == "run.completed"
         assert "tool.failed" not in kinds
@@ -275,16 +287,7 @@ class TestKillNine:
             Answer("Recording slowly.", calls=[("slow_record", {"n": 1})]),
             Answer("It may not have worked; stopping."),
         )
-        server = serve().start()
-        try:
-            run_id = start_worker_run(server)
-            follower = Follower(server.url, run_id)
-            wait_until(lambda: records(record_file) == ["slow_record 1"], what="the tool")
-            server.stop(signal.SIGKILL)
-            server.start()
-            events = check_stream(follower, server)
-        finally:
-            server.stop()
+        _, events = killed(serve(), lambda _: records(record_file) == ["slow_record 1"], "the tool")
         assert events[-1]["type"] == "run.completed"
         failed = [e["data"] for e in events if e["type"] == "tool.failed"]
         assert len(failed) == 1 and "interrupted by a restart" in failed[0]["error"]
@@ -331,19 +334,13 @@ class TestKillNineFunctionAgent:
     ) -> None:
         record_file, gate = tmp_path / "records.txt", tmp_path / "gate"
         record_file.touch()
-        server = serve().start()
-        try:
-            response = httpx.post(
-                f"{server.url}/v1/runs", json={"agent": "checkout", "input": "o-7"}
-            )
-            follower = Follower(server.url, response.json()["id"])
-            wait_until(lambda: follower.has("shop.charged"), what="the charge")
-            server.stop(signal.SIGKILL)
-            server.start()
-            gate.touch()
-            events = check_stream(follower, server)
-        finally:
-            server.stop()
+        _, events = killed(
+            serve(),
+            lambda f: f.has("shop.charged"),
+            "the charge",
+            start=lambda server: start_worker_run(server, "checkout", "o-7"),
+            restarted=gate.touch,  # only the resumed run goes past its gate
+        )
         assert events[-1]["type"] == "run.completed"
         assert events[-1]["data"]["output"] == {"charge": "ch_o-7", "parcel": "parcel_o-7"}
         assert records(record_file) == ["charge o-7", "ship o-7"]
@@ -355,16 +352,12 @@ class TestKillNineFunctionAgent:
     ) -> None:
         record_file = tmp_path / "records.txt"
         record_file.touch()
-        server = serve().start()
-        try:
-            response = httpx.post(f"{server.url}/v1/runs", json={"agent": "fickle"})
-            follower = Follower(server.url, response.json()["id"])
-            wait_until(lambda: follower.has("shop.begin"), what="the first emit")
-            server.stop(signal.SIGKILL)
-            server.start()
-            events = check_stream(follower, server)
-        finally:
-            server.stop()
+        _, events = killed(
+            serve(),
+            lambda f: f.has("shop.begin"),
+            "the first emit",
+            start=lambda server: start_worker_run(server, "fickle", None),
+        )
         kinds = [e["type"] for e in events]
         assert kinds == ["run.queued", "run.started", "shop.begin", "run.resumed", "run.failed"]
         error = events[-1]["data"]["error"]
