@@ -87,6 +87,8 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
         )
         self.executor = Executor(self.settings, self.store, self.log, self.worker_id, door=self)
         self._stack = AsyncExitStack()
+        self._unwritable: str | None = None
+        """The problem the probe of the database last logged (``_probe_writes``)."""
         self.scheduler = Scheduler(
             self,
             self.store,
@@ -110,7 +112,7 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
         await self.tail.open()
         self._background(self.tail.run(self.settings.idle_poll_seconds))
         self._background(self.log.run())
-        self._background(self._watch_writes())
+        self._background(every(PROBE_SECONDS, self._probe_writes))
         await self.executor.recover()
         self._background(every(self.settings.lease_seconds / 3, self.executor.renew))
         if self.executor.executes:  # cancels asked elsewhere whose notice was lost
@@ -203,30 +205,24 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
         either way."""
         return self.log.problem or self.store.problem
 
-    async def _watch_writes(self) -> None:
-        """While the database cannot be written, try a small write every ``PROBE_SECONDS``:
+    async def _probe_writes(self) -> None:
+        """While the database cannot be written, try a small write (every ``PROBE_SECONDS``):
         with no run emitting, nothing else would find out that space came back."""
-        down: str | None = None
-        while True:
-            await asyncio.sleep(PROBE_SECONDS)
-            problem = self.health()
-            if problem is None:
-                down = None
-                continue
-            if down is None:
-                log.error("the database cannot be written (%s); probing it", problem)
-                down = problem
-            try:
-                await self.store.probe()
-            except Unavailable:
-                continue
-            except Exception:
-                log.exception("probing the database failed")
-                continue
-            self.log.recovered()
-            if self.health() is None:
-                log.warning("the database can be written again")
-                down = None
+        problem = self.health()
+        if problem is None:
+            self._unwritable = None
+            return
+        if self._unwritable is None:
+            log.error("the database cannot be written (%s); probing it", problem)
+            self._unwritable = problem
+        try:
+            await self.store.probe()
+        except Unavailable:
+            return
+        self.log.recovered()
+        if self.health() is None:
+            log.warning("the database can be written again")
+            self._unwritable = None
 
     def bus_health(self) -> str | None:
         """Why the bus cannot carry notices between processes now, or None. Nothing is lost
