@@ -195,9 +195,11 @@ class TestCluster:
             api = c.api()
             doomed = c.worker()
             async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
+                # slow runs: the worker is stopped between two of its transactions, not
+                # inside one whose locks would hold everyone else's writes until it dies
                 runs = [
-                    await start(client, "ticker", {"n": 2000, "delay": 0.01}),
-                    await start(client, "stepper", {"n": 2000, "delay": 0.01}),
+                    await start(client, "ticker", {"n": 2000, "delay": 0.5}),
+                    await start(client, "stepper", {"n": 2000, "delay": 0.5}),
                 ]
                 ids = [r["id"] for r in runs]
 
