@@ -167,7 +167,10 @@ class TestSpawnAcrossWorkers:
             engines(spawning, role="worker", concurrency=2) as w1,
             engines(spawning, role="worker", concurrency=2) as w2,
         ):
-            parent = await api.start_run("fan", {"n": 4, "leaf": {"ticks": 3, "value": 1}})
+            # children that take a while: one worker alone cannot run them all one after
+            # another before the other claims some
+            leaf = {"ticks": 3, "delay": 0.2, "value": 1}
+            parent = await api.start_run("fan", {"n": 4, "leaf": leaf})
             ended = await api.wait(parent.id, timeout=30)
             assert ended.status is culm.RunStatus.COMPLETED, ended.state.error
             assert ended.state.output == {"started": 4, "refused": None, "results": [1] * 4}
