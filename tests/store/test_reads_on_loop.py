@@ -66,3 +66,35 @@ async def test_a_run_read_on_the_loop_is_never_ahead_of_the_announcements(
         assert ahead == []
         assert kept > 10
         assert during_writes > 0, "no read kept on the loop overlapped a transaction"
+
+
+async def test_a_stream_reads_the_run_on_the_loop_while_a_commit_is_under_way(
+    sqlite_url: str,
+) -> None:
+    """A stream follows the log itself, so it reads the run as last committed (``latest``)
+    without a trip to a reader's thread while the writer commits; every other read still
+    goes there then."""
+    async with culm.Engine(test_app, culm.Settings(database_url=sqlite_url)) as engine:
+        store = engine.store
+        assert isinstance(store, SqlStore)
+        run = await engine.start_run("echo", "hi")
+        await engine.wait(run.id, timeout=30)
+        writer = store._direct
+        assert writer is not None
+        trips: list[str] = []
+        reader = store._read
+
+        def counted() -> Any:
+            trips.append("reader")
+            return reader()
+
+        store._read = counted  # type: ignore[method-assign]
+        writer.commits += 1  # a commit has begun on the writer's thread, not announced yet
+        try:
+            assert not store.settled()
+            assert (await store.get_run(run.id, latest=True)).status.value == "completed"
+            assert trips == []
+            assert (await store.get_run(run.id)).status.value == "completed"
+            assert trips == ["reader"]
+        finally:
+            writer.commits -= 1

@@ -122,8 +122,11 @@ async def run_events(
     terminal event answers 204, which tells an ``EventSource`` to stop reconnecting."""
     engine, tenant, settings = caller.engine, caller.tenant, caller.settings
     start = last_event_id if last_event_id is not None else after
-    run = await engine.get_run(run_id, tenant)
-    if wants_json(request, format):
+    as_json = wants_json(request, format)
+    # a stream follows the log from the bus and the log, so a run read a moment ahead of
+    # the announcements costs it nothing: it is read without waiting for a commit under way
+    run = await engine.get_run(run_id, tenant, latest=not as_json)
+    if as_json:
         page = await collect(
             lambda n, after: engine.events(run_id, after=after or 0, limit=n, tenant=tenant),
             start=start,

@@ -244,10 +244,13 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
 
     # runs
 
-    async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
+    async def get_run(
+        self, run_id: str, tenant: str | None = None, *, latest: bool = False
+    ) -> Run:
         """The run as last committed: its live state lags what it is doing by at most one
-        group commit (milliseconds)."""
-        return await self.store.get_run(run_id, tenant)
+        group commit (milliseconds). It is never ahead of what subscribers were shown,
+        unless ``latest`` (see ``Store.get_run``)."""
+        return await self.store.get_run(run_id, tenant, latest=latest)
 
     async def list_runs(
         self, where: RunFilter | None = None, *, limit: int = 50, before: str | None = None

@@ -70,12 +70,15 @@ class RunQueries:
 
     # reads
 
-    async def get_run(self, run_id: str, tenant: str | None = None) -> Run:
+    async def get_run(
+        self, run_id: str, tenant: str | None = None, *, latest: bool = False
+    ) -> Run:
         # on the loop, kept only when no commit began that is not announced yet (checked
-        # after the read): what is read must never be ahead of what was announced
+        # after the read): what is read must never be ahead of what was announced, unless
+        # the caller does not mind (``latest``: a stream, which waits for what it follows)
         here = self._here
         read = None if here is None else here.read_run(run_id, tenant)
-        if read is not None and self.settled():  # SQLite, read on the loop itself
+        if read is not None and (latest or self.settled()):  # SQLite, read on the loop
             if read[0] is None:
                 raise NotFound(f"no run {run_id}")
             return run_record(read[0])
