@@ -98,3 +98,39 @@ async def test_a_stream_reads_the_run_on_the_loop_while_a_commit_is_under_way(
             assert trips == ["reader"]
         finally:
             writer.commits -= 1
+
+
+async def test_a_read_during_a_transaction_waits_for_it_and_stays_on_the_loop(
+    sqlite_url: str,
+) -> None:
+    """A run read while the store's own transaction is under way waits for it to be
+    announced and reads on the loop, rather than on a reader's thread (ten times the CPU);
+    a commit nothing here will announce sends it to the reader's thread at once."""
+    async with culm.Engine(test_app, culm.Settings(database_url=sqlite_url)) as engine:
+        store = engine.store
+        assert isinstance(store, SqlStore)
+        run = await engine.start_run("echo", "hi")
+        await engine.wait(run.id, timeout=30)
+        writer = store._direct
+        assert writer is not None
+        trips: list[str] = []
+        reader = store._read
+
+        def counted() -> Any:
+            trips.append("reader")
+            return reader()
+
+        store._read = counted  # type: ignore[method-assign]
+        async with store._locked(appends=False):  # a transaction under way...
+            writer.commits += 1  # ...whose commit has begun
+            read = asyncio.ensure_future(store.get_run(run.id))
+            await asyncio.sleep(0.01)
+            assert not read.done(), "the read did not wait for the transaction"
+        assert (await read).status.value == "completed"
+        assert trips == []
+        writer.commits += 1  # a commit outside the store: nothing will announce it
+        try:
+            assert (await store.get_run(run.id)).status.value == "completed"
+            assert trips == ["reader"]
+        finally:
+            writer.commits -= 1

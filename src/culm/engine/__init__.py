@@ -244,9 +244,7 @@ class Engine(InputCalls, StartCalls, SessionCalls, SpawnCalls, ScheduleCalls):
 
     # runs
 
-    async def get_run(
-        self, run_id: str, tenant: str | None = None, *, latest: bool = False
-    ) -> Run:
+    async def get_run(self, run_id: str, tenant: str | None = None, *, latest: bool = False) -> Run:
         """The run as last committed: its live state lags what it is doing by at most one
         group commit (milliseconds). It is never ahead of what subscribers were shown,
         unless ``latest`` (see ``Store.get_run``)."""

@@ -164,9 +164,7 @@ class Store(Protocol):
         ``IdempotencyKeyReused`` when that run has another agent or session.
         """
 
-    async def get_run(
-        self, run_id: str, tenant: str | None = None, *, latest: bool = False
-    ) -> Run:
+    async def get_run(self, run_id: str, tenant: str | None = None, *, latest: bool = False) -> Run:
         """The run as committed, never ahead of what was announced; with ``latest`` as last
         committed, which may be a moment ahead of the announcements (for a reader that
         follows the log itself and so does not mind, such as a stream)."""

@@ -53,6 +53,9 @@ class RunQueries:
     def settled(self) -> bool:
         raise NotImplementedError
 
+    async def announced(self) -> bool:
+        raise NotImplementedError
+
     def _write(self, *, appends: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
 
@@ -70,18 +73,23 @@ class RunQueries:
 
     # reads
 
-    async def get_run(
-        self, run_id: str, tenant: str | None = None, *, latest: bool = False
-    ) -> Run:
+    async def get_run(self, run_id: str, tenant: str | None = None, *, latest: bool = False) -> Run:
         # on the loop, kept only when no commit began that is not announced yet (checked
         # after the read): what is read must never be ahead of what was announced, unless
-        # the caller does not mind (``latest``: a stream, which waits for what it follows)
+        # the caller does not mind (``latest``: a stream, which waits for what it follows).
+        # While the store's own transaction is under way, the read waits for it to be
+        # announced and is made again: a read on a reader's thread costs ten times the CPU
         here = self._here
-        read = None if here is None else here.read_run(run_id, tenant)
-        if read is not None and (latest or self.settled()):  # SQLite, read on the loop
-            if read[0] is None:
-                raise NotFound(f"no run {run_id}")
-            return run_record(read[0])
+        for _ in range(2):
+            read = None if here is None else here.read_run(run_id, tenant)
+            if read is None:
+                break
+            if latest or self.settled():  # SQLite, read on the loop
+                if read[0] is None:
+                    raise NotFound(f"no run {run_id}")
+                return run_record(read[0])
+            if not await self.announced():
+                break
         async with self._read() as conn:
             driver = one_trip(conn)
             if driver is None:

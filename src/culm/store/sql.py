@@ -50,6 +50,9 @@ from culm.store.starts import StartQueries
 log = logging.getLogger("culm.store")
 
 # advisory lock keys (64-bit, arbitrary but fixed): all culm processes must agree on them
+ANNOUNCE_WAIT = 0.05
+"""Longest a run read waits for the transaction under way to be announced before it reads
+on a reader's thread instead (``announced``); a group commit takes about a millisecond."""
 _LOG_LOCK = 0x63756C6D_6C6F6700  # "culmlog"
 _MIGRATE_LOCK = 0x63756C6D_6D696700  # "culmmig"
 
@@ -87,6 +90,8 @@ class SqlStore(
         """Reads a run on the event loop (a SQLite file only)."""
         self._announced = 0
         """The writer's commits (``Writer.commits``) whose events have been announced."""
+        self._announcing: list[asyncio.Future[None]] = []
+        """Who waits for the transaction under way to be announced (``announced``)."""
         self._write_lock = asyncio.Lock()
         self._written: list[Event] = []
         self.on_commit: Callable[[Sequence[Event]], None] | None = None
@@ -191,6 +196,25 @@ class SqlStore(
             finally:  # whatever was committed under the lock has been announced now
                 if self._direct is not None:
                     self._announced = self._direct.commits
+                waiting, self._announcing = self._announcing, []
+                for waiter in waiting:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def announced(self) -> bool:
+        """Wait until the transaction under way in the store has been committed and
+        announced; False at once when there is none (a commit not announced yet was then
+        made outside the store, and nothing here will announce it), or after
+        ``ANNOUNCE_WAIT`` seconds (a long transaction, such as a purge)."""
+        if not self._write_lock.locked():
+            return False
+        waiter = asyncio.get_running_loop().create_future()
+        self._announcing.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, ANNOUNCE_WAIT)
+        except TimeoutError:
+            return False
+        return True
 
     def settled(self) -> bool:
         """No commit has begun that is not announced yet: a read on the loop made just
