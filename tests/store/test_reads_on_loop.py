@@ -16,6 +16,7 @@ import culm
 from culm.events import Event
 from culm.models import ACTIVE_STATUSES
 from culm.store.sql import SqlStore
+from culm.store.sqlite_direct import Writer
 from tests.agents import app as test_app
 
 
@@ -75,26 +76,13 @@ async def test_a_stream_reads_the_run_on_the_loop_while_a_commit_is_under_way(
     without a trip to a reader's thread while the writer commits; every other read still
     goes there then."""
     async with culm.Engine(test_app, culm.Settings(database_url=sqlite_url)) as engine:
-        store = engine.store
-        assert isinstance(store, SqlStore)
-        run = await engine.start_run("echo", "hi")
-        await engine.wait(run.id, timeout=30)
-        writer = store._direct
-        assert writer is not None
-        trips: list[str] = []
-        reader = store._read
-
-        def counted() -> Any:
-            trips.append("reader")
-            return reader()
-
-        store._read = counted  # type: ignore[method-assign]
+        store, writer, run_id, trips = await _ended_run_counting_reader_trips(engine)
         writer.commits += 1  # a commit has begun on the writer's thread, not announced yet
         try:
             assert not store.settled()
-            assert (await store.get_run(run.id, latest=True)).status.value == "completed"
+            assert (await store.get_run(run_id, latest=True)).status.value == "completed"
             assert trips == []
-            assert (await store.get_run(run.id)).status.value == "completed"
+            assert (await store.get_run(run_id)).status.value == "completed"
             assert trips == ["reader"]
         finally:
             writer.commits -= 1
@@ -107,30 +95,39 @@ async def test_a_read_during_a_transaction_waits_for_it_and_stays_on_the_loop(
     announced and reads on the loop, rather than on a reader's thread (ten times the CPU);
     a commit nothing here will announce sends it to the reader's thread at once."""
     async with culm.Engine(test_app, culm.Settings(database_url=sqlite_url)) as engine:
-        store = engine.store
-        assert isinstance(store, SqlStore)
-        run = await engine.start_run("echo", "hi")
-        await engine.wait(run.id, timeout=30)
-        writer = store._direct
-        assert writer is not None
-        trips: list[str] = []
-        reader = store._read
-
-        def counted() -> Any:
-            trips.append("reader")
-            return reader()
-
-        store._read = counted  # type: ignore[method-assign]
+        store, writer, run_id, trips = await _ended_run_counting_reader_trips(engine)
         async with store._locked(appends=False):  # a transaction under way...
             writer.commits += 1  # ...whose commit has begun
-            read = asyncio.ensure_future(store.get_run(run.id))
+            read = asyncio.ensure_future(store.get_run(run_id))
             await asyncio.sleep(0.01)
             assert not read.done(), "the read did not wait for the transaction"
         assert (await read).status.value == "completed"
         assert trips == []
         writer.commits += 1  # a commit outside the store: nothing will announce it
         try:
-            assert (await store.get_run(run.id)).status.value == "completed"
+            assert (await store.get_run(run_id)).status.value == "completed"
             assert trips == ["reader"]
         finally:
             writer.commits -= 1
+
+
+async def _ended_run_counting_reader_trips(
+    engine: culm.Engine,
+) -> tuple[SqlStore, Writer, str, list[str]]:
+    """The store, its writer, a run that has ended, and the list of the store's reads
+    made on a reader's thread from now on."""
+    store = engine.store
+    assert isinstance(store, SqlStore)
+    run = await engine.start_run("echo", "hi")
+    await engine.wait(run.id, timeout=30)
+    writer = store._direct
+    assert writer is not None
+    trips: list[str] = []
+    reader = store._read
+
+    def counted() -> Any:
+        trips.append("reader")
+        return reader()
+
+    store._read = counted  # type: ignore[method-assign]
+    return store, writer, run.id, trips
