@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     """``sqlite:///path`` (the embedded default) or ``postgresql://...``."""
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL)$")
     """FULL survives power loss; NORMAL (in WAL) survives a process crash and commits faster."""
+    pg_idle_transaction_seconds: float = Field(default=10.0, ge=0)
+    """PostgreSQL ends a session of this process that stays this long inside a transaction
+    without a statement (``idle_in_transaction_session_timeout``): a process frozen
+    mid-transaction (SIGSTOP, a paused VM) then no longer holds the log's lock, and every
+    other process's writes, until its connection dies. 0: no limit. A culm transaction
+    takes milliseconds; one cut short is retried, or refused by the run's fence."""
     bus_url: str | None = None
     """How processes sharing the database tell each other of new events, cancels and work:
     ``local`` (one process), ``postgresql://...`` (LISTEN/NOTIFY) or ``redis://...``. None:

@@ -21,7 +21,7 @@ def open_store(settings: Settings) -> Store:
     if scheme in ("postgresql", "postgres"):
         from culm.store.postgres import postgres_engines
 
-        return SqlStore(lambda: postgres_engines(url))
+        return SqlStore(lambda: postgres_engines(url, settings.pg_idle_transaction_seconds))
     raise InvalidInput(
         f"unsupported database URL {url!r}; use sqlite:///path or postgresql://host/db"
     )

@@ -14,17 +14,29 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+_IDLE = "idle_in_transaction_session_timeout"
 
-def postgres_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
-    """A writer engine (one connection) and a reader engine, both on ``url``."""
+
+def postgres_engines(
+    url: str, idle_transaction_seconds: float = 0
+) -> tuple[AsyncEngine, AsyncEngine]:
+    """A writer engine (one connection) and a reader engine, both on ``url``; with
+    ``idle_transaction_seconds`` the server ends a session of theirs that idles that long
+    inside a transaction (see ``Settings.pg_idle_transaction_seconds``)."""
     parsed = make_url(url)
     # asyncpg reads the URL itself: it only knows the plain scheme
     dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    settings = {}
+    # a timeout the URL sets itself (``?idle_in_transaction_session_timeout=``) wins
+    if idle_transaction_seconds > 0 and _IDLE not in parsed.query:
+        milliseconds = max(1, round(idle_transaction_seconds * 1000))
+        settings[_IDLE] = str(milliseconds)
 
     async def connect() -> Any:
         import asyncpg  # type: ignore[import-untyped]
 
-        return await asyncpg.connect(dsn)
+        # asyncpg adds these to the server settings the URL's query gives
+        return await asyncpg.connect(dsn, server_settings=settings or None)
 
     # no pre-ping: it costs a round trip per transaction, and a connection found dead
     # is invalidated by the error itself (the log retries; readers see Unavailable once)
