@@ -51,7 +51,11 @@ def check_encoded(
     value: Any, limits: Limits = DEFAULT_LIMITS, *, what: str = "value"
 ) -> tuple[Any, bytes]:
     """``check``, and the copy's JSON, which the caller may store as it is."""
-    copy = _copy(value, what, 1, limits.max_depth)
+    try:
+        copy = _copy(value, 1, limits.max_depth)
+    except _Refused as refused:
+        where = what + "".join(reversed(refused.where))
+        raise InvalidPayload(f"{where}: {refused.reason}") from None
     encoded = encode(copy)
     if len(encoded) > limits.max_bytes:
         raise InvalidPayload(
@@ -60,50 +64,69 @@ def check_encoded(
     return copy, encoded
 
 
-def _copy(value: Any, path: str, depth: int, max_depth: int) -> Any:
+class _Refused(Exception):
+    """Why a part of a value cannot be stored; the path to it is added on the way up
+    (``where``, innermost first), so a value that is fine never builds one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.where: list[str] = []
+
+
+def _copy(value: Any, depth: int, max_depth: int) -> Any:
     # exact type checks first: the common cases cost one dict lookup each
     kind = type(value)
     if kind is str:
         if _SURROGATE.search(value) is not None:
-            raise InvalidPayload(f"{path}: text holds a lone surrogate, which is not UTF-8")
+            raise _Refused("text holds a lone surrogate, which is not UTF-8")
         return value
     if value is None or kind is bool:
         return value
     if kind is int:
         if not INT_MIN <= value <= INT_MAX:
-            raise InvalidPayload(
-                f"{path}: the integer {_short(value)} does not fit in 64 bits; send it as a string"
+            raise _Refused(
+                f"the integer {_short(value)} does not fit in 64 bits; send it as a string"
             )
         return value
     if kind is float:
         if not math.isfinite(value):
-            raise InvalidPayload(f"{path}: {value} is not a JSON number")
+            raise _Refused(f"{value} is not a JSON number")
         return value
     if kind is dict or kind is list or kind is tuple:
         if depth > max_depth:
-            raise InvalidPayload(
-                f"{path}: nested more than {max_depth} levels deep (the limit; CULM_MAX_JSON_DEPTH)"
+            raise _Refused(
+                f"nested more than {max_depth} levels deep (the limit; CULM_MAX_JSON_DEPTH)"
             )
         if kind is dict:
             out: dict[str, Any] = {}
             for key, item in value.items():
                 if type(key) is not str:
-                    raise InvalidPayload(
-                        f"{path}: object keys must be strings, not {type(key).__name__}"
-                    )
+                    raise _Refused(f"object keys must be strings, not {type(key).__name__}")
                 if _SURROGATE.search(key) is not None:
-                    raise InvalidPayload(f"{path}: a key holds a lone surrogate")
-                out[key] = _copy(item, f"{path}.{key}", depth + 1, max_depth)
+                    raise _Refused("a key holds a lone surrogate")
+                try:
+                    out[key] = _copy(item, depth + 1, max_depth)
+                except _Refused as refused:
+                    refused.where.append(f".{key}")
+                    raise
             return out
-        return [_copy(item, f"{path}[{i}]", depth + 1, max_depth) for i, item in enumerate(value)]
+        items: list[Any] = []
+        for i, item in enumerate(value):
+            try:
+                items.append(_copy(item, depth + 1, max_depth))
+            except _Refused as refused:
+                refused.where.append(f"[{i}]")
+                raise
+        return items
     # subclasses of the plain types (an IntEnum, a str Enum, a dict subclass) are stored as
     # the plain value they are; anything else is refused
     plain: type[Any]
     for plain in (bool, int, float, str, dict, list, tuple):
         if isinstance(value, plain):
-            return _copy(plain(value), path, depth, max_depth)
-    raise InvalidPayload(
-        f"{path}: a value of type {type(value).__name__} is not JSON serializable "
+            return _copy(plain(value), depth, max_depth)
+    raise _Refused(
+        f"a value of type {type(value).__name__} is not JSON serializable "
         "(use dicts, lists, strings, numbers, booleans and None)"
     )
 
