@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import culm
 from culm.errors import InvalidPayload
 from culm.models import ScheduleSpec
+from culm.payload import check
 from tests.conftest import EngineFactory
 
 app = culm.App()
@@ -169,6 +170,20 @@ class TestInputs:
             with pytest.raises(InvalidPayload, match=r"64.bit"):
                 await engine.start_run("returns", {"n": 2**64})
             assert await engine.list_runs() == []
+
+    async def test_a_refusal_names_the_part_at_fault(self, payload_engine: EngineFactory) -> None:
+        async with payload_engine() as engine:
+            bad = {"args": {"items": [1, {"ok": "x", "big": 2**70}]}}
+            with pytest.raises(InvalidPayload) as refused:
+                await engine.start_run("returns", bad)
+            assert refused.value.message.startswith(
+                "the input for agent 'returns'.args.items[1].big: the integer "
+            )
+            assert await engine.list_runs() == []
+        nan = [1, "two", {"x": [float("nan")]}]
+        with pytest.raises(InvalidPayload) as refused:
+            check(nan, what="the data")
+        assert refused.value.message == "the data[2].x[0]: nan is not a JSON number"
 
     async def test_session_metadata(self, payload_engine: EngineFactory) -> None:
         async with payload_engine() as engine:
