@@ -38,26 +38,33 @@ async def _opened(url: str, idle: float) -> SqlStore:
 
 
 async def _write_appending(store: Store) -> None:
-    """A write that takes the log's lock: a session and a run starting on it."""
+    """A session created, then a write transaction that takes the log's lock."""
     await store.create_session(Session(id=new_id("ses"), tenant="t", created_at=time.time()))
     async with store._write() as conn:  # type: ignore[attr-defined]
         await conn.execute(sa.select(1))
 
 
-async def test_a_frozen_transaction_releases_the_log_lock(pg_url: str) -> None:
-    frozen, other = await _opened(pg_url, 0.5), await _opened(pg_url, 0.5)
+async def _frozen(store: SqlStore, release: asyncio.Event) -> asyncio.Future[None]:
+    """A transaction of ``store`` that takes the log's lock, then sends nothing until
+    ``release`` (idle in transaction, as in a frozen process); returned once it holds it."""
     held = asyncio.Event()
-    release = asyncio.Event()
 
-    async def freeze() -> None:
-        async with frozen._write() as conn:  # the log's lock, taken in the transaction
+    async def transaction() -> None:
+        async with store._write() as conn:
             held.set()
-            await release.wait()  # no statement for a while: idle in transaction
+            await release.wait()
             await conn.execute(sa.select(1))
 
-    stuck = asyncio.ensure_future(freeze())
+    stuck = asyncio.ensure_future(transaction())
+    await held.wait()
+    return stuck
+
+
+async def test_a_frozen_transaction_releases_the_log_lock(pg_url: str) -> None:
+    frozen, other = await _opened(pg_url, 0.5), await _opened(pg_url, 0.5)
+    release = asyncio.Event()
+    stuck = await _frozen(frozen, release)
     try:
-        await held.wait()
         began = time.monotonic()
         async with asyncio.timeout(10):
             await _write_appending(other)
@@ -76,23 +83,16 @@ async def test_a_frozen_transaction_releases_the_log_lock(pg_url: str) -> None:
 
 async def test_without_a_limit_the_lock_is_held(pg_url: str) -> None:
     frozen, other = await _opened(pg_url, 0), await _opened(pg_url, 0)
+    release = asyncio.Event()
+    stuck = await _frozen(frozen, release)
     try:
-        held = asyncio.Event()
-        release = asyncio.Event()
-
-        async def freeze() -> None:
-            async with frozen._write() as conn:
-                held.set()
-                await release.wait()
-                await conn.execute(sa.select(1))
-
-        stuck = asyncio.ensure_future(freeze())
-        await held.wait()
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(1.5):
                 await _write_appending(other)
         release.set()
         await stuck
     finally:
+        release.set()
+        await asyncio.gather(stuck, return_exceptions=True)
         await frozen.close()
         await other.close()

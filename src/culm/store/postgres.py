@@ -26,17 +26,17 @@ def postgres_engines(
     parsed = make_url(url)
     # asyncpg reads the URL itself: it only knows the plain scheme
     dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    settings = {}
+    server_settings = {}
     # a timeout the URL sets itself (``?idle_in_transaction_session_timeout=``) wins
     if idle_transaction_seconds > 0 and _IDLE not in parsed.query:
         milliseconds = max(1, round(idle_transaction_seconds * 1000))
-        settings[_IDLE] = str(milliseconds)
+        server_settings[_IDLE] = str(milliseconds)
 
     async def connect() -> Any:
         import asyncpg  # type: ignore[import-untyped]
 
         # asyncpg adds these to the server settings the URL's query gives
-        return await asyncpg.connect(dsn, server_settings=settings or None)
+        return await asyncpg.connect(dsn, server_settings=server_settings or None)
 
     # no pre-ping: it costs a round trip per transaction, and a connection found dead
     # is invalidated by the error itself (the log retries; readers see Unavailable once)

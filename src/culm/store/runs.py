@@ -80,16 +80,14 @@ class RunQueries:
         # While the store's own transaction is under way, the read waits for it to be
         # announced and is made again: a read on a reader's thread costs ten times the CPU
         here = self._here
-        for _ in range(2):
-            read = None if here is None else here.read_run(run_id, tenant)
-            if read is None:
-                break
-            if latest or self.settled():  # SQLite, read on the loop
+        if here is not None:  # SQLite, read on the loop
+            read = here.read_run(run_id, tenant)
+            if read is not None and not (latest or self.settled()) and await self.announced():
+                read = here.read_run(run_id, tenant)
+            if read is not None and (latest or self.settled()):
                 if read[0] is None:
                     raise NotFound(f"no run {run_id}")
                 return run_record(read[0])
-            if not await self.announced():
-                break
         async with self._read() as conn:
             driver = one_trip(conn)
             if driver is None:

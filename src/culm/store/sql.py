@@ -49,10 +49,11 @@ from culm.store.starts import StartQueries
 
 log = logging.getLogger("culm.store")
 
-# advisory lock keys (64-bit, arbitrary but fixed): all culm processes must agree on them
 ANNOUNCE_WAIT = 0.05
 """Longest a run read waits for the transaction under way to be announced before it reads
 on a reader's thread instead (``announced``); a group commit takes about a millisecond."""
+
+# advisory lock keys (64-bit, arbitrary but fixed): all culm processes must agree on them
 _LOG_LOCK = 0x63756C6D_6C6F6700  # "culmlog"
 _MIGRATE_LOCK = 0x63756C6D_6D696700  # "culmmig"
 
