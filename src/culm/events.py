@@ -6,7 +6,9 @@ position in its run's stream (1, 2, 3, ...) and ``pos`` its position in the whol
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -100,22 +102,86 @@ class Event:
 
     def to_json(self) -> bytes:
         """The event as JSON bytes (``to_dict``'s), encoded once however many subscribers
-        receive it. The data's JSON, encoded when the event was emitted, is spliced in
-        rather than encoded again."""
+        receive it. A runner encodes it as it emits (``event_json``); an event read from
+        the log is encoded here, when first asked for."""
         if self._json is None:
-            head = orjson.dumps(
-                {
-                    "seq": self.seq,
-                    "run_id": self.run_id,
-                    "session_id": self.session_id,
-                    "type": self.type,
-                    "ts": datetime.fromtimestamp(self.ts, UTC),
-                },
-                option=orjson.OPT_UTC_Z,
+            self._json = event_json(
+                self.seq,
+                ids_json(self.run_id, self.session_id),
+                self.type,
+                self.ts,
+                self.data_json(),
+                parent_json(self.parent_run_id),
             )
-            parent = b"null" if self.parent_run_id is None else orjson.dumps(self.parent_run_id)
-            self._json = b'%b,"data":%b,"parent_run_id":%b}' % (head[:-1], self.data_json(), parent)
         return self._json
+
+
+_EVENT_JSON = b'{"seq":%d,%b,"type":%b,"ts":"%b","data":%b,"parent_run_id":%b}'
+
+
+def event_json(
+    seq: int, ids: bytes, type: str, ts: float, data_json: bytes, parent: bytes
+) -> bytes:
+    """An event's JSON, spliced from its parts: its data's JSON (encoded when its data
+    was checked), ``ids`` and ``parent``, which a runner encodes once for all its events
+    (``ids_json``, ``parent_json``), its type's, kept by type. Every event a stream sends
+    is encoded here once; one formatting of bytes costs about half what encoding a dict
+    holding a datetime did."""
+    return _EVENT_JSON % (seq, ids, _type_json(type), iso_bytes(ts), data_json, parent)
+
+
+def ids_json(run_id: str, session_id: str) -> bytes:
+    """The run's and session's ids as members of an event's JSON object."""
+    return b'"run_id":%b,"session_id":%b' % (orjson.dumps(run_id), orjson.dumps(session_id))
+
+
+def parent_json(parent_run_id: str | None) -> bytes:
+    return b"null" if parent_run_id is None else encode(parent_run_id)
+
+
+_types: dict[str, bytes] = {}
+
+
+def _type_json(name: str) -> bytes:
+    encoded = _types.get(name)
+    if encoded is None:
+        encoded = encode(name)
+        if len(_types) < 10_000:  # a run making up types without end cannot grow it
+            _types[name] = encoded
+    return encoded
+
+
+_second: list[Any] = [None, b""]
+"""The last whole second ``iso_bytes`` formatted, and its date and time."""
+
+
+def iso_bytes(ts: float) -> bytes:
+    """``iso(ts)`` as bytes, without making a datetime: the date and time of a second
+    are formatted once, its microseconds each time, rounded as ``datetime`` rounds them
+    (half to even) and left out when they are zero, as ``isoformat`` leaves them out."""
+    whole = math.floor(ts)
+    micros = round((ts - whole) * 1e6)
+    if micros >= 1_000_000:
+        whole += 1
+        micros -= 1_000_000
+    if whole != _second[0]:
+        text = datetime.fromtimestamp(whole, UTC).isoformat().replace("+00:00", "")
+        _second[:] = [whole, text.encode()]
+    return b"%b.%06dZ" % (_second[1], micros) if micros else _second[1] + b"Z"
+
+
+def by_run(events: Sequence[Event]) -> Iterator[Sequence[Event]]:
+    """``events`` in slices of consecutive events of one run, in order. A commit of the
+    log holds each run's events together, so whoever sorts a batch by run (the bus, the
+    cache of recent events) does it per slice rather than per event."""
+    start, count = 0, len(events)
+    while start < count:
+        run_id = events[start].run_id
+        end = start + 1
+        while end < count and events[end].run_id == run_id:
+            end += 1
+        yield events[start:end]
+        start = end
 
 
 def encode(value: Any) -> bytes:

@@ -78,7 +78,8 @@ def _copy(value: Any, depth: int, max_depth: int) -> Any:
     # exact type checks first: the common cases cost one dict lookup each
     kind = type(value)
     if kind is str:
-        if _SURROGATE.search(value) is not None:
+        # only a string with a character past ASCII can hold a surrogate: most cost no search
+        if not value.isascii() and _SURROGATE.search(value) is not None:
             raise _Refused("text holds a lone surrogate, which is not UTF-8")
         return value
     if value is None or kind is bool:
@@ -103,7 +104,7 @@ def _copy(value: Any, depth: int, max_depth: int) -> Any:
             for key, item in value.items():
                 if type(key) is not str:
                     raise _Refused(f"object keys must be strings, not {type(key).__name__}")
-                if _SURROGATE.search(key) is not None:
+                if not key.isascii() and _SURROGATE.search(key) is not None:
                     raise _Refused("a key holds a lone surrogate")
                 try:
                     out[key] = _copy(item, depth + 1, max_depth)

@@ -11,7 +11,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
-from culm.events import Event
+from culm.events import Event, by_run
 
 ALL: Hashable = ("all",)
 """Key of subscribers that receive every event of this process's bus."""
@@ -102,9 +102,9 @@ class Hub:
         if not self._subs:
             return
         by_key: defaultdict[Hashable, list[Event]] = defaultdict(list)
-        for event in events:
-            by_key[("run", event.run_id)].append(event)
-            by_key[("session", event.session_id)].append(event)
+        for group in by_run(events):  # a run's events share its session too
+            by_key[("run", group[0].run_id)].extend(group)
+            by_key[("session", group[0].session_id)].extend(group)
         if ALL in self._subs:
             by_key[ALL] = list(events)
         for key, batch in by_key.items():

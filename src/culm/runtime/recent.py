@@ -19,17 +19,19 @@ from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
 from culm.bus import Bus, Notice, NoticeHandler, Subscription
-from culm.events import Event
+from culm.events import Event, by_run
 from culm.store import Store
 
-EVENT_OVERHEAD = 250
-"""Bytes an event costs in memory besides its data's JSON (the object, its strings, the
-decoded data): an estimate that keeps the budget honest for small events."""
+EVENT_OVERHEAD = 450
+"""Bytes an event costs in memory besides its data's JSON, twice over (the object, its
+strings, the decoded data, and the rest of its own JSON, which a runner encodes as it
+emits): an estimate that keeps the budget honest for small events."""
 
 
 def event_cost(event: Event) -> int:
-    """What keeping ``event`` costs, in bytes, as the cache counts it."""
-    return EVENT_OVERHEAD + len(event.data_json())
+    """What keeping ``event`` costs, in bytes, as the cache counts it: its data's JSON is
+    kept alone (for the log) and within the event's JSON (for its streams)."""
+    return EVENT_OVERHEAD + 2 * len(event.data_json())
 
 
 class RecentEvents:
@@ -45,6 +47,24 @@ class RecentEvents:
 
     def record(self, events: Sequence[Event]) -> None:
         """Remember committed events (in the order they were committed)."""
+        for group in by_run(events):  # a run's events in order: its range grows by a slice
+            run_id = group[0].run_id
+            tail = self._runs.get(run_id)
+            gap_free = group[-1].seq - group[0].seq == len(group) - 1
+            if tail is None and gap_free:
+                self._runs[run_id] = list(group)
+            elif tail is not None and gap_free and group[0].seq == tail[-1].seq + 1:
+                tail.extend(group)
+            else:
+                self._record_each(group)
+                continue
+            self._count += len(group)
+            self.bytes += sum(map(event_cost, group))
+            self._runs.move_to_end(run_id)
+        if self.bytes > self._limit:
+            self._shrink(self._limit * 9 // 10)  # some room, so trimming is not per event
+
+    def _record_each(self, events: Sequence[Event]) -> None:
         for event in events:
             tail = self._runs.get(event.run_id)
             if tail is not None and event.seq <= tail[-1].seq:
@@ -58,8 +78,6 @@ class RecentEvents:
             self._count += 1
             self.bytes += event_cost(event)
             self._runs.move_to_end(event.run_id)
-        if self.bytes > self._limit:
-            self._shrink(self._limit * 9 // 10)  # some room, so trimming is not per event
 
     def _forget(self, tail: list[Event], n: int) -> None:
         self._count -= n

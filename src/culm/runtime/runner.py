@@ -19,7 +19,7 @@ from culm.agent.context import CancelToken, RunContext
 from culm.agent.journal import Journal, Replay
 from culm.agent.waiting import Waits
 from culm.errors import InvalidPayload, RunCancelled, RunSuspended
-from culm.events import Event
+from culm.events import Event, event_json, ids_json, parent_json
 from culm.models import Run, RunState, RunStatus
 from culm.payload import check, check_encoded
 from culm.projection import apply
@@ -40,6 +40,7 @@ class Runner:
         "_clock",
         "_done",
         "_ended",
+        "_json_parts",
         "_log",
         "_on_end",
         "_on_suspend",
@@ -100,6 +101,8 @@ class Runner:
         self._on_end = on_end
         self._on_suspend = on_suspend
         self._clock = clock
+        self._json_parts: tuple[bytes, bytes] | None = None
+        """What every event of the run has in its JSON (``ids_json``, ``parent_json``)."""
         self.children: ChildSet | None = None
         if door is not None:
             limits = effective_limits(spec.spawn, door.settings)
@@ -142,14 +145,21 @@ class Runner:
     def _append(self, type: str, data: dict[str, Any]) -> None:
         r = self.run
         data, encoded = check_encoded(data, self._log.limits, what=f"the data of a {type} event")
+        parts = self._json_parts
+        if parts is None:
+            parts = self._json_parts = (ids_json(r.id, r.session_id), parent_json(r.parent_run_id))
+        seq = self.state.last_seq + 1
+        ts = self._clock()
+        # encoded now, while its data's JSON is at hand: every stream of the run sends it
         event = Event(
-            self.state.last_seq + 1,
+            seq,
             r.id,
             r.session_id,
             type,
             data,
-            ts=self._clock(),
+            ts=ts,
             parent_run_id=r.parent_run_id,
+            _json=event_json(seq, parts[0], type, ts, encoded, parts[1]),
             _data_json=encoded,
         )
         apply(self.state, event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -221,7 +222,7 @@ def sqlite_event_inserts(rows: Sequence[tuple[Any, ...]]) -> Iterator[tuple[str,
     for start in range(0, len(rows), _SQLITE_ROWS):
         chunk = rows[start : start + _SQLITE_ROWS]
         sql = _SQLITE_INSERT_EVENTS + ", ".join([_SQLITE_ROW] * len(chunk))
-        yield sql, [value for row in chunk for value in row], len(chunk)
+        yield sql, list(chain.from_iterable(chunk)), len(chunk)
 
 
 async def _insert_sqlite(conn: AsyncConnection, batch: Sequence[Event]) -> list[int]:
