@@ -151,23 +151,26 @@ def _type_json(name: str) -> bytes:
     return encoded
 
 
-_second: list[Any] = [None, b""]
-"""The last whole second ``iso_bytes`` formatted, and its date and time."""
+_second: tuple[int | None, bytes] = (None, b"")
+"""The last whole second ``iso_bytes`` formatted, and its date and time: one tuple,
+read once, so a thread formatting another second meanwhile cannot mix the two."""
 
 
 def iso_bytes(ts: float) -> bytes:
     """``iso(ts)`` as bytes, without making a datetime: the date and time of a second
     are formatted once, its microseconds each time, rounded as ``datetime`` rounds them
     (half to even) and left out when they are zero, as ``isoformat`` leaves them out."""
+    global _second
     whole = math.floor(ts)
     micros = round((ts - whole) * 1e6)
     if micros >= 1_000_000:
         whole += 1
         micros -= 1_000_000
-    if whole != _second[0]:
+    second = _second
+    if second[0] != whole:
         text = datetime.fromtimestamp(whole, UTC).isoformat().replace("+00:00", "")
-        _second[:] = [whole, text.encode()]
-    return b"%b.%06dZ" % (_second[1], micros) if micros else _second[1] + b"Z"
+        second = _second = (whole, text.encode())
+    return b"%b.%06dZ" % (second[1], micros) if micros else second[1] + b"Z"
 
 
 def by_run(events: Sequence[Event]) -> Iterator[Sequence[Event]]:
