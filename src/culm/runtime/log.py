@@ -34,6 +34,12 @@ from culm.store.base import Fence
 log = logging.getLogger("culm.log")
 
 _BACKOFF = (0.05, 2.0)
+YIELD_EVENTS = 256
+YIELD_BYTES = 1_048_576
+"""An emitter lets the event loop run (``backpressure``) after this many events, or bytes
+of their data, appended in a row. ``emit`` does not wait for the disk, so a run emitting
+as fast as it can would otherwise hold the whole process until the queue is full (5,000
+events: tens of milliseconds in which no other run moves and no request is answered)."""
 
 
 @dataclass(slots=True)
@@ -81,6 +87,8 @@ class EventLog:
         """Told of a run whose events the database refused (and were dropped), and why."""
         self.appended = 0
         self.commits = 0
+        self._unyielded = 0
+        self._unyielded_bytes = 0
 
     @property
     def store(self) -> Store:
@@ -110,15 +118,22 @@ class EventLog:
         pending.size += size
         self._count += 1
         self._bytes += size
+        self._unyielded += 1
+        self._unyielded_bytes += size
         if self._count >= self._max_batch or self._bytes >= self._max_bytes:
             self._room.clear()
         self._wake.set()
 
     async def backpressure(self) -> None:
         """Wait while the queue is full, so a fast emitter cannot outrun the disk unboundedly
-        (in events or in bytes)."""
+        (in events or in bytes); otherwise let the event loop run once in a while
+        (``YIELD_EVENTS``), so a fast emitter cannot hold the process either."""
         if not self._room.is_set():
+            self._unyielded = self._unyielded_bytes = 0
             await self._room.wait()
+        elif self._unyielded >= YIELD_EVENTS or self._unyielded_bytes >= YIELD_BYTES:
+            self._unyielded = self._unyielded_bytes = 0
+            await asyncio.sleep(0)
 
     async def flush(self, run_id: str | None = None) -> None:
         """Return when everything appended so far (for ``run_id``, or by anyone) has been
