@@ -37,9 +37,13 @@ _BACKOFF = (0.05, 2.0)
 YIELD_EVENTS = 256
 YIELD_BYTES = 1_048_576
 """An emitter lets the event loop run (``backpressure``) after this many events, or bytes
-of their data, appended in a row. ``emit`` does not wait for the disk, so a run emitting
-as fast as it can would otherwise hold the whole process until the queue is full (5,000
-events: tens of milliseconds in which no other run moves and no request is answered)."""
+of their data, appended while the writer did not run. ``emit`` does not wait for the disk,
+so a run emitting as fast as it can would otherwise hold the whole process until the
+queue is full (5,000 events: tens of milliseconds in which no other run moves and no
+request is answered). The writer itself lets such a burst go on before it takes the
+queue: a commit begun mid-burst waits on SQLite's thread for the interpreter, which the
+emitting run holds, until the burst ends (measured: 30 ms for 112 events), and then the
+rest needs a commit of its own."""
 
 
 @dataclass(slots=True)
@@ -89,6 +93,8 @@ class EventLog:
         self.commits = 0
         self._unyielded = 0
         self._unyielded_bytes = 0
+        self._bursting = False
+        """An emitter let the loop run in the middle of a burst (``backpressure``)."""
 
     @property
     def store(self) -> Store:
@@ -133,6 +139,7 @@ class EventLog:
             await self._room.wait()
         elif self._unyielded >= YIELD_EVENTS or self._unyielded_bytes >= YIELD_BYTES:
             self._unyielded = self._unyielded_bytes = 0
+            self._bursting = True
             await asyncio.sleep(0)
 
     async def flush(self, run_id: str | None = None) -> None:
@@ -189,6 +196,9 @@ class EventLog:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            while self._bursting:  # one turn of the loop after each of the burst's own
+                self._bursting = False
+                await asyncio.sleep(0)
             while self._queue:
                 taken = self._taken = self._take(share)
                 try:
@@ -211,6 +221,7 @@ class EventLog:
                 delay, share = _BACKOFF[0], 0
 
     def _take(self, share: int) -> dict[str, _Pending]:
+        self._unyielded = self._unyielded_bytes = 0  # the loop has turned since
         ids = list(self._queue)
         if share:
             ids = ids[:share]
