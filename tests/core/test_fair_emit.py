@@ -53,6 +53,13 @@ def _longest_hold(ticks: list[int]) -> int:
     return longest + 1
 
 
+@app.agent
+async def endless(run: culm.RunContext, input: int) -> int:
+    for i in range(input):
+        await run.emit("test.tick", {"i": i})
+    return input
+
+
 class TestFairEmit:
     async def test_other_tasks_run_between_a_bursts_events(
         self, make_engine: EngineFactory
@@ -68,3 +75,14 @@ class TestFairEmit:
         async with make_engine(app, max_batch=100_000) as engine:
             ticks = await _burst_beside_another_task(engine, 100, size)
         assert _longest_hold(ticks) <= YIELD_BYTES // size + 1 < YIELD_EVENTS
+
+    async def test_a_cancel_stops_a_burst_early(self, make_engine: EngineFactory) -> None:
+        """The cancel is taken while the burst goes on, and its next emit stops it."""
+        async with make_engine(app, max_batch=1_000_000) as engine:
+            run = await engine.start_run("endless", 200_000)
+            # the run's task is ahead of this one: the cancel is asked at the burst's first turn
+            canceller = asyncio.create_task(engine.cancel(run.id))
+            done = await engine.wait(run.id, timeout=60)
+            await canceller
+        assert done.status is culm.RunStatus.CANCELLED
+        assert done.state.last_seq < 20 * YIELD_EVENTS  # not 200,000
