@@ -85,4 +85,6 @@ class TestFairEmit:
             done = await engine.wait(run.id, timeout=60)
             await canceller
         assert done.status is culm.RunStatus.CANCELLED
-        assert done.state.last_seq < 20 * YIELD_EVENTS  # not 200,000
+        # a few hundred on SQLite, a few thousand on PostgreSQL (the cancel's reads take
+        # the burst's turns); 96,337 when the burst held the loop until the queue was full
+        assert done.state.last_seq < 50_000
