@@ -135,8 +135,7 @@ class EventLog:
         (in events or in bytes); otherwise let the event loop run once in a while
         (``YIELD_EVENTS``), so a fast emitter cannot hold the process either."""
         if not self._room.is_set():
-            self._unyielded = self._unyielded_bytes = 0
-            await self._room.wait()
+            await self._room.wait()  # the writer's take, which makes room, counts anew
         elif self._unyielded >= YIELD_EVENTS or self._unyielded_bytes >= YIELD_BYTES:
             self._unyielded = self._unyielded_bytes = 0
             self._bursting = True

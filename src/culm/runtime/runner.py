@@ -101,8 +101,8 @@ class Runner:
         self._on_end = on_end
         self._on_suspend = on_suspend
         self._clock = clock
-        self._json_parts: tuple[bytes, bytes] | None = None
-        """What every event of the run has in its JSON (``ids_json``, ``parent_json``)."""
+        self._json_parts = (ids_json(run.id, run.session_id), parent_json(run.parent_run_id))
+        """What every event of the run has in its JSON, encoded once."""
         self.children: ChildSet | None = None
         if door is not None:
             limits = effective_limits(spec.spawn, door.settings)
@@ -146,8 +146,6 @@ class Runner:
         r = self.run
         data, encoded = check_encoded(data, self._log.limits, what=f"the data of a {type} event")
         parts = self._json_parts
-        if parts is None:
-            parts = self._json_parts = (ids_json(r.id, r.session_id), parent_json(r.parent_run_id))
         seq = self.state.last_seq + 1
         ts = self._clock()
         # encoded now, while its data's JSON is at hand: every stream of the run sends it
